@@ -1,0 +1,51 @@
+"""Backends: ``get_backend("cpu" | "cuda" | "reference" | "auto")``.
+
+Every backend has the same public API (see ``numbacnn.backends.base``).
+"""
+from __future__ import annotations
+
+from .. import config  # noqa: F401  (sets Numba's threading defaults before numba loads)
+from .base import Backend
+
+_INSTANCES: dict = {}
+NAMES = ("cpu", "cuda", "reference", "auto")
+
+
+def cuda_available() -> bool:
+    """True when a real CUDA GPU (not the simulator) can be used."""
+    if config.CUDASIM:
+        return False
+    try:
+        from numba import cuda
+        return bool(cuda.is_available())
+    except Exception:
+        return False
+
+
+def get_backend(name: str = "cpu") -> Backend:
+    """Return the (shared) backend called ``name``.
+
+    ``auto`` is ``cuda`` when a real GPU is present, else ``cpu``.  Asking for
+    ``cuda`` without one (and without the CUDA simulator) raises RuntimeError.
+    """
+    if isinstance(name, Backend):
+        return name
+    name = str(name).lower()
+    if name == "auto":
+        name = "cuda" if cuda_available() else "cpu"
+    if name not in _INSTANCES:
+        if name == "cpu":
+            from .cpu import CPUBackend
+            _INSTANCES[name] = CPUBackend()
+        elif name == "reference":
+            from .reference import ReferenceBackend
+            _INSTANCES[name] = ReferenceBackend()
+        elif name == "cuda":
+            from .cuda import CUDABackend
+            _INSTANCES[name] = CUDABackend()
+        else:
+            raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(NAMES)}")
+    return _INSTANCES[name]
+
+
+__all__ = ["Backend", "get_backend", "cuda_available", "NAMES"]
