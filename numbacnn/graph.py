@@ -1,0 +1,316 @@
+"""The DAG executor: a node list in topological order (darknet's forward_network,
+micrograd's reverse-topological backward).  It knows only the Layer interface.
+
+Config document (what HDF5 files store as ``model_config``)::
+
+    {"name": str, "input_shape": [C, H, W],
+     "nodes": [{"name": str, "class_name": str, "config": {...}, "inputs": [names]}, ...],
+     "output": name}
+
+The model input is the node ``"input"``.  Builder API::
+
+    m = Model("net", input_shape=(1, 28, 28))
+    h = m.add(Conv2D(6, 5, padding=2))          # input defaults to the last node added
+    h = m.add(ReLU(), h)
+    m.build("cpu", seed=0); y = m.forward(x)
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .layers.base import Layer, assign, layer_from_config, shape_str
+
+INPUT = "input"
+
+
+class Model:
+    """A directed acyclic graph of layers with one input and one output."""
+
+    def __init__(self, name: str = "model", input_shape=None):
+        self.name = str(name)
+        self.input_shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
+        self._nodes: dict = {}   # name -> (layer, [input names]), in topological order
+        self.output = None
+        self.backend = None
+        self.output_shapes: dict = {}
+
+    # ------------------------------------------------------------ building the graph
+    def add(self, layer: Layer, inputs=None, name: str | None = None) -> str:
+        """Append ``layer`` fed by ``inputs`` (a name or list of names; default: the last node).
+
+        Returns the node name (``name``, else ``layer.name``, else ``<lowercase class>_<i>``);
+        the node becomes the model output.
+        """
+        if not isinstance(layer, Layer):
+            raise ValueError(f"model {self.name!r}: add() needs a Layer, got {type(layer).__name__}")
+        if any(layer is other for other, _ in self._nodes.values()):
+            raise ValueError(f"model {self.name!r}: {layer.describe()} is already in the graph (layers hold "
+                             f"per-node state, so create a new one)")
+        if inputs is None:
+            inputs = [self.output or INPUT]
+        elif isinstance(inputs, str):
+            inputs = [inputs]
+        inputs = list(inputs)
+        name = name or layer.name
+        if name is None:
+            base, i = type(layer).__name__.lower(), 1
+            while f"{base}_{i}" in self._nodes:
+                i += 1
+            name = f"{base}_{i}"
+        if name == INPUT or name in self._nodes:
+            raise ValueError(f"model {self.name!r}: node name {name!r} is already used")
+        for src in inputs:
+            if src != INPUT and src not in self._nodes:
+                raise ValueError(f"model {self.name!r}: node {name!r} takes unknown input {src!r}")
+        layer.name = name
+        self._nodes[name] = (layer, inputs)
+        self.output = name
+        return name
+
+    @classmethod
+    def sequential(cls, name: str, input_shape, layers) -> "Model":
+        m = cls(name, input_shape)
+        for layer in layers:
+            m.add(layer)
+        return m
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Model":
+        """Rebuild a model from ``to_config()``'s document (nodes may come in any order)."""
+        if not isinstance(cfg, dict):
+            raise ValueError(f"model config must be a dict, got {type(cfg).__name__}")
+        for key in ("input_shape", "nodes", "output"):
+            if key not in cfg:
+                raise ValueError(f"model config {cfg.get('name', '?')!r} lacks the key {key!r}")
+        m = cls(cfg.get("name", "model"), cfg["input_shape"])
+        pending = {}
+        for node in cfg["nodes"]:
+            try:
+                name, class_name, config, inputs = node["name"], node["class_name"], node.get("config", {}), \
+                    node["inputs"]
+            except (KeyError, TypeError):
+                raise ValueError(f"model {m.name!r}: node {node!r} needs name, class_name, config, inputs") from None
+            if name in pending or name == INPUT:
+                raise ValueError(f"model {m.name!r}: node name {name!r} is used twice")
+            pending[name] = (layer_from_config(class_name, {**config, "name": name}), list(inputs))
+        while pending:  # Kahn's algorithm, keeping the document's order among ready nodes
+            ready = [n for n, (_, ins) in pending.items() if all(i == INPUT or i in m._nodes for i in ins)]
+            if not ready:
+                bad = {n: [i for i in ins if i != INPUT and i not in m._nodes] for n, (_, ins) in pending.items()}
+                raise ValueError(f"model {m.name!r}: unknown inputs or a cycle among nodes {bad}")
+            for n in ready:
+                layer, ins = pending.pop(n)
+                m.add(layer, ins, n)
+        if cfg["output"] not in m._nodes:
+            raise ValueError(f"model {m.name!r}: output {cfg['output']!r} is not a node")
+        m.output = cfg["output"]
+        return m
+
+    def to_config(self) -> dict:
+        return {"name": self.name, "input_shape": list(self.input_shape),
+                "nodes": [{"name": n, "class_name": type(layer).__name__,
+                           "config": {k: v for k, v in layer.get_config().items() if k != "name"},
+                           "inputs": list(ins)} for n, (layer, ins) in self._nodes.items()],
+                "output": self.output}
+
+    def to_json(self, indent=None) -> str:
+        return json.dumps(self.to_config(), indent=indent)
+
+    @classmethod
+    def from_json_file(cls, path) -> "Model":
+        try:
+            with open(path) as f:
+                cfg = json.load(f)
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read model config ({e.strerror})") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        return cls.from_config(cfg)
+
+    # ------------------------------------------------------------ shapes and parameters
+    @property
+    def layers(self) -> dict:
+        """{node name: Layer} in topological order."""
+        return {n: layer for n, (layer, _) in self._nodes.items()}
+
+    def inputs_of(self, name: str) -> list:
+        return list(self._nodes[name][1])
+
+    def infer_shapes(self) -> dict:
+        """Build every layer on the shapes flowing from ``input_shape``; returns ``output_shapes``."""
+        if self.input_shape is None:
+            raise ValueError(f"model {self.name!r} has no input_shape")
+        if self.output is None:
+            raise ValueError(f"model {self.name!r} has no layers")
+        self._check_all_feed_output()
+        shapes = {INPUT: self.input_shape}
+        for n, (layer, ins) in self._nodes.items():
+            shapes[n] = layer.build([shapes[i] for i in ins])
+        self.output_shapes = {n: s for n, s in shapes.items() if n != INPUT}
+        return self.output_shapes
+
+    def _check_all_feed_output(self):
+        live, stack = set(), [self.output]
+        while stack:
+            n = stack.pop()
+            if n in live or n == INPUT:
+                continue
+            live.add(n)
+            stack.extend(self._nodes[n][1])
+        dead = [n for n in self._nodes if n not in live]
+        if dead:
+            raise ValueError(f"model {self.name!r}: node(s) {dead} do not feed the output {self.output!r}")
+
+    def build(self, backend="cpu", seed: int = 0) -> "Model":
+        """Infer shapes, then initialise every parameter (numpy Generator seeded ``seed``) on ``backend``."""
+        from .backends import get_backend
+        be = get_backend(backend)
+        self.infer_shapes()
+        rng = np.random.default_rng(seed)
+        for layer in self.layers.values():
+            layer.set_backend(be)
+            layer.init_params(rng)
+        self.backend = be
+        return self
+
+    def set_backend(self, backend) -> "Model":
+        from .backends import get_backend
+        be = get_backend(backend)
+        for layer in self.layers.values():
+            layer.set_backend(be)
+        self.backend = be
+        return self
+
+    def _require_built(self):
+        if self.backend is None:
+            raise ValueError(f"model {self.name!r} is not built: call build() first")
+        return self.backend
+
+    # ------------------------------------------------------------ compute
+    def forward(self, x, training: bool = False):
+        """x : (N, *input_shape) host or backend array -> the output node's array (N, ...)."""
+        be = self._require_built()
+        if isinstance(x, np.ndarray):
+            x = be.asarray(x)
+        if tuple(int(d) for d in x.shape[1:]) != self.input_shape or len(x.shape) != len(self.input_shape) + 1:
+            raise ValueError(f"model {self.name!r}: input shape {shape_str(x.shape)} does not match "
+                             f"(N, {', '.join(map(str, self.input_shape))})")
+        acts = {INPUT: x}
+        for n, (layer, ins) in self._nodes.items():
+            acts[n] = layer.forward([acts[i] for i in ins], training)
+        return acts[self.output]
+
+    __call__ = forward
+
+    def backward(self, dy):
+        """Backpropagate ``dy`` (the output's gradient) in reverse topological order.
+
+        Fills every layer's ``grads``; where one output feeds several nodes
+        their gradients are summed (``backend.add_inplace`` on a private copy).
+        Returns the gradient with respect to the model input.
+        """
+        be = self._require_built()
+        if isinstance(dy, np.ndarray):
+            dy = be.asarray(dy)
+        grads, owned = {self.output: dy}, set()
+        for n in reversed(self._nodes):
+            layer, ins = self._nodes[n]
+            dxs = layer.backward(grads.pop(n))
+            if len(dxs) != len(ins):
+                raise ValueError(f"{layer.describe()}: backward returned {len(dxs)} gradients for {len(ins)} inputs")
+            for src, dx in zip(ins, dxs):
+                if src not in grads:
+                    grads[src] = dx
+                    continue
+                if src not in owned:  # the first gradient may alias another array: sum into a copy
+                    grads[src] = be.copy(grads[src])
+                    owned.add(src)
+                be.add_inplace(grads[src], dx)
+        return grads.get(INPUT)
+
+    # ------------------------------------------------------------ parameters
+    def named_parameters(self):
+        """Yield (layer_name, param_name, param, grad, layer) for every param of trainable layers."""
+        for n, layer in self.layers.items():
+            if not layer.trainable:
+                continue
+            for p, value in layer.params.items():
+                yield n, p, value, layer.grads[p], layer
+
+    def get_weights(self) -> dict:
+        """{layer: {param or buffer name: host float32 copy}} for layers that have any."""
+        return {n: state for n, layer in self.layers.items() if (state := layer.host_state())}
+
+    def set_weights(self, weights: dict, strict: bool = True):
+        """Load ``weights`` (as from ``get_weights``) in place; returns (loaded, skipped) lists of "layer/name".
+
+        strict=True: a shape mismatch, a name the model lacks, or a model
+        param/buffer that ``weights`` lacks raises ValueError.  strict=False
+        skips and reports them (mismatches and unknown names in ``skipped``).
+        """
+        self._require_built()
+        layers, loaded, skipped = self.layers, [], []
+        for ln, state in weights.items():
+            layer = layers.get(ln)
+            for pn, value in state.items():
+                key = f"{ln}/{pn}"
+                target = None if layer is None else layer.params.get(pn, layer.buffers.get(pn))
+                if target is None:
+                    if strict:
+                        raise ValueError(f"model {self.name!r} has no layer/param {key!r} to load")
+                    skipped.append(key)
+                    continue
+                value = np.asarray(value)
+                if tuple(value.shape) != tuple(target.shape):
+                    if strict:
+                        raise ValueError(f"layer {ln!r} param {pn!r}: model shape {shape_str(target.shape)} "
+                                         f"does not match loaded shape {shape_str(value.shape)}")
+                    skipped.append(key)
+                    continue
+                assign(target, value)
+                loaded.append(key)
+        if strict:
+            missing = [f"{ln}/{pn}" for ln, layer in layers.items() for pn in (*layer.params, *layer.buffers)
+                       if f"{ln}/{pn}" not in loaded]
+            if missing:
+                raise ValueError(f"model {self.name!r}: weights lack {missing}")
+        return loaded, skipped
+
+    def _layer_names(self, names):
+        if names is None:
+            return list(self._nodes)
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in names if n not in self._nodes]
+        if unknown:
+            raise ValueError(f"model {self.name!r} has no layer(s) {unknown}")
+        return names
+
+    def freeze(self, names=None):
+        """Mark layers (a name, a list, or None for all) non-trainable."""
+        for n in self._layer_names(names):
+            self._nodes[n][0].trainable = False
+
+    def unfreeze(self, names=None):
+        for n in self._layer_names(names):
+            self._nodes[n][0].trainable = True
+
+    def count_params(self) -> tuple:
+        """(total, trainable) parameter counts (buffers such as running statistics excluded)."""
+        if not self.output_shapes:
+            self.infer_shapes()
+        total = trainable = 0
+        for layer in self.layers.values():
+            c = layer.count_params()
+            total += c
+            trainable += c if layer.trainable else 0
+        return total, trainable
+
+    def summary_rows(self) -> list:
+        """[{name, type, inputs, output_shape, params, flops}] per layer; flops for one sample."""
+        if not self.output_shapes:
+            self.infer_shapes()
+        return [{"name": n, "type": type(layer).__name__, "inputs": list(ins),
+                 "output_shape": tuple(layer.output_shape), "params": layer.count_params(),
+                 "flops": int(layer.flops())} for n, (layer, ins) in self._nodes.items()]

@@ -1,0 +1,104 @@
+"""Element-wise activations and Softmax (any input shape; Softmax needs (N, F))."""
+from __future__ import annotations
+
+from .base import Layer, register
+
+
+class _Elementwise(Layer):
+    """y = f(x) element by element; the backward uses x or y (``uses_output``)."""
+
+    uses_output = False
+
+    def __init__(self, name=None, trainable=True):
+        super().__init__(name, trainable)
+        self._saved = None
+
+    def forward(self, inputs, training):
+        y = self._f(inputs[0])
+        self._saved = y if self.uses_output else inputs[0]
+        return y
+
+    def backward(self, dy):
+        return [self._df(dy, self._need_forward("_saved"))]
+
+    def clear_cache(self):
+        self._saved = None
+
+
+@register
+class ReLU(_Elementwise):
+    """y = max(x, 0)."""
+
+    def _f(self, x):
+        return self.backend.relu_forward(x)
+
+    def _df(self, dy, x):
+        return self.backend.relu_backward(dy, x)
+
+
+@register
+class LeakyReLU(_Elementwise):
+    """y = x if x > 0 else negative_slope * x."""
+
+    def __init__(self, negative_slope=0.01, name=None, trainable=True):
+        super().__init__(name, trainable)
+        if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
+            raise ValueError(f"{self.describe()}: negative_slope must be a number, got {negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+
+    def _f(self, x):
+        return self.backend.leaky_relu_forward(x, self.negative_slope)
+
+    def _df(self, dy, x):
+        return self.backend.leaky_relu_backward(dy, x, self.negative_slope)
+
+
+@register
+class Sigmoid(_Elementwise):
+    """y = 1 / (1 + exp(-x))."""
+
+    uses_output = True
+
+    def _f(self, x):
+        return self.backend.sigmoid_forward(x)
+
+    def _df(self, dy, y):
+        return self.backend.sigmoid_backward(dy, y)
+
+
+@register
+class Tanh(_Elementwise):
+    """y = tanh(x)."""
+
+    uses_output = True
+
+    def _f(self, x):
+        return self.backend.tanh_forward(x)
+
+    def _df(self, dy, y):
+        return self.backend.tanh_backward(dy, y)
+
+
+@register
+class Softmax(_Elementwise):
+    """Softmax over the features.  (N, F) -> (N, F).
+
+    Models trained with ``softmax_cross_entropy`` end with logits instead.
+    """
+
+    uses_output = True
+
+    def _build(self, shapes):
+        s = shapes[0]
+        if len(s) != 1:
+            raise self.shape_error("needs a flat (features,) input; put a Flatten before it", s, "(F,)")
+        return s
+
+    def flops(self):
+        return 4 * self.output_shape[0]
+
+    def _f(self, x):
+        return self.backend.softmax_forward(x)
+
+    def _df(self, dy, y):
+        return self.backend.softmax_backward(dy, y)

@@ -1,0 +1,257 @@
+"""The Layer base class and the layer registry (Keras' ``base_conv.py`` style).
+
+A layer is configuration plus parameters:
+
+* ``__init__`` takes only JSON-able hyper-parameters plus ``name`` and
+  ``trainable`` and stores each argument under an attribute of the same name;
+  ``get_config()`` reads them back (through the signature), so
+  ``cls(**layer.get_config())`` rebuilds the layer.
+* ``build(input_shapes)`` takes the input shapes WITHOUT the batch dimension,
+  declares parameter shapes (``add_param``/``add_buffer``) and returns the
+  output shape.  A shape that does not fit raises a ValueError naming the layer
+  and both shapes.
+* ``init_params(rng)`` creates the parameters on the host (seeded numpy
+  Generator) and moves them to the layer's backend; ``set_backend(be)`` moves
+  existing ones.
+* ``forward(inputs, training)`` and ``backward(dy) -> [dx per input]`` reach
+  kernels only through ``self.backend``.  ``backward`` overwrites
+  ``self.grads``; a layer keeps what it needs from its last forward.
+
+Layers are found by class name in ``LAYERS`` (``@register``), never through
+an if-chain.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from .. import init as initializers
+
+LAYERS: dict = {}
+
+
+def register(cls):
+    """Class decorator: make ``cls`` constructible by name from a config."""
+    if cls.__name__ in LAYERS and LAYERS[cls.__name__] is not cls:
+        raise ValueError(f"layer class name {cls.__name__!r} is registered twice")
+    LAYERS[cls.__name__] = cls
+    return cls
+
+
+def layer_from_config(class_name: str, config: dict):
+    """Build the registered layer ``class_name`` from its ``get_config()`` dict."""
+    cls = LAYERS.get(class_name)
+    if cls is None:
+        raise ValueError(f"unknown layer class {class_name!r}; known: {', '.join(sorted(LAYERS))}")
+    if not isinstance(config, dict):
+        raise ValueError(f"config of layer class {class_name!r} must be a dict, got {type(config).__name__}")
+    params = inspect.signature(cls.__init__).parameters
+    unknown = sorted(set(config) - set(params))
+    if unknown:
+        raise ValueError(f"layer {config.get('name')!r} ({class_name}): unknown config key(s) {unknown}")
+    return cls(**config)
+
+
+# ------------------------------------------------------------------ helpers
+def out_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output length of a convolution or pooling window along one axis (floor mode)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def jsonable(v):
+    """Tuples become lists (recursively), numpy scalars become Python scalars."""
+    if isinstance(v, (tuple, list)):
+        return [jsonable(a) for a in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def as_pair(layer, arg: str, v, minimum: int):
+    """An int or a pair of ints -> (a, b), each >= minimum; else a ValueError naming the layer."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        v = (int(v), int(v))
+    elif (isinstance(v, (list, tuple)) and len(v) == 2
+          and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in v)):
+        v = (int(v[0]), int(v[1]))
+    else:
+        raise ValueError(f"{layer.describe()}: {arg} must be an int or a pair of ints, got {v!r}")
+    if min(v) < minimum:
+        raise ValueError(f"{layer.describe()}: {arg} must be >= {minimum}, got {v!r}")
+    return v
+
+
+def as_padding(layer, v):
+    """Padding as an int, a pair (ph, pw) or a 4-list (top, bottom, left, right) -> (ph, pw).
+
+    The 4-list form is accepted in configs so that explicit (e.g. ONNX)
+    paddings can be stored, but the backends pad symmetrically, so top must
+    equal bottom and left must equal right; anything else raises a ValueError.
+    """
+    if isinstance(v, (list, tuple)) and len(v) == 4:
+        if not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a >= 0 for a in v):
+            raise ValueError(f"{layer.describe()}: padding must hold ints >= 0, got {v!r}")
+        t, b, l, r = (int(a) for a in v)
+        if t != b or l != r:
+            raise ValueError(f"{layer.describe()}: asymmetric padding (top, bottom, left, right)={v!r} is not "
+                             f"supported: the backends pad symmetrically")
+        return t, l
+    return as_pair(layer, "padding", v, 0)
+
+
+def shape_str(shape) -> str:
+    return "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _host(a):
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def assign(dst, value: np.ndarray):
+    """Copy the host array ``value`` into the backend array ``dst`` in place."""
+    value = _host(value)
+    if hasattr(dst, "copy_to_device"):  # a numba device array
+        dst.copy_to_device(value)
+    else:
+        dst[...] = value
+
+
+# ------------------------------------------------------------------ Layer
+class Layer:
+    """Base class of every layer; see the module docstring for the protocol."""
+
+    #: number of inputs the layer takes; None means one or more (merge layers)
+    num_inputs = 1
+
+    def __init__(self, name=None, trainable=True):
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"layer name must be a string, got {name!r}")
+        self.name = name
+        self.trainable = bool(trainable)
+        self.params: dict = {}
+        self.grads: dict = {}
+        self.buffers: dict = {}
+        self.regularized: set = set()
+        self.backend = None
+        self.input_shapes = None
+        self.output_shape = None
+        self._param_specs: dict = {}   # name -> (shape, initializer name)
+        self._buffer_specs: dict = {}  # name -> (shape, fill value)
+
+    # ------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        """The constructor arguments (JSON-able): ``type(self)(**cfg)`` rebuilds the layer."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {p: jsonable(getattr(self, p)) for p in names}
+
+    def describe(self) -> str:
+        return f"layer {self.name!r} ({type(self).__name__})"
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------ shapes
+    def shape_error(self, what: str, got, expected=None) -> ValueError:
+        """A ValueError naming this layer, the input shape it got and (if given) the one it expects."""
+        exp = f", expected {expected if isinstance(expected, str) else shape_str(expected)}" if expected is not None else ""
+        return ValueError(f"{self.describe()}: {what}: got input shape {shape_str(got)}{exp}")
+
+    def build(self, input_shapes) -> tuple:
+        """Declare parameter shapes for ``input_shapes`` (no batch dim) and return the output shape."""
+        shapes = [tuple(int(d) for d in s) for s in input_shapes]
+        if self.num_inputs is not None and len(shapes) != self.num_inputs:
+            raise ValueError(f"{self.describe()} takes {self.num_inputs} input(s), got {len(shapes)}")
+        if not shapes:
+            raise ValueError(f"{self.describe()} needs at least one input")
+        old = {k: s for k, (s, _) in self._param_specs.items()}, {k: s for k, (s, _) in self._buffer_specs.items()}
+        self._param_specs, self._buffer_specs = {}, {}
+        out = tuple(int(d) for d in self._build(shapes))
+        new = {k: s for k, (s, _) in self._param_specs.items()}, {k: s for k, (s, _) in self._buffer_specs.items()}
+        if new != old:  # a rebuild with other shapes drops stale parameters
+            self.params, self.grads, self.buffers = {}, {}, {}
+        self.input_shapes, self.output_shape = shapes, out
+        return out
+
+    def _build(self, shapes: list) -> tuple:
+        """Subclasses: check ``shapes``, call add_param/add_buffer, return the output shape."""
+        return shapes[0]
+
+    def add_param(self, name: str, shape, init: str, regularize: bool = False):
+        """Declare a trainable parameter; ``init`` is an initializer name (see numbacnn.init)."""
+        self._param_specs[name] = (tuple(int(d) for d in shape), init)
+        if regularize:
+            self.regularized.add(name)
+        else:
+            self.regularized.discard(name)
+
+    def add_buffer(self, name: str, shape, fill: float):
+        """Declare non-trainable state saved in model files (e.g. batch-norm running stats)."""
+        self._buffer_specs[name] = (tuple(int(d) for d in shape), float(fill))
+
+    @property
+    def param_shapes(self) -> dict:
+        return {k: s for k, (s, _) in self._param_specs.items()}
+
+    @property
+    def buffer_shapes(self) -> dict:
+        return {k: s for k, (s, _) in self._buffer_specs.items()}
+
+    def count_params(self) -> int:
+        return int(sum(np.prod(s, dtype=np.int64) for s in self.param_shapes.values()))
+
+    def flops(self) -> int:
+        """Floating-point operations of one forward pass for ONE sample (multiply-add = 2)."""
+        return int(np.prod(self.output_shape, dtype=np.int64)) if self.output_shape else 0
+
+    # ------------------------------------------------------------ parameters
+    def init_params(self, rng: np.random.Generator):
+        """Create parameters on the host (seeded by ``rng``), then move them to ``self.backend``."""
+        if self.input_shapes is None:
+            raise ValueError(f"{self.describe()}: build() must run before init_params()")
+        params = {k: initializers.initialize(init, shape, rng) for k, (shape, init) in self._param_specs.items()}
+        buffers = {k: np.full(shape, fill, dtype=np.float32) for k, (shape, fill) in self._buffer_specs.items()}
+        self._set_host_state(params, buffers)
+
+    def _set_host_state(self, params: dict, buffers: dict):
+        put = self.backend.asarray if self.backend is not None else _host
+        self.params = {k: put(_host(v)) for k, v in params.items()}
+        self.grads = {k: put(np.zeros_like(_host(v))) for k, v in params.items()}
+        self.buffers = {k: put(_host(v)) for k, v in buffers.items()}
+
+    def set_backend(self, backend):
+        """Move params, grads and buffers to ``backend`` (host arrays -> backend arrays)."""
+        if backend is self.backend:
+            return
+        old = self.backend
+        to_host = old.to_host if old is not None else _host
+        for d in (self.params, self.grads, self.buffers):
+            for k in d:
+                d[k] = backend.asarray(_host(to_host(d[k])))
+        self.backend = backend
+        self.clear_cache()
+
+    def clear_cache(self):
+        """Drop what the last forward kept for the backward (subclasses extend)."""
+
+    def host_state(self) -> dict:
+        """{param or buffer name: host float32 copy}."""
+        be = self.backend
+        to_host = be.to_host if be is not None else _host
+        out = {k: np.array(to_host(v), dtype=np.float32, copy=True) for k, v in self.params.items()}
+        out.update({k: np.array(to_host(v), dtype=np.float32, copy=True) for k, v in self.buffers.items()})
+        return out
+
+    # ------------------------------------------------------------ compute
+    def forward(self, inputs: list, training: bool):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dy) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def _need_forward(self, attr: str):
+        v = getattr(self, attr, None)
+        if v is None:
+            raise ValueError(f"{self.describe()}: backward() called before forward()")
+        return v

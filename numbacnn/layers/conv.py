@@ -1,0 +1,75 @@
+"""Conv2D: 2-D cross-correlation, NCHW input, OIHW weights (PyTorch semantics)."""
+from __future__ import annotations
+
+from ..init import check_kernel_initializer
+from .base import Layer, as_pair, as_padding, out_size, register
+
+
+@register
+class Conv2D(Layer):
+    """y = conv2d(x, weight) + bias.
+
+    x : (N, C, H, W) -> y : (N, filters, OH, OW); weight : (filters, C // groups, KH, KW),
+    bias : (filters,).  ``padding`` is an int, a pair (ph, pw) or a 4-list
+    (top, bottom, left, right) that must be symmetric (see ``as_padding``).
+    """
+
+    def __init__(self, filters, kernel_size=3, strides=1, padding=0, dilation=1, groups=1, use_bias=True,
+                 kernel_initializer="he_normal", name=None, trainable=True):
+        super().__init__(name, trainable)
+        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
+            raise ValueError(f"{self.describe()}: filters must be an int >= 1, got {filters!r}")
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 or filters % groups:
+            raise ValueError(f"{self.describe()}: groups must be an int >= 1 dividing filters={filters}, "
+                             f"got {groups!r}")
+        self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
+        self.padding, self.dilation, self.groups = padding, dilation, groups
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = check_kernel_initializer(kernel_initializer, self.describe())
+        self._k = as_pair(self, "kernel_size", kernel_size, 1)
+        self._s = as_pair(self, "strides", strides, 1)
+        self._p = as_padding(self, padding)
+        self._d = as_pair(self, "dilation", dilation, 1)
+        self._x = None
+
+    def _build(self, shapes):
+        s = shapes[0]
+        if len(s) != 3:
+            raise self.shape_error("needs a (C, H, W) input", s, "(C, H, W)")
+        C, H, W = s
+        if C % self.groups:
+            raise self.shape_error(f"groups={self.groups} must divide the input channels", s)
+        OH = out_size(H, self._k[0], self._s[0], self._p[0], self._d[0])
+        OW = out_size(W, self._k[1], self._s[1], self._p[1], self._d[1])
+        if OH < 1 or OW < 1:
+            raise self.shape_error(f"kernel {self._k} (dilation {self._d}, padding {self._p}) does not fit; "
+                                   f"output would be {OH}x{OW}", s, f"H >= {self._k[0]} and W >= {self._k[1]} "
+                                   f"after padding")
+        self.add_param("weight", (self.filters, C // self.groups) + self._k, self.kernel_initializer, regularize=True)
+        if self.use_bias:
+            self.add_param("bias", (self.filters,), "zeros")
+        return self.filters, OH, OW
+
+    def flops(self):
+        C = self.input_shapes[0][0]
+        K, OH, OW = self.output_shape
+        f = 2 * K * OH * OW * (C // self.groups) * self._k[0] * self._k[1]
+        return f + (K * OH * OW if self.use_bias else 0)
+
+    def forward(self, inputs, training):
+        x = inputs[0]
+        self._x = x
+        return self.backend.conv2d_forward(x, self.params["weight"], self.params.get("bias"), self._s, self._p,
+                                           self._d, self.groups)
+
+    def backward(self, dy):
+        x = self._need_forward("_x")
+        dx, dw, db = self.backend.conv2d_backward(dy, x, self.params["weight"], self._s, self._p, self._d,
+                                                  self.groups, self.use_bias)
+        self.grads["weight"] = dw
+        if self.use_bias:
+            self.grads["bias"] = db
+        return [dx]
+
+    def clear_cache(self):
+        self._x = None
