@@ -1,0 +1,33 @@
+"""The model zoo: ``ZOO[name](num_classes=..., input_shape=..., **options) -> Model`` (unbuilt).
+
+=============  ==============================================================  ==================
+name           architecture                                                    default input
+=============  ==============================================================  ==================
+lenet5         conv5x5(6, pad 2)-pool-conv5x5(16)-pool-dense120-dense84-dense  (1, 28, 28)
+alexnet        torchvision's AlexNet (61,100,840 params at 1000 classes)       (3, 224, 224)
+alexnet32      AlexNet for 32x32 images, with LRN as in the original paper     (3, 32, 32)
+vgg            VGG-11 with batch norm for 32x32 (``depth`` 11/13/16/19)        (3, 32, 32)
+inception      GoogLeNet-style net for 32x32: LRN stem, inception blocks       (3, 32, 32)
+resnet20       CIFAR ResNet-20 (272,474 params with shortcut="B", 269,722 "A") (3, 32, 32)
+resnet18       torchvision's ResNet-18 (11,689,512 params at 1000 classes)     (3, 224, 224)
+=============  ==============================================================  ==================
+"""
+from __future__ import annotations
+
+from .alexnet import alexnet, alexnet32
+from .inception import inception
+from .lenet import lenet5
+from .resnet import resnet18, resnet20
+from .vgg import vgg
+
+ZOO = {f.__name__: f for f in (lenet5, alexnet, alexnet32, vgg, inception, resnet20, resnet18)}
+
+
+def build_model(name: str, **kwargs):
+    """``ZOO[name](**kwargs)`` with a clear error for an unknown name."""
+    if name not in ZOO:
+        raise ValueError(f"unknown model {name!r}; the zoo has {', '.join(ZOO)}")
+    return ZOO[name](**kwargs)
+
+
+__all__ = ["ZOO", "build_model", "lenet5", "alexnet", "alexnet32", "vgg", "inception", "resnet20", "resnet18"]

@@ -1,0 +1,62 @@
+"""GoogLeNet-style Inception network for 32x32 images (Szegedy et al. 2015)."""
+from __future__ import annotations
+
+from ..graph import Model
+from ..layers import LRN, BatchNorm, Concatenate, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU
+
+#: (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj) per block, as in the paper's table 1
+BLOCKS = {
+    "3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64), "4c": (128, 128, 256, 24, 64, 64),
+    "4d": (112, 144, 288, 32, 64, 64), "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128), "5b": (384, 192, 384, 48, 128, 128),
+}
+
+
+def conv_act(m: Model, x: str, name: str, filters: int, kernel: int, batch_norm: bool) -> str:
+    """conv (stride 1, 'same' padding) [-> BatchNorm] -> ReLU."""
+    x = m.add(Conv2D(filters, kernel, padding=kernel // 2, use_bias=not batch_norm, name=name), x)
+    if batch_norm:
+        x = m.add(BatchNorm(name=f"{name}_bn"), x)
+    return m.add(ReLU(name=f"{name}_relu"), x)
+
+
+def inception_block(m: Model, x: str, name: str, c1: int, c3r: int, c3: int, c5r: int, c5: int, pp: int,
+                    batch_norm: bool = False) -> str:
+    """Four branches joined on channels: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | maxpool3x3 -> 1x1."""
+    b1 = conv_act(m, x, f"{name}_1x1", c1, 1, batch_norm)
+    b2 = conv_act(m, conv_act(m, x, f"{name}_3x3r", c3r, 1, batch_norm), f"{name}_3x3", c3, 3, batch_norm)
+    b3 = conv_act(m, conv_act(m, x, f"{name}_5x5r", c5r, 1, batch_norm), f"{name}_5x5", c5, 5, batch_norm)
+    b4 = conv_act(m, m.add(MaxPool2D(3, 1, padding=1, name=f"{name}_pool"), x), f"{name}_proj", pp, 1, batch_norm)
+    return m.add(Concatenate(name=f"{name}_cat"), [b1, b2, b3, b4])
+
+
+def inception(num_classes: int = 10, input_shape=(3, 32, 32), width: float = 1.0, batch_norm: bool = False,
+              dropout: float = 0.4) -> Model:
+    """Stem conv3x3(64)-LRN-conv1x1(64)-conv3x3(192)-LRN-pool, blocks 3a 3b, pool, 4a-4e, pool,
+    5a 5b, global average pool, dropout, dense.  Pools are 3x3/2 with padding 1: 32 -> 16 -> 8 -> 4.
+
+    ``width`` scales every channel count; ``batch_norm`` adds BN after every conv.
+    """
+    if not width > 0:
+        raise ValueError(f"inception width must be > 0, got {width!r}")
+
+    def w(c):
+        return max(1, round(c * width))
+
+    m = Model("inception", input_shape)
+    x = conv_act(m, "input", "stem1", w(64), 3, batch_norm)
+    x = m.add(LRN(5, 1e-4, 0.75, 1.0, name="stem_lrn1"), x)
+    x = conv_act(m, x, "stem2", w(64), 1, batch_norm)
+    x = conv_act(m, x, "stem3", w(192), 3, batch_norm)
+    x = m.add(LRN(5, 1e-4, 0.75, 1.0, name="stem_lrn2"), x)
+    x = m.add(MaxPool2D(3, 2, padding=1, name="pool2"), x)
+    for name, chans in BLOCKS.items():
+        if name in ("4a", "5a"):
+            x = m.add(MaxPool2D(3, 2, padding=1, name=f"pool{name[0]}"), x)
+        x = inception_block(m, x, f"inc{name}", *(w(c) for c in chans), batch_norm=batch_norm)
+    x = m.add(GlobalAvgPool2D(name="avgpool"), x)
+    x = m.add(Flatten(name="flatten"), x)
+    x = m.add(Dropout(dropout, name="dropout"), x)
+    m.add(Dense(num_classes, kernel_initializer="glorot_uniform", name="fc"), x)
+    return m
