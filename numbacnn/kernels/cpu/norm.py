@@ -1,0 +1,218 @@
+"""Normalisation kernels on the CPU: batch norm and local response norm (LRN).
+
+Batch norm sees x as (N, C, S) with S = H * W (4-D x) or S = 1 (2-D x) and
+runs ``prange`` over the channels: each thread owns whole channels, so the
+per-channel statistics and parameter gradients need no shared accumulator.
+Statistics are accumulated in float64, the variance in a second pass around
+the mean (no cancellation).  LRN runs ``prange`` over the (n, c) planes.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["batch_norm_forward", "batch_norm_backward", "lrn_forward", "lrn_backward"]
+
+
+def _as_ncs(a):
+    """(N, C, H, W) or (N, C) -> C-contiguous (N, C, S) view."""
+    if a.ndim not in (2, 4):
+        raise ValueError(f"batch norm expects x of 2 or 4 dimensions, got shape {a.shape}")
+    a = np.ascontiguousarray(a)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+# ------------------------------------------------------------------ batch norm
+@njit(cache=True, parallel=True)
+def _bn_stats(x, mean, var):
+    """x : (N, C, S); writes mean, var : (C,) float64, the batch mean and biased variance."""
+    N, C, S = x.shape
+    m = N * S
+    for c in prange(C):
+        s = 0.0
+        for n in range(N):
+            for i in range(S):
+                s += x[n, c, i]
+        mu = s / m
+        q = 0.0
+        for n in range(N):
+            for i in range(S):
+                d = x[n, c, i] - mu
+                q += d * d
+        mean[c] = mu
+        var[c] = q / m
+
+
+@njit(cache=True, parallel=True)
+def _bn_apply(x, mean, scale, beta, y):
+    """y = (x - mean) * scale + beta per channel.  x, y : (N, C, S); mean, scale, beta : (C,) (mean may be float64)."""
+    N, C, S = x.shape
+    for c in prange(C):
+        mu, a, b = mean[c], scale[c], beta[c]
+        for n in range(N):
+            for i in range(S):
+                y[n, c, i] = (x[n, c, i] - mu) * a + b
+
+
+@njit(cache=True, parallel=True)
+def _bn_grad_params(dy, x, mean, invstd, dgamma, dbeta):
+    """dbeta = sum dy, dgamma = sum dy * xhat per channel (float64).  dy, x : (N, C, S)."""
+    N, C, S = x.shape
+    for c in prange(C):
+        mu, r = np.float64(mean[c]), np.float64(invstd[c])
+        sb = 0.0
+        sg = 0.0
+        for n in range(N):
+            for i in range(S):
+                g = np.float64(dy[n, c, i])
+                sb += g
+                sg += g * (x[n, c, i] - mu) * r
+        dbeta[c] = sb
+        dgamma[c] = sg
+
+
+@njit(cache=True, parallel=True)
+def _bn_grad_input_train(dy, x, gamma, mean, invstd, dgamma, dbeta, dx):
+    """dx = gamma * invstd / m * (m * dy - dbeta - xhat * dgamma).  dy, x, dx : (N, C, S)."""
+    N, C, S = x.shape
+    m = N * S
+    for c in prange(C):
+        mu, r = mean[c], invstd[c]
+        k = gamma[c] * r / m
+        gb, gg = dbeta[c], dgamma[c]
+        for n in range(N):
+            for i in range(S):
+                xhat = (x[n, c, i] - mu) * r
+                dx[n, c, i] = k * (m * dy[n, c, i] - gb - xhat * gg)
+
+
+def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    """Batch normalisation per channel C.
+
+    x : (N, C, H, W) or (N, C) float32; gamma, beta, running_mean, running_var : (C,) float32.
+    Training: the batch mean and biased variance normalise x, and the running
+    estimates are updated in place (r = (1 - momentum) * r + momentum * s, with
+    the unbiased variance).  Evaluation: the running estimates normalise x.
+    returns (y : x's shape, save_mean : (C,), save_invstd : (C,)), all float32.
+    """
+    x3 = _as_ncs(x)
+    N, C, S = x3.shape
+    if training:
+        mean = np.empty(C, dtype=np.float64)
+        var = np.empty(C, dtype=np.float64)
+        _bn_stats(x3, mean, var)
+        m = N * S
+        running_mean *= (1 - momentum)
+        running_mean += momentum * mean
+        running_var *= (1 - momentum)
+        running_var += momentum * var * (m / max(m - 1, 1))
+    else:
+        mean = running_mean.astype(np.float64)
+        var = running_var.astype(np.float64)
+    save_mean = mean.astype(x.dtype)
+    save_invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    y = np.empty(x3.shape, dtype=x.dtype)
+    # normalise with the float64 mean: x - mean is then exact to float32 rounding even when |mean| >> std
+    _bn_apply(x3, mean, (save_invstd * gamma).astype(x.dtype), np.ascontiguousarray(beta, dtype=x.dtype), y)
+    return y.reshape(x.shape), save_mean, save_invstd
+
+
+def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
+    """Gradients of batch norm.
+
+    dy, x : (N, C, H, W) or (N, C) float32; gamma, save_mean, save_invstd : (C,) float32
+    (save_* from the forward).  In training the batch statistics depend on x; in
+    evaluation they are constants.  returns (dx : x's shape, dgamma : (C,), dbeta : (C,)), float32.
+    """
+    x3, dy3 = _as_ncs(x), _as_ncs(dy)
+    C = x3.shape[1]
+    dgamma64 = np.empty(C, dtype=np.float64)
+    dbeta64 = np.empty(C, dtype=np.float64)
+    _bn_grad_params(dy3, x3, save_mean, save_invstd, dgamma64, dbeta64)
+    dgamma, dbeta = dgamma64.astype(dy.dtype), dbeta64.astype(dy.dtype)
+    if training:
+        dx = np.empty(x3.shape, dtype=dy.dtype)
+        _bn_grad_input_train(dy3, x3, np.ascontiguousarray(gamma), save_mean, save_invstd, dgamma, dbeta, dx)
+    else:
+        dx = np.empty(x3.shape, dtype=dy.dtype)
+        zero = np.zeros(C, dtype=dy.dtype)
+        _bn_apply(dy3, zero, (gamma * save_invstd).astype(dy.dtype), zero, dx)  # dx = dy * gamma * invstd
+    return dx.reshape(x.shape), dgamma, dbeta
+
+
+# ------------------------------------------------------------------ LRN
+@njit(cache=True, parallel=True)
+def _lrn_fwd(x, y, scale, size, alpha, beta, k):
+    """x, y, scale : (N, C, S).  scale[c] = k + alpha / size * sum of x[c']**2 over
+    c' in [c - size // 2, c + (size - 1) // 2]; y = x * scale ** -beta."""
+    N, C, S = x.shape
+    a = alpha / size
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        lo, hi = max(0, c - size // 2), min(C, c + (size - 1) // 2 + 1)
+        sc = scale[n, c]
+        for i in range(S):
+            sc[i] = 0
+        for cc in range(lo, hi):
+            xc = x[n, cc]
+            for i in range(S):
+                sc[i] += xc[i] * xc[i]
+        for i in range(S):
+            s = k + a * sc[i]
+            sc[i] = s
+            y[n, c, i] = x[n, c, i] * s ** -beta
+
+
+@njit(cache=True, parallel=True)
+def _lrn_ratio(dy, y, scale, t):
+    """t = dy * y / scale, all (N * C * S,)."""
+    for i in prange(dy.shape[0]):
+        t[i] = dy[i] * y[i] / scale[i]
+
+
+@njit(cache=True, parallel=True)
+def _lrn_bwd(dy, x, scale, t, dx, size, coef, beta):
+    """dx[j] = dy[j] * scale[j] ** -beta - coef * x[j] * sum of t[c] over the channels c
+    whose window holds j: c in [j - (size - 1) // 2, j + size // 2].  All (N, C, S)."""
+    N, C, S = x.shape
+    for nc in prange(N * C):
+        n, j = nc // C, nc % C
+        lo, hi = max(0, j - (size - 1) // 2), min(C, j + size // 2 + 1)
+        d = dx[n, j]
+        for i in range(S):
+            d[i] = 0
+        for c in range(lo, hi):
+            tc = t[n, c]
+            for i in range(S):
+                d[i] += tc[i]
+        for i in range(S):
+            d[i] = dy[n, j, i] * scale[n, j, i] ** -beta - coef * x[n, j, i] * d[i]
+
+
+def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalisation across channels (PyTorch's LocalResponseNorm).
+
+    x : (N, C, H, W) float32; returns (y, scale), both (N, C, H, W) float32, with
+    scale = k + alpha / size * (sum of x**2 over the channel window) and y = x * scale ** -beta.
+    """
+    N, C, H, W = x.shape
+    t = x.dtype.type
+    x3 = np.ascontiguousarray(x).reshape(N, C, H * W)
+    y = np.empty(x3.shape, dtype=x.dtype)
+    scale = np.empty(x3.shape, dtype=x.dtype)
+    _lrn_fwd(x3, y, scale, int(size), t(alpha), t(beta), t(k))
+    return y.reshape(x.shape), scale.reshape(x.shape)
+
+
+def lrn_backward(dy, x, y, scale, size=5, alpha=1e-4, beta=0.75, k=1.0):
+    """dx for LRN from the forward's (y, scale).  dy, x, y, scale : (N, C, H, W) float32; returns dx : (N, C, H, W)."""
+    N, C, H, W = x.shape
+    shp = (N, C, H * W)
+    tp = dy.dtype.type
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in (dy, y, scale)]
+    t = np.empty(dy.size, dtype=dy.dtype)
+    _lrn_ratio(flat[0], flat[1], flat[2], t)
+    dx = np.empty(shp, dtype=dy.dtype)
+    _lrn_bwd(flat[0].reshape(shp), np.ascontiguousarray(x).reshape(shp), flat[2].reshape(shp), t.reshape(shp), dx,
+             int(size), tp(2.0 * alpha * beta / size), tp(beta))
+    return dx.reshape(x.shape)
