@@ -1,0 +1,74 @@
+"""The CUDA backend: ``numba.cuda`` kernels from ``numbacnn.kernels.cuda``.
+
+Arrays are numba device arrays (C-contiguous); ``asarray`` moves host data to
+the device and ``to_host`` brings it back.  Under Numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``) the same code runs on the CPU, one Python thread
+per CUDA thread: that is how CI checks every kernel without a GPU.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from .. import config
+from .base import KernelBackend
+
+
+def _table(*modules):
+    ns = {}
+    for m in modules:
+        for name in m.__all__:
+            ns[name] = getattr(m, name)
+    return SimpleNamespace(**ns)
+
+
+def _on_device(a) -> bool:
+    """True for numba device arrays (real or simulated: both have ``copy_to_host``)."""
+    return hasattr(a, "copy_to_host")
+
+
+class CUDABackend(KernelBackend):
+    name = "cuda"
+
+    def __init__(self):
+        from numba import cuda
+
+        if not config.CUDASIM and not cuda.is_available():
+            raise RuntimeError("CUDA requested but no CUDA GPU is available (numba.cuda.is_available() is False); "
+                               "use the cpu backend, or set NUMBA_ENABLE_CUDASIM=1 to run on Numba's CUDA simulator")
+        from ..kernels.cuda import conv2d, dense, elementwise, norm, pool2d
+
+        self._cuda = cuda
+        self._ew = elementwise
+        self.k = _table(conv2d, pool2d, dense, elementwise, norm)
+
+    # ------------------------------------------------------------ arrays
+    def asarray(self, a, dtype=np.float32):
+        """Host data -> device array of ``dtype`` (C-contiguous); a device array of that dtype is returned as-is."""
+        if _on_device(a):
+            if dtype is None or np.dtype(a.dtype) == np.dtype(dtype):
+                return a
+            a = a.copy_to_host()
+        return self._cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
+
+    def to_host(self, a) -> np.ndarray:
+        """Device array -> numpy array (host arrays pass through)."""
+        if _on_device(a):
+            return a.copy_to_host()
+        return np.asarray(a)
+
+    def zeros(self, shape, dtype=np.float32):
+        return self._ew.zeros(shape, dtype)
+
+    def add_inplace(self, a, b):
+        """a += b on the device (one kernel launch); returns a."""
+        if tuple(a.shape) != tuple(b.shape):
+            raise ValueError(f"add_inplace: shape {tuple(b.shape)} does not match {tuple(a.shape)}")
+        return self._ew.add_inplace(a, b)
+
+    def copy(self, a):
+        return self._ew.copy(a)
+
+    def synchronize(self):
+        self._cuda.synchronize()
