@@ -17,6 +17,7 @@ The model input is the node ``"input"``.  Builder API::
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 
@@ -95,14 +96,15 @@ class Model:
             if name in pending or name == INPUT:
                 raise ValueError(f"model {m.name!r}: node name {name!r} is used twice")
             pending[name] = (layer_from_config(class_name, {**config, "name": name}), list(inputs))
-        while pending:  # Kahn's algorithm, keeping the document's order among ready nodes
-            ready = [n for n, (_, ins) in pending.items() if all(i == INPUT or i in m._nodes for i in ins)]
-            if not ready:
+        while pending:  # passes in document order: a topologically ordered document keeps its order
+            progress = False
+            for n, (layer, ins) in list(pending.items()):
+                if all(i == INPUT or i in m._nodes for i in ins):
+                    m.add(pending.pop(n)[0], ins, n)
+                    progress = True
+            if not progress:
                 bad = {n: [i for i in ins if i != INPUT and i not in m._nodes] for n, (_, ins) in pending.items()}
                 raise ValueError(f"model {m.name!r}: unknown inputs or a cycle among nodes {bad}")
-            for n in ready:
-                layer, ins = pending.pop(n)
-                m.add(layer, ins, n)
         if cfg["output"] not in m._nodes:
             raise ValueError(f"model {m.name!r}: output {cfg['output']!r} is not a node")
         m.output = cfg["output"]
@@ -164,14 +166,17 @@ class Model:
             raise ValueError(f"model {self.name!r}: node(s) {dead} do not feed the output {self.output!r}")
 
     def build(self, backend="cpu", seed: int = 0) -> "Model":
-        """Infer shapes, then initialise every parameter (numpy Generator seeded ``seed``) on ``backend``."""
+        """Infer shapes, then initialise every parameter on ``backend``.
+
+        Each layer draws from its own Generator seeded by (``seed``, crc32 of
+        its name), so a layer's initial values do not depend on the node order.
+        """
         from .backends import get_backend
         be = get_backend(backend)
         self.infer_shapes()
-        rng = np.random.default_rng(seed)
-        for layer in self.layers.values():
+        for name, layer in self.layers.items():
             layer.set_backend(be)
-            layer.init_params(rng)
+            layer.init_params(np.random.default_rng([int(seed), zlib.crc32(name.encode())]))
         self.backend = be
         return self
 
