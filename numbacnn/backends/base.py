@@ -32,6 +32,8 @@ arrays on CUDA)::
     lrn_backward(dy, x, y, scale, size, alpha, beta, k) -> dx
     concat_forward(xs) -> y;  concat_backward(dy, sizes) -> [dx...]
     add_forward(xs) -> y;     add_backward(dy, n) -> [dx...]
+    pad2d_forward(x, pads, value) -> y;  pad2d_backward(dy, pads) -> dx
+        (pads = (top, bottom, left, right), a negative pad crops)
     sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay, l1)   (in place)
     adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, l1) (in place)
 
@@ -367,6 +369,28 @@ class Backend:
         self._check_array("dy", dy)
         return self._add_backward(dy, int(n))
 
+    # ------------------------------------------------------------ pad
+    def _check_pads(self, x_shape, pads, name="x"):
+        try:
+            pads = tuple(int(p) for p in pads)
+        except (TypeError, ValueError):
+            raise ValueError(f"pads must be 4 ints (top, bottom, left, right), got {pads!r}") from None
+        if len(pads) != 4:
+            raise ValueError(f"pads must be 4 ints (top, bottom, left, right), got {pads!r}")
+        H, W = x_shape[2] + pads[0] + pads[1], x_shape[3] + pads[2] + pads[3]
+        if min(pads[0], pads[1]) < -x_shape[2] or min(pads[2], pads[3]) < -x_shape[3] or H < 1 or W < 1:
+            raise ValueError(f"pads {pads} crop all of {name} shape {x_shape}")
+        return pads
+
+    def pad2d_forward(self, x, pads=(0, 0, 0, 0), value=0.0):
+        self._check_array("x", x, 4)
+        return self._pad2d_forward(x, self._check_pads(_shape(x), pads), float(value))
+
+    def pad2d_backward(self, dy, pads=(0, 0, 0, 0)):
+        self._check_array("dy", dy, 4)
+        pads = tuple(-p for p in self._check_pads(_shape(dy), tuple(-int(p) for p in pads), "dy"))
+        return self._pad2d_backward(dy, pads)
+
     # ------------------------------------------------------------ optimizers
     def sgd_update(self, param, grad, velocity, lr, momentum=0.0, nesterov=False, weight_decay=0.0, l1=0.0):
         self._check_array("param", param)
@@ -497,6 +521,12 @@ class KernelBackend(Backend):
 
     def _add_backward(self, dy, n):
         return self.k.add_backward(dy, n)
+
+    def _pad2d_forward(self, x, pads, value):
+        return self.k.pad2d_forward(x, pads, value)
+
+    def _pad2d_backward(self, dy, pads):
+        return self.k.pad2d_backward(dy, pads)
 
     def _sgd_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay, l1):
         self.k.sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay, l1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from ..kernels.cpu import conv2d, dense, elementwise, norm, pool2d
+from ..kernels.cpu import conv2d, dense, elementwise, norm, pad, pool2d
 from .base import KernelBackend
 from .reference import HostArrays
 
@@ -21,4 +21,4 @@ def _table(*modules):
 
 class CPUBackend(HostArrays, KernelBackend):
     name = "cpu"
-    k = _table(conv2d, pool2d, dense, elementwise, norm)
+    k = _table(conv2d, pool2d, dense, elementwise, norm, pad)

@@ -467,3 +467,28 @@ def adam_update_ref(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, ep
     mhat = m / (1 - beta1 ** step)
     vhat = v / (1 - beta2 ** step)
     param -= (lr * mhat / (np.sqrt(vhat) + eps)).astype(param.dtype)
+
+
+# ---------------------------------------------------------------- pad
+def pad2d_forward_ref(x, pads=(0, 0, 0, 0), value=0.0):
+    """Constant padding of H and W; a negative pad crops.
+
+    x : (N, C, H, W), pads = (top, bottom, left, right);
+    returns y : (N, C, H + top + bottom, W + left + right) with
+    y[n, c, i, j] = x[n, c, i - top, j - left] where that cell exists, else ``value``.
+    """
+    t, b, l, r = pads
+    N, C, H, W = x.shape
+    y = np.full((N, C, H + t + b, W + l + r), value, dtype=x.dtype)
+    y[:, :, max(t, 0):max(t, 0) + H - max(-t, 0) - max(-b, 0), max(l, 0):max(l, 0) + W - max(-l, 0) - max(-r, 0)] = \
+        x[:, :, max(-t, 0):H - max(-b, 0), max(-l, 0):W - max(-r, 0)]
+    return y
+
+
+def pad2d_backward_ref(dy, pads=(0, 0, 0, 0)):
+    """dx for pad2d: dy cropped back (zeros where the forward cropped x).
+
+    dy : (N, C, H + top + bottom, W + left + right); returns dx : (N, C, H, W)
+    """
+    t, b, l, r = pads
+    return pad2d_forward_ref(dy, (-t, -b, -l, -r), 0.0)

@@ -39,6 +39,9 @@ CASES = {
     "add": (lambda: L.Add(), [(2, 3, 3)] * 3, True),
     "concat": (lambda: L.Concatenate(), [(2, 3, 3), (3, 3, 3)], True),
     "channelpad": (lambda: L.ChannelPad(1, 2), [(2, 3, 3)], True),
+    "pad2d": (lambda: L.Pad2D((1, 0, 2, 1), 0.5), [(2, 3, 4)], True),
+    "pad2d_crop": (lambda: L.Pad2D((-1, 2, 0, -2)), [(2, 4, 5)], True),
+    "reshape": (lambda: L.Reshape((3, 2, 3)), [(2, 9)], True),
 }
 N = 3
 
