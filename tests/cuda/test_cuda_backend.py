@@ -1,0 +1,39 @@
+"""The CUDA backend's behaviour without a GPU (normal process): one clear RuntimeError."""
+from __future__ import annotations
+
+import pytest
+
+from numbacnn import config
+from numbacnn.backends import cuda_available
+
+
+@pytest.mark.skipif(config.CUDASIM or cuda_available(), reason="a GPU or the CUDA simulator is available here")
+def test_cuda_without_a_gpu_raises_one_clear_line():
+    from numbacnn.backends.cuda import CUDABackend
+
+    with pytest.raises(RuntimeError, match="CUDA requested but no CUDA GPU is available") as info:
+        CUDABackend()
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(not (config.CUDASIM or cuda_available()), reason="needs a GPU or NUMBA_ENABLE_CUDASIM=1")
+def test_get_backend_cuda_builds_the_kernel_table():
+    from numbacnn.backends import get_backend
+    from numbacnn.kernels.cuda import conv2d, dense, elementwise, norm, pool2d
+
+    be = get_backend("cuda")
+    assert be.name == "cuda"
+    for module in (conv2d, pool2d, dense, elementwise, norm):
+        for name in module.__all__:
+            assert getattr(be.k, name) is getattr(module, name)
+    # every op the KernelBackend maps is in the table
+    for op in ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
+               "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+               "global_avg_pool2d_forward", "global_avg_pool2d_backward", "dense_forward", "dense_backward_input",
+               "dense_backward_weight", "dense_backward_bias", "relu_forward", "relu_backward",
+               "leaky_relu_forward", "leaky_relu_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward",
+               "tanh_backward", "softmax_forward", "softmax_backward", "softmax_cross_entropy_forward",
+               "softmax_cross_entropy_backward", "batch_norm_forward", "batch_norm_backward", "dropout_forward",
+               "dropout_backward", "lrn_forward", "lrn_backward", "concat_forward", "concat_backward",
+               "add_forward", "add_backward", "sgd_update", "adam_update"):
+        assert callable(getattr(be.k, op)), op
