@@ -45,6 +45,43 @@ def test_conv2d(backend, g: ConvGeom, bias, seed):
              seed=seed)
 
 
+# Layer shapes of the model zoo, beyond the strategies' ranges: they reach the kernels' blocking
+# and threading paths (several batch blocks per thread, long rows, many channels).
+LAYER_CONVS = [
+    ConvGeom(8, 16, 16, 32, 32, (3, 3), padding=(1, 1)),                    # VGG/ResNet 3x3
+    ConvGeom(4, 3, 6, 28, 28, (5, 5)),                                      # LeNet-5 first layer
+    ConvGeom(2, 32, 64, 16, 16, (1, 1), stride=(2, 2)),                     # ResNet projection shortcut
+    ConvGeom(3, 3, 16, 33, 31, (7, 7), stride=(2, 2), padding=(3, 3)),      # ResNet stem, odd sizes
+    ConvGeom(2, 32, 32, 20, 20, (3, 3), padding=(1, 1), groups=32),         # depthwise
+    ConvGeom(5, 24, 12, 9, 9, (3, 3), padding=(2, 2), dilation=(2, 2), groups=4),
+]
+
+
+@pytest.mark.parametrize("g", LAYER_CONVS, ids=lambda g: f"{g.x_shape}-{g.w_shape}")
+def test_conv2d_layer_shapes(backend, g):
+    rng = np.random.default_rng(1)
+    x, w, b = normal(rng, g.x_shape), normal(rng, g.w_shape), normal(rng, (g.k,))
+    wgrad = tol(g.weight_grad_terms)
+    check_op(backend, "conv2d", [x, w, b], g.kwargs, **tol(g.forward_terms + 1),
+             grad_atol=[tol(g.input_grad_terms)["atol"], wgrad["atol"], wgrad["atol"]])
+
+
+@pytest.mark.parametrize("g", [PoolGeom(16, 16, 32, 32, (2, 2), (2, 2)), PoolGeom(4, 64, 17, 15, (3, 3), (2, 2), (1, 1)),
+                               PoolGeom(2, 8, 56, 56, (3, 3), (1, 1), (1, 1))],
+                         ids=lambda g: f"{g.x_shape}-{g.kernel}")
+def test_pool_layer_shapes(backend, g):
+    x = normal(np.random.default_rng(2), g.x_shape)
+    check_op(backend, "max_pool2d", [x], g.kwargs, **EXACT, grad_atol=tol(g.overlap)["atol"])
+    check_op(backend, "avg_pool2d", [x], dict(g.kwargs, count_include_pad=False), **tol(g.window),
+             grad_atol=tol(g.overlap)["atol"])
+
+
+@pytest.mark.parametrize("shape", [(32, 64, 8, 8), (128, 300), (3, 16, 33, 17)])
+def test_batch_norm_layer_shapes(backend, shape):
+    for training in (True, False):
+        _bn_check(backend, shape, training, 0.1, 1e-5, seed=3)
+
+
 # ---------------------------------------------------------------- pooling
 @given(g=pool_geometries(), seed=seeds)
 @with_examples("g", POOL_EDGE_CASES, seed=2)
