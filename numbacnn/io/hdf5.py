@@ -65,10 +65,9 @@ def _write_arrays(group, nested):
 
 
 def _write_attr(group, key, value):
-    if isinstance(value, (bool, np.bool_)) or value is None or not isinstance(value, (int, float, np.integer, np.floating)):
-        group.attrs[key] = json.dumps(value)
-    else:
-        group.attrs[key] = value
+    """Numbers as numeric attributes; anything else (str, bool, None, lists, dicts) as a JSON string."""
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    group.attrs[key] = value if numeric else json.dumps(value)
 
 
 def _write_optimizer(f, state):
