@@ -250,6 +250,8 @@ def test_lenet5_learns_in_seconds():
     for c in range(4):                           # a bright square in quadrant c
         r, q = divmod(c, 2)
         x[y == c, 0, 2 + 14 * r:12 + 14 * r, 2 + 14 * q:12 + 14 * q] += 1.0
+    fit(lenet5(num_classes=4).build(BE, seed=1), x[:64], y[:64], epochs=1, batch_size=32,
+        optimizer=SGD(0.05, momentum=0.9))            # warm-up: JIT compilation out of the timing
     m = lenet5(num_classes=4).build(BE, seed=0)
     t0 = time.perf_counter()
     h = fit(m, x, y, epochs=3, batch_size=32, optimizer=SGD(0.05, momentum=0.9), seed=0)
