@@ -28,26 +28,31 @@ def fans(shape) -> tuple:
     return shape[1] * receptive, shape[0] * receptive
 
 
+def _uniform(shape, limit, rng):
+    """U(-limit, limit) drawn directly in float32."""
+    return (rng.random(shape, dtype=np.float32) * np.float32(2.0) - np.float32(1.0)) * np.float32(limit)
+
+
 def he_normal(shape, rng: np.random.Generator) -> np.ndarray:
     fan_in, _ = fans(shape)
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    return rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
 
 
 def he_uniform(shape, rng: np.random.Generator) -> np.ndarray:
     fan_in, _ = fans(shape)
     limit = np.sqrt(6.0 / fan_in)
-    return rng.uniform(-limit, limit, size=shape).astype(np.float32)
+    return _uniform(shape, limit, rng)
 
 
 def glorot_normal(shape, rng: np.random.Generator) -> np.ndarray:
     fan_in, fan_out = fans(shape)
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / (fan_in + fan_out))).astype(np.float32)
+    return rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / (fan_in + fan_out)))
 
 
 def glorot_uniform(shape, rng: np.random.Generator) -> np.ndarray:
     fan_in, fan_out = fans(shape)
     limit = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, size=shape).astype(np.float32)
+    return _uniform(shape, limit, rng)
 
 
 def zeros(shape, rng=None) -> np.ndarray:
