@@ -105,6 +105,101 @@ def _accumulate(acc, src, offs, ws, T):
 
 
 @njit(cache=True, fastmath=True)
+def _accumulate2(acc0, acc1, src, offs, ws0, ws1, T):
+    """_accumulate for two channels that share their tap offsets: every source run is loaded
+    once for both (a 2-channel register tile; about 1.6x faster than two single passes).
+
+    acc0, acc1 : (L,) float32, src : (S,) float32, offs : (>=T,) int64, ws0, ws1 : (>=T,) float32
+    """
+    L = acc0.shape[0]
+    m = 0
+    while m + 8 <= T:
+        w0, w1, w2, w3 = ws0[m], ws0[m + 1], ws0[m + 2], ws0[m + 3]
+        w4, w5, w6, w7 = ws0[m + 4], ws0[m + 5], ws0[m + 6], ws0[m + 7]
+        v0, v1, v2, v3 = ws1[m], ws1[m + 1], ws1[m + 2], ws1[m + 3]
+        v4, v5, v6, v7 = ws1[m + 4], ws1[m + 5], ws1[m + 6], ws1[m + 7]
+        s0 = src[offs[m]:offs[m] + L]
+        s1 = src[offs[m + 1]:offs[m + 1] + L]
+        s2 = src[offs[m + 2]:offs[m + 2] + L]
+        s3 = src[offs[m + 3]:offs[m + 3] + L]
+        s4 = src[offs[m + 4]:offs[m + 4] + L]
+        s5 = src[offs[m + 5]:offs[m + 5] + L]
+        s6 = src[offs[m + 6]:offs[m + 6] + L]
+        s7 = src[offs[m + 7]:offs[m + 7] + L]
+        for t in range(L):
+            x0, x1, x2, x3 = s0[t], s1[t], s2[t], s3[t]
+            x4, x5, x6, x7 = s4[t], s5[t], s6[t], s7[t]
+            acc0[t] += w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3 + w4 * x4 + w5 * x5 + w6 * x6 + w7 * x7
+            acc1[t] += v0 * x0 + v1 * x1 + v2 * x2 + v3 * x3 + v4 * x4 + v5 * x5 + v6 * x6 + v7 * x7
+        m += 8
+    if m + 4 <= T:
+        w0, w1, w2, w3 = ws0[m], ws0[m + 1], ws0[m + 2], ws0[m + 3]
+        v0, v1, v2, v3 = ws1[m], ws1[m + 1], ws1[m + 2], ws1[m + 3]
+        s0 = src[offs[m]:offs[m] + L]
+        s1 = src[offs[m + 1]:offs[m + 1] + L]
+        s2 = src[offs[m + 2]:offs[m + 2] + L]
+        s3 = src[offs[m + 3]:offs[m + 3] + L]
+        for t in range(L):
+            x0, x1, x2, x3 = s0[t], s1[t], s2[t], s3[t]
+            acc0[t] += w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
+            acc1[t] += v0 * x0 + v1 * x1 + v2 * x2 + v3 * x3
+        m += 4
+    while m < T:
+        w0, v0 = ws0[m], ws1[m]
+        s0 = src[offs[m]:offs[m] + L]
+        for t in range(L):
+            acc0[t] += w0 * s0[t]
+            acc1[t] += v0 * s0[t]
+        m += 1
+
+
+@njit(cache=True, fastmath=True)
+def _dot_taps2(out0, out1, d0, d1, src, offs, T):
+    """out0[m] += sum_t d0[t] * src[offs[m] + t] and out1 likewise with d1, for m < T.
+
+    out0, out1 : (>=T,) float32, d0, d1 : (L,) float32, src : (S,) float32, offs : (>=T,) int64
+    """
+    L = d0.shape[0]
+    m = 0
+    while m + 4 <= T:
+        s0 = src[offs[m]:offs[m] + L]
+        s1 = src[offs[m + 1]:offs[m + 1] + L]
+        s2 = src[offs[m + 2]:offs[m + 2] + L]
+        s3 = src[offs[m + 3]:offs[m + 3] + L]
+        a0 = a1 = a2 = a3 = np.float32(0.0)
+        b0 = b1 = b2 = b3 = np.float32(0.0)
+        for t in range(L):
+            u, v = d0[t], d1[t]
+            x0, x1, x2, x3 = s0[t], s1[t], s2[t], s3[t]
+            a0 += u * x0
+            a1 += u * x1
+            a2 += u * x2
+            a3 += u * x3
+            b0 += v * x0
+            b1 += v * x1
+            b2 += v * x2
+            b3 += v * x3
+        out0[m] += a0
+        out0[m + 1] += a1
+        out0[m + 2] += a2
+        out0[m + 3] += a3
+        out1[m] += b0
+        out1[m + 1] += b1
+        out1[m + 2] += b2
+        out1[m + 3] += b3
+        m += 4
+    while m < T:
+        s0 = src[offs[m]:offs[m] + L]
+        a0 = b0 = np.float32(0.0)
+        for t in range(L):
+            a0 += d0[t] * s0[t]
+            b0 += d1[t] * s0[t]
+        out0[m] += a0
+        out1[m] += b0
+        m += 1
+
+
+@njit(cache=True, fastmath=True)
 def _dot_taps(out, d, src, offs, T):
     """out[m] += sum over t of d[t] * src[offs[m] + t], for m < T.
 
@@ -142,29 +237,50 @@ def _dot_taps(out, d, src, offs, T):
 
 
 # ------------------------------------------------------------------ scratch images
-@njit(cache=True)
-def _phase_split(xs, x, n, c0, C, ph, pw, sh, sw, Hq, Wq):
-    """Copy channels c0..c0+C of image n of x, zero padded, into phase planes.
+def _blocking(N, image_size, threads):
+    """(images per block, number of blocks): blocks of whole images whose run is about _RUN floats,
+    as many blocks as a multiple of the thread count so that no thread idles at the end."""
+    nb = max(1, min(N, _RUN // max(1, image_size)))
+    nblk = -(-N // nb)
+    if N >= threads:
+        nblk = -(-nblk // threads) * threads
+    nb = -(-N // nblk)
+    return nb, -(-N // nb)
 
-    x : (N, Cx, H, W) float32; xs : (>= C*sh*sw*Hq*Wq,) float32, laid out
-    (C, sh, sw, Hq, Wq); pixel (r, q) of the padded image goes to phase
-    (r % sh, q % sw), position (r // sh, q // sw).
+
+_RUN = 1024  # target length of an accumulator run (floats): it stays in L1
+
+
+@njit(cache=True)
+def _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq):
+    """Copy images n0..n0+nbi-1 of x, zero padded, into phase planes.
+
+    x : (N, C, H, W) float32; xs : (C*sh*sw*nb*Hq*Wq,) float32 laid out
+    (C, sh, sw, nb, Hq, Wq): pixel (r, q) of padded image n0+i goes to phase
+    (r % sh, q % sw), slot i, position (r // sh, q // sw).
     """
-    H, W = x.shape[2], x.shape[3]
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
     xs[:] = 0.0
     Sq = Hq * Wq
-    for c in range(C):
-        for h in range(H):
-            r = h + ph
-            for w in range(W):
-                q = w + pw
-                xs[((c * sh + r % sh) * sw + q % sw) * Sq + (r // sh) * Wq + q // sw] = x[n, c0 + c, h, w]
+    for b in range(sw):
+        w0 = (b - pw) % sw  # first input column whose padded column q = w + pw is b mod sw
+        if w0 >= W:
+            continue
+        cnt = (W - w0 + sw - 1) // sw
+        Q0 = (w0 + pw) // sw
+        for c in range(C):
+            for i in range(nbi):
+                for h in range(H):
+                    r = h + ph
+                    base = (((c * sh + r % sh) * sw + b) * nb + i) * Sq + (r // sh) * Wq + Q0
+                    for q in range(cnt):
+                        xs[base + q] = x[n0 + i, c, h, w0 + q * sw]
 
 
 @njit(cache=True)
-def _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq):
+def _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq, nb):
     """offs : (groups, Cg*KH*KW) int64, the scratch offset of tap (c, i, j) of each group."""
-    Sq = Hq * Wq
+    P = nb * Hq * Wq  # one phase plane of a block
     offs = np.empty((groups, Cg * KH * KW), dtype=np.int64)
     for g in range(groups):
         m = 0
@@ -174,37 +290,51 @@ def _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq):
                 a, qh = (i * dh) % sh, (i * dh) // sh
                 for j in range(KW):
                     b, qw = (j * dw) % sw, (j * dw) // sw
-                    offs[g, m] = ((c * sh + a) * sw + b) * Sq + qh * Wq + qw
+                    offs[g, m] = ((c * sh + a) * sw + b) * P + qh * Wq + qw
                     m += 1
     return offs
 
 
 # ------------------------------------------------------------------ forward
 @njit(cache=True, parallel=True, fastmath=True)
-def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hq, Wq, Kg, nkb):
-    """y[n, k] = b[k] + sum of the taps of k over the phase-split image n.
+def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hq, Wq, Kg, nb, nkb):
+    """y[n, k] = b[k] + sum of the taps of k over the phase-split images.
 
     x : (N, C, H, W), w2 : (K, Cg*KH*KW), b : (K,), offs : (groups, Cg*KH*KW),
-    y : (N, K, OH, OW) written in place.  Tasks are (image, block of output
-    channels); ``nkb`` blocks per image (more than one only for tiny batches).
+    y : (N, K, OH, OW) written in place.  Tasks are (block of ``nb`` images,
+    block of output channels); ``nkb`` channel blocks (more than one only for
+    tiny batches).
     """
     N, C = x.shape[0], x.shape[1]
     K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     T = w2.shape[1]
-    L = (OH - 1) * Wq + OW
+    Sq = Hq * Wq
+    nblk = (N + nb - 1) // nb
     kper = (K + nkb - 1) // nkb
-    for task in prange(N * nkb):
-        n = task // nkb
+    for task in prange(nblk * nkb):
+        n0 = (task // nkb) * nb
+        nbi = min(nb, N - n0)
         k0 = (task % nkb) * kper
         k1 = min(K, k0 + kper)
-        xs = np.empty(C * sh * sw * Hq * Wq, dtype=np.float32)
-        _phase_split(xs, x, n, 0, C, ph, pw, sh, sw, Hq, Wq)
-        acc = np.empty(L, dtype=np.float32)
-        for k in range(k0, k1):
-            acc[:] = b[k]
-            _accumulate(acc, xs, offs[k // Kg], w2[k], T)
-            for oh in range(OH):
-                y[n, k, oh, :] = acc[oh * Wq:oh * Wq + OW]
+        xs = np.empty(C * sh * sw * nb * Sq, dtype=np.float32)
+        _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq)
+        acc = np.empty((2, (nbi - 1) * Sq + (OH - 1) * Wq + OW), dtype=np.float32)
+        k = k0
+        while k < k1:
+            pair = k + 1 < k1 and (k + 1) // Kg == k // Kg  # two channels of one group share taps
+            acc[0, :] = b[k]
+            if pair:
+                acc[1, :] = b[k + 1]
+                _accumulate2(acc[0], acc[1], xs, offs[k // Kg], w2[k], w2[k + 1], T)
+            else:
+                _accumulate(acc[0], xs, offs[k // Kg], w2[k], T)
+            for kk in range(k, k + 1 + pair):
+                for i in range(nbi):
+                    for oh in range(OH):
+                        u = i * Sq + oh * Wq
+                        for ow in range(OW):
+                            y[n0 + i, kk, oh, ow] = acc[kk - k, u + ow]
+            k += 1 + pair
 
 
 def conv2d_forward(x, w, b, stride, padding, dilation, groups):
@@ -220,21 +350,24 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     groups = int(groups)
     sh, sw, ph, pw, dh, dw, OH, OW, Hq, Wq = _geometry(H, W, KH, KW, stride, padding, dilation)
     b = np.zeros(K, np.float32) if b is None else np.ascontiguousarray(b, dtype=np.float32)
-    offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq)
+    threads = numba.get_num_threads()
+    nb, nblk = _blocking(N, Hq * Wq, threads)
+    offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq, nb)
     y = np.empty((N, K, OH, OW), dtype=np.float32)
-    nkb = max(1, min(K, -(-numba.get_num_threads() // N)))
-    _forward(x, w.reshape(K, Cg * KH * KW), b, offs, y, ph, pw, sh, sw, Hq, Wq, K // groups, nkb)
+    nkb = max(1, min(K, -(-threads // nblk)))
+    _forward(x, w.reshape(K, Cg * KH * KW), b, offs, y, ph, pw, sh, sw, Hq, Wq, K // groups, nb, nkb)
     return y
 
 
 # ------------------------------------------------------------------ backward input
 @njit(cache=True)
-def _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Sd):
+def _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Pd):
     """Taps of every phase of the padded dx.
 
     w : (K, Cg, KH, KW); returns offs : (groups, sh*sw, Tmax) int64 (offsets
-    into the padded dy of one image, laid out (K, Hd, Wd)), ws : (C, sh*sw,
-    Tmax) float32 and count : (sh*sw,) int64, the taps of each phase.
+    into the padded dy of a block, laid out (K, nb, Hd, Wd), Pd = nb*Hd*Wd),
+    ws : (C, sh*sw, Tmax) float32 and count : (sh*sw,) int64, the taps of
+    each phase.
     """
     K, Cg, KH, KW = w.shape
     Kg = K // groups
@@ -257,35 +390,43 @@ def _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Sd):
                 fill[p] += 1
                 for g in range(groups):
                     k = g * Kg + kl
-                    offs[g, p, m] = k * Sd + (Mh - qh) * Wd + (Mw - qw)
+                    offs[g, p, m] = k * Pd + (Mh - qh) * Wd + (Mw - qw)
                     for cl in range(Cg):
                         ws[g * Cg + cl, p, m] = w[k, cl, i, j]
     return offs, ws, count
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wd, Hd, Mh, Mw, Cg):
-    """dx[n, c] gathered from the sh*sw phase runs of the padded dx of image n.
+def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hd, Wd, Mh, Mw, Cg, nb):
+    """dx gathered from the sh*sw phase runs of dx, block of ``nb`` images by block.
 
     dy : (N, K, OH, OW), offs/ws/count from ``_backward_input_taps``,
-    dx : (N, C, H, W) written in place.
+    dx : (N, C, H, W) written in place.  Only phase rows Rlo .. Rlo+Hd-Mh-1
+    and columns Qlo .. Qlo+Wd-Mw-1 (those holding image cells, not padding)
+    are computed; slot i of the padded dy (Hd x Wd) holds dy row
+    ``j + Rlo - Mh`` at row j and column ``jj + Qlo - Mw`` at column jj.
     """
     N, K, OH, OW = dy.shape
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     Sd = Hd * Wd
-    Wq = Wd - Mw
-    L = (Hq - 1) * Wd + Wq
-    for n in prange(N):
-        dyp = np.zeros(K * Sd, dtype=np.float32)
+    nblk = (N + nb - 1) // nb
+    for blk in prange(nblk):
+        n0 = blk * nb
+        nbi = min(nb, N - n0)
+        dyp = np.zeros(K * nb * Sd, dtype=np.float32)
         for k in range(K):
-            for oh in range(OH):
-                base = k * Sd + (oh + Mh) * Wd + Mw
-                dyp[base:base + OW] = dy[n, k, oh, :]
-        acc = np.empty(L, dtype=np.float32)
-        for c in range(C):
+            for i in range(nbi):
+                for oh in range(max(0, Rlo - Mh), min(OH, Rlo - Mh + Hd)):
+                    base = (k * nb + i) * Sd + (oh - Rlo + Mh) * Wd - Qlo + Mw
+                    for ow in range(max(0, Qlo - Mw), min(OW, Qlo - Mw + Wd)):
+                        dyp[base + ow] = dy[n0 + i, k, oh, ow]
+        acc = np.empty((2, (nbi - 1) * Sd + (Hd - Mh - 1) * Wd + Wd - Mw), dtype=np.float32)
+        c = 0
+        while c < C:
             g = c // Cg
+            pair = c + 1 < C and (c + 1) // Cg == g  # two channels of one group share taps
             for a in range(sh):
-                # padded rows r = R*sh + a that fall inside the image: h = r - ph in [0, H)
+                # phase rows R whose padded row r = R*sh + a is an image row h = r - ph in [0, H)
                 R0 = max(0, (ph - a + sh - 1) // sh)
                 R1 = min(Hq, (H + ph - a + sh - 1) // sh)
                 for bb in range(sw):
@@ -295,11 +436,26 @@ def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wd, Hd, Mh, Mw,
                         continue
                     p = a * sw + bb
                     acc[:] = 0.0
-                    _accumulate(acc, dyp, offs[g, p], ws[c, p], count[p])
-                    for R in range(R0, R1):
-                        h = R * sh + a - ph
-                        for Q in range(Q0, Q1):
-                            dx[n, c, h, Q * sw + bb - pw] = acc[R * Wd + Q]
+                    if pair:
+                        _accumulate2(acc[0], acc[1], dyp, offs[g, p], ws[c, p], ws[c + 1, p], count[p])
+                    else:
+                        _accumulate(acc[0], dyp, offs[g, p], ws[c, p], count[p])
+                    w0 = Q0 * sw + bb - pw
+                    for cc in range(c, c + 1 + pair):
+                        for i in range(nbi):
+                            for R in range(R0, R1):
+                                u = i * Sd + (R - Rlo) * Wd - Qlo
+                                h = R * sh + a - ph
+                                for Q in range(Q0, Q1):
+                                    dx[n0 + i, cc, h, w0 + (Q - Q0) * sw] = acc[cc - c, u + Q]
+            c += 1 + pair
+
+
+def _phase_window(size, pad, stride, nq):
+    """(lo, hi): the phase rows (or columns) lo..hi-1 that hold image cells in some phase."""
+    lo = min(max(0, -(-(pad - a) // stride)) for a in range(stride))
+    hi = max(min(nq, -(-(size + pad - a) // stride)) for a in range(stride))
+    return lo, max(hi, lo + 1)
 
 
 def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
@@ -319,35 +475,52 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
                          f"{(N, K, OH, OW)} of x shape {(N, C, H, W)}")
     Mh = ((KH - 1) * dh) // sh  # largest tap shift in the phase planes
     Mw = ((KW - 1) * dw) // sw
-    Hd, Wd = Hq + Mh, Wq + Mw
-    offs, ws, count = _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Hd * Wd)
-    dx = np.zeros((N, C, H, W), dtype=np.float32)
-    _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wd, Hd, Mh, Mw, Cg)
+    Rlo, Rhi = _phase_window(H, ph, sh, Hq)
+    Qlo, Qhi = _phase_window(W, pw, sw, Wq)
+    Hd, Wd = Rhi - Rlo + Mh, Qhi - Qlo + Mw
+    nb, _ = _blocking(N, Hd * Wd, numba.get_num_threads())
+    offs, ws, count = _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, nb * Hd * Wd)
+    dx = np.empty((N, C, H, W), dtype=np.float32)  # every element is written by exactly one phase
+    _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hd, Wd, Mh, Mw, Cg, nb)
     return dx
 
 
 # ------------------------------------------------------------------ backward weight
 @njit(cache=True, parallel=True, fastmath=True)
-def _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hq, Wq, Kg):
+def _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hq, Wq, Kg, nb):
     """Per-thread partial weight gradients.
 
     dy : (N, K, OH, OW), x : (N, C, H, W), offs : (groups, Cg*KH*KW),
-    dwb : (nchunks, K, Cg*KH*KW) zeroed; chunk t sums images t*N//nchunks ..
-    (t+1)*N//nchunks - 1 into dwb[t].
+    dwb : (nchunks, K, Cg*KH*KW) zeroed; chunk t sums image blocks
+    t*nblk//nchunks .. (t+1)*nblk//nchunks - 1 into dwb[t].
     """
     N, C = x.shape[0], x.shape[1]
     K, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
     nchunks, T = dwb.shape[0], dwb.shape[2]
-    L = (OH - 1) * Wq + OW
+    Sq = Hq * Wq
+    nblk = (N + nb - 1) // nb
     for t in prange(nchunks):
-        xs = np.empty(C * sh * sw * Hq * Wq, dtype=np.float32)
-        dyr = np.zeros(L, dtype=np.float32)  # columns OW..Wq-1 of each row stay zero
-        for n in range(t * N // nchunks, (t + 1) * N // nchunks):
-            _phase_split(xs, x, n, 0, C, ph, pw, sh, sw, Hq, Wq)
-            for k in range(K):
-                for oh in range(OH):
-                    dyr[oh * Wq:oh * Wq + OW] = dy[n, k, oh, :]
-                _dot_taps(dwb[t, k], dyr, xs, offs[k // Kg], T)
+        xs = np.empty(C * sh * sw * nb * Sq, dtype=np.float32)
+        dyr = np.zeros((2, nb * Sq), dtype=np.float32)  # cells outside the OH x OW corner of a slot stay zero
+        for blk in range(t * nblk // nchunks, (t + 1) * nblk // nchunks):
+            n0 = blk * nb
+            nbi = min(nb, N - n0)
+            _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq)
+            L = (nbi - 1) * Sq + (OH - 1) * Wq + OW
+            k = 0
+            while k < K:
+                pair = k + 1 < K and (k + 1) // Kg == k // Kg  # two channels of one group share taps
+                for kk in range(k, k + 1 + pair):
+                    for i in range(nbi):
+                        for oh in range(OH):
+                            u = i * Sq + oh * Wq
+                            for ow in range(OW):
+                                dyr[kk - k, u + ow] = dy[n0 + i, kk, oh, ow]
+                if pair:
+                    _dot_taps2(dwb[t, k], dwb[t, k + 1], dyr[0, :L], dyr[1, :L], xs, offs[k // Kg], T)
+                else:
+                    _dot_taps(dwb[t, k], dyr[0, :L], xs, offs[k // Kg], T)
+                k += 1 + pair
 
 
 def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
@@ -365,20 +538,21 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
     if dy.shape != (N, K, OH, OW):
         raise ValueError(f"conv2d_backward_weight: dy shape {dy.shape} does not match the output shape "
                          f"{(N, K, OH, OW)} of x shape {x.shape}")
-    offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq)
-    nchunks = max(1, min(N, numba.get_num_threads()))
-    dwb = np.zeros((nchunks, K, Cg * KH * KW), dtype=np.float32)
-    _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hq, Wq, K // groups)
+    threads = numba.get_num_threads()
+    nb, nblk = _blocking(N, Hq * Wq, threads)
+    offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq, nb)
+    dwb = np.zeros((max(1, min(nblk, threads)), K, Cg * KH * KW), dtype=np.float32)
+    _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hq, Wq, K // groups, nb)
     return dwb.sum(axis=0).reshape(K, Cg, KH, KW)
 
 
 # ------------------------------------------------------------------ backward bias
 @njit(cache=True, parallel=True, fastmath=True)
 def _backward_bias(dy, db):
-    """db[k] = sum of dy[:, k].  dy : (N, K, S), db : (K,) written in place."""
+    """db[k] = sum of dy[:, k], accumulated in float64.  dy : (N, K, S), db : (K,) written in place."""
     N, K, S = dy.shape
     for k in prange(K):
-        s = np.float32(0.0)
+        s = 0.0
         for n in range(N):
             for t in range(S):
                 s += dy[n, k, t]

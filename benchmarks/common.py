@@ -1,0 +1,73 @@
+"""Timing helpers shared by the benchmark scripts (DESIGN.md convention 9).
+
+A benchmark warms up (so JIT compilation stays out of the timing), calls a
+synchronisation hook before stopping the clock (``backend.synchronize`` on a
+GPU), reports the median of several runs and prints a table with PyTorch's
+figure and the ratio beside ours when PyTorch is installed.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def median_time(fn, repeats: int = 10, warmup: int = 2, sync=None) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` untimed runs.
+
+    ``sync`` (optional) is called after every run, inside the timed region, so
+    queued GPU work is counted.
+    """
+    for _ in range(warmup):
+        fn()
+        if sync is not None:
+            sync()
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def load_torch(threads: int | None = None):
+    """Return the ``torch`` module set to ``threads`` threads, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    return torch
+
+
+def ratio(torch_s, ours_s) -> str:
+    """PyTorch time / our time as text ('n/a' when either is missing); > 1 means we are faster."""
+    if torch_s is None or ours_s is None or ours_s <= 0:
+        return "n/a"
+    return f"{torch_s / ours_s:.2f}"
+
+
+def ms(seconds) -> str:
+    """Seconds as milliseconds text, 'n/a' for None."""
+    return "n/a" if seconds is None else f"{seconds * 1e3:.2f}"
+
+
+def gflops(flops, seconds) -> str:
+    """GFLOP/s as text, 'n/a' when either is missing."""
+    if flops is None or seconds is None or seconds <= 0:
+        return "n/a"
+    return f"{flops / seconds / 1e9:.1f}"
+
+
+def format_table(headers, rows) -> str:
+    """A plain-text table: columns right-aligned, except the first, left-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r):
+        return "  ".join(c.ljust(wd) if i == 0 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths)))
+
+    rule = "  ".join("-" * wd for wd in widths)
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
