@@ -245,3 +245,17 @@ def test_summary_rows():
     assert rows["d"]["params"] == 5 * 64 + 5 and rows["d"]["flops"] == 2 * 5 * 64 + 5
     assert rows["p"]["type"] == "MaxPool2D" and rows["p"]["output_shape"] == (4, 4, 4)
     assert rows["d"]["inputs"] == ["f"]
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_set_backend_moves_weights(backend_name):
+    be = load_backend(backend_name)
+    m = resnet_model("B").build(F64, seed=0)
+    w = m.get_weights()
+    m.set_backend(be)
+    assert m.backend is be and m.layers["stem"].params["weight"].dtype == np.float32
+    for ln, state in m.get_weights().items():
+        for k, v in state.items():
+            np.testing.assert_array_equal(v, w[ln][k])
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    assert be.to_host(m.forward(x)).shape == (2, 3)
