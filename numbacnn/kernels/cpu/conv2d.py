@@ -262,6 +262,7 @@ def _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq):
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     xs[:] = 0.0
     Sq = Hq * Wq
+    xf = x.reshape(-1)  # copying through 1-D row views is ~3x faster than 4-D indexing
     for b in range(sw):
         w0 = (b - pw) % sw  # first input column whose padded column q = w + pw is b mod sw
         if w0 >= W:
@@ -270,11 +271,14 @@ def _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq):
         Q0 = (w0 + pw) // sw
         for c in range(C):
             for i in range(nbi):
+                src = ((n0 + i) * C + c) * H * W + w0
                 for h in range(H):
                     r = h + ph
                     base = (((c * sh + r % sh) * sw + b) * nb + i) * Sq + (r // sh) * Wq + Q0
+                    dst = xs[base:base + cnt]
+                    row = xf[src + h * W:src + h * W + (cnt - 1) * sw + 1]
                     for q in range(cnt):
-                        xs[base + q] = x[n0 + i, c, h, w0 + q * sw]
+                        dst[q] = row[q * sw]
 
 
 @njit(cache=True)
@@ -332,8 +336,10 @@ def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hq, Wq, Kg, nb, nkb):
                 for i in range(nbi):
                     for oh in range(OH):
                         u = i * Sq + oh * Wq
+                        yrow = y[n0 + i, kk, oh]
+                        arow = acc[kk - k, u:u + OW]
                         for ow in range(OW):
-                            y[n0 + i, kk, oh, ow] = acc[kk - k, u + ow]
+                            yrow[ow] = arow[ow]
             k += 1 + pair
 
 
@@ -418,8 +424,9 @@ def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, H
             for i in range(nbi):
                 for oh in range(max(0, Rlo - Mh), min(OH, Rlo - Mh + Hd)):
                     base = (k * nb + i) * Sd + (oh - Rlo + Mh) * Wd - Qlo + Mw
+                    dyrow = dy[n0 + i, k, oh]
                     for ow in range(max(0, Qlo - Mw), min(OW, Qlo - Mw + Wd)):
-                        dyp[base + ow] = dy[n0 + i, k, oh, ow]
+                        dyp[base + ow] = dyrow[ow]
         acc = np.empty((2, (nbi - 1) * Sd + (Hd - Mh - 1) * Wd + Wd - Mw), dtype=np.float32)
         c = 0
         while c < C:
@@ -445,9 +452,10 @@ def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, H
                         for i in range(nbi):
                             for R in range(R0, R1):
                                 u = i * Sd + (R - Rlo) * Wd - Qlo
-                                h = R * sh + a - ph
-                                for Q in range(Q0, Q1):
-                                    dx[n0 + i, cc, h, w0 + (Q - Q0) * sw] = acc[cc - c, u + Q]
+                                dxrow = dx[n0 + i, cc, R * sh + a - ph]
+                                arow = acc[cc - c, u + Q0:u + Q1]
+                                for Q in range(Q1 - Q0):
+                                    dxrow[w0 + Q * sw] = arow[Q]
             c += 1 + pair
 
 
@@ -514,8 +522,10 @@ def _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hq, Wq, Kg, nb):
                     for i in range(nbi):
                         for oh in range(OH):
                             u = i * Sq + oh * Wq
+                            drow = dyr[kk - k, u:u + OW]
+                            dyrow = dy[n0 + i, kk, oh]
                             for ow in range(OW):
-                                dyr[kk - k, u + ow] = dy[n0 + i, kk, oh, ow]
+                                drow[ow] = dyrow[ow]
                 if pair:
                     _dot_taps2(dwb[t, k], dwb[t, k + 1], dyr[0, :L], dyr[1, :L], xs, offs[k // Kg], T)
                 else:
