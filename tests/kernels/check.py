@@ -111,6 +111,7 @@ BACKWARD = {
     "lrn": Backward(lambda dy, i, o, kw: ((dy, i[0], o[0], o[1]), kw)),
     "concat": Backward(lambda dy, i, o, kw: ((dy, [int(x.shape[1]) for x in i[0]]), {})),
     "add": Backward(lambda dy, i, o, kw: ((dy, len(i[0])), {})),
+    "pad2d": Backward(lambda dy, i, o, kw: ((dy,), _pick(kw, "pads"))),
     "sgd_update": None,  # in place: check_op compares the updated param and velocity
     "adam_update": None,
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from .check import ELEMENTWISE, EXACT, check_op, tol
@@ -245,6 +245,16 @@ def test_add(backend, shape, count, seed):
     rng = np.random.default_rng(seed)
     xs = [normal(rng, shape) for _ in range(count)]
     check_op(backend, "add", [xs], **tol(count), seed=seed)
+
+
+@given(shape=nchw_shapes(max_size=8), pads=st.tuples(*[st.integers(-3, 3)] * 4),
+       value=st.sampled_from([0.0, -np.inf]), seed=seeds)
+def test_pad2d(backend, shape, pads, value, seed):
+    """Padding (negative pads crop) only moves values: exact."""
+    t, b, l, r = pads
+    assume(min(t, b) >= -shape[2] and min(l, r) >= -shape[3] and shape[2] + t + b >= 1 and shape[3] + l + r >= 1)
+    x = normal(np.random.default_rng(seed), shape)
+    check_op(backend, "pad2d", [x], dict(pads=pads, value=value), **EXACT, seed=seed)
 
 
 # ---------------------------------------------------------------- optimizers
