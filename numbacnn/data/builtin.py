@@ -56,8 +56,8 @@ def _segment_distance(px, py, a, b):
     """Distance from points (px, py) (n, H, W) to segments a->b, a/b (n, 1, 1, 2)."""
     ax, ay = a[..., 0], a[..., 1]
     dx, dy = b[..., 0] - ax, b[..., 1] - ay
-    t = ((px - ax) * dx + (py - ay) * dy) / np.maximum(dx * dx + dy * dy, 1e-12)
-    t = np.clip(t, 0.0, 1.0)
+    t = ((px - ax) * dx + (py - ay) * dy) / np.maximum(dx * dx + dy * dy, np.float32(1e-12))
+    t = np.clip(t, 0, 1)
     return np.hypot(px - ax - t * dx, py - ay - t * dy)
 
 
@@ -73,39 +73,42 @@ def _render_class(cls, n, size, rng):
     theta = rng.uniform(-fig["rot"], fig["rot"], n)
     jitter = 0.05                                         # vertex jitter, local units
 
-    grid = np.arange(size) + 0.5
-    gx = grid[None, None, :] - cx[:, None, None]
-    gy = grid[None, :, None] - cy[:, None, None]
-    c, s = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+    f32 = np.float32                                      # render in float32: half the memory traffic
+    grid = np.arange(size, dtype=f32) + f32(0.5)
+    gx = grid[None, None, :] - cx[:, None, None].astype(f32)
+    gy = grid[None, :, None] - cy[:, None, None].astype(f32)
+    c, s = np.cos(theta)[:, None, None].astype(f32), np.sin(theta)[:, None, None].astype(f32)
+    scale, half_width = scale.astype(f32), half_width.astype(f32)
     # pixel -> local frame: rotate by -theta, divide by scale (y axis points down)
     lx = (c * gx + s * gy) / scale[:, None, None]
     ly = (-s * gx + c * gy) / scale[:, None, None]
 
-    dist = np.full((n, size, size), np.inf)
+    dist = np.full((n, size, size), np.inf, f32)
     for a, b in fig["segs"]:
-        aj = a + rng.normal(0.0, jitter, (n, 1, 1, 2))
-        bj = b + rng.normal(0.0, jitter, (n, 1, 1, 2))
+        aj = (a + rng.normal(0.0, jitter, (n, 1, 1, 2))).astype(f32)
+        bj = (b + rng.normal(0.0, jitter, (n, 1, 1, 2))).astype(f32)
         dist = np.minimum(dist, _segment_distance(lx, ly, aj, bj))
     r = np.hypot(lx, ly)
     for radius in fig["rings"]:
-        rj = radius * rng.uniform(0.9, 1.05, (n, 1, 1))
+        rj = (radius * rng.uniform(0.9, 1.05, (n, 1, 1))).astype(f32)
         dist = np.minimum(dist, np.abs(r - rj))
     for radius in fig["disks"]:
-        rj = radius * rng.uniform(0.85, 1.1, (n, 1, 1))
-        dist = np.minimum(dist, np.maximum(r - rj, 0.0))
+        rj = (radius * rng.uniform(0.85, 1.1, (n, 1, 1))).astype(f32)
+        dist = np.minimum(dist, np.maximum(r - rj, f32(0.0)))
     dist_px = dist * scale[:, None, None]
-    return np.clip(half_width[:, None, None] + 0.5 - dist_px, 0.0, 1.0)
+    return np.clip(half_width[:, None, None] + f32(0.5) - dist_px, f32(0.0), f32(1.0))
 
 
 def _specks(n, size, rng, max_specks=3):
     """Coverage of 0..max_specks small faint blobs per image: (n, size, size)."""
-    grid = np.arange(size) + 0.5
-    out = np.zeros((n, size, size))
+    grid = np.arange(size, dtype=np.float32) + np.float32(0.5)
+    out = np.zeros((n, size, size), np.float32)
     count = rng.integers(0, max_specks + 1, n)
     for k in range(max_specks):
         x, y = rng.uniform(0, size, n), rng.uniform(0, size, n)
-        sigma = rng.uniform(0.6, 1.2, n)[:, None, None]
-        amp = rng.uniform(0.3, 0.7, n) * (count > k)
+        x, y = x.astype(np.float32), y.astype(np.float32)
+        sigma = rng.uniform(0.6, 1.2, n)[:, None, None].astype(np.float32)
+        amp = (rng.uniform(0.3, 0.7, n) * (count > k)).astype(np.float32)
         d2 = (grid[None, None, :] - x[:, None, None]) ** 2 + (grid[None, :, None] - y[:, None, None]) ** 2
         out = np.maximum(out, amp[:, None, None] * np.exp(-d2 / (2 * sigma ** 2)))
     return out
@@ -128,7 +131,7 @@ def make_shapes(n: int = 12000, seed: int = 0, rgb: bool = False, size: int | No
     rng = np.random.Generator(np.random.PCG64(seed))
     labels = rng.permutation(np.arange(n) % len(CLASS_NAMES)).astype(np.int64)
 
-    cover = np.empty((n, size, size))
+    cover = np.empty((n, size, size), np.float32)
     for cls in range(len(CLASS_NAMES)):
         idx = np.flatnonzero(labels == cls)
         if idx.size:
@@ -152,8 +155,8 @@ def make_shapes(n: int = 12000, seed: int = 0, rgb: bool = False, size: int | No
     noise_sigma = rng.uniform(0.02, 0.05, n)[:, None, None, None]
 
     alpha = np.maximum(cover, clutter)[:, None]                       # (n, 1, S, S)
-    img = bg[:, :, None, None] + ramp[:, None]
-    img = img * (1 - alpha) + fg[:, :, None, None] * alpha
-    img = img + noise_sigma * rng.standard_normal((n, channels, size, size))
+    img = (bg[:, :, None, None] + ramp[:, None]).astype(np.float32)
+    img = img * (1 - alpha) + fg[:, :, None, None].astype(np.float32) * alpha
+    img += noise_sigma.astype(np.float32) * rng.standard_normal((n, channels, size, size), np.float32)
     img = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
     return img.astype(np.float32) / np.float32(255.0), labels, list(CLASS_NAMES)
