@@ -24,6 +24,7 @@ arrays on CUDA)::
     softmax_forward(x) / softmax_backward(dy, y)                      (over axis 1)
     softmax_cross_entropy_forward(logits, labels) -> (loss: float, probs)
     softmax_cross_entropy_backward(probs, labels) -> dlogits         (mean over the batch)
+    argmax(x) -> (N,) int64 index of each row's maximum of x (N, K)  (np.argmax's tie rules)
     batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)
         -> (y, save_mean, save_invstd)             (running stats updated in place)
     batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training) -> (dx, dgamma, dbeta)
@@ -288,6 +289,12 @@ class Backend:
         self._check_labels(probs, labels)
         return self._softmax_cross_entropy_backward(probs, labels)
 
+    def argmax(self, x):
+        self._check_array("x", x, 2)
+        if x.shape[1] < 1:
+            raise ValueError(f"argmax needs at least one column, got x shape {_shape(x)}")
+        return self._argmax(x)
+
     # ------------------------------------------------------------ batch norm
     def _check_bn(self, x, **params):
         self._check_array("x", x, (2, 4))
@@ -491,6 +498,9 @@ class KernelBackend(Backend):
 
     def _softmax_cross_entropy_backward(self, probs, labels):
         return self.k.softmax_cross_entropy_backward(probs, labels)
+
+    def _argmax(self, x):
+        return self.k.argmax(x)
 
     def _batch_norm_forward(self, x, gamma, beta, running_mean, running_var, training, momentum, eps):
         return self.k.batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)

@@ -37,11 +37,11 @@ class CUDABackend(KernelBackend):
         if not config.CUDASIM and not cuda.is_available():
             raise RuntimeError("CUDA requested but no CUDA GPU is available (numba.cuda.is_available() is False); "
                                "use the cpu backend, or set NUMBA_ENABLE_CUDASIM=1 to run on Numba's CUDA simulator")
-        from ..kernels.cuda import conv2d, dense, elementwise, norm, pool2d
+        from ..kernels.cuda import conv2d, dense, elementwise, norm, pad, pool2d
 
         self._cuda = cuda
         self._ew = elementwise
-        self.k = _table(conv2d, pool2d, dense, elementwise, norm)
+        self.k = _table(conv2d, pool2d, dense, elementwise, norm, pad)
 
     # ------------------------------------------------------------ arrays
     def asarray(self, a, dtype=np.float32):

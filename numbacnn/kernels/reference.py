@@ -294,6 +294,16 @@ def softmax_cross_entropy_backward_ref(probs, labels):
     return d / n
 
 
+def argmax_ref(x):
+    """Index of each row's maximum: the first one on ties, and the first NaN if a row holds one
+    (``np.argmax``'s rules).  x : (N, K) with K >= 1; returns (N,) int64.
+
+    The training loop counts correct predictions from it, so only N indices,
+    not the (N, K) scores, leave the device.
+    """
+    return np.argmax(x, axis=1).astype(np.int64)
+
+
 # ---------------------------------------------------------------- batch norm
 def _bn_axes(x):
     if x.ndim == 4:

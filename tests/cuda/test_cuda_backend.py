@@ -19,11 +19,11 @@ def test_cuda_without_a_gpu_raises_one_clear_line():
 @pytest.mark.skipif(not (config.CUDASIM or cuda_available()), reason="needs a GPU or NUMBA_ENABLE_CUDASIM=1")
 def test_get_backend_cuda_builds_the_kernel_table():
     from numbacnn.backends import get_backend
-    from numbacnn.kernels.cuda import conv2d, dense, elementwise, norm, pool2d
+    from numbacnn.kernels.cuda import conv2d, dense, elementwise, norm, pad, pool2d
 
     be = get_backend("cuda")
     assert be.name == "cuda"
-    for module in (conv2d, pool2d, dense, elementwise, norm):
+    for module in (conv2d, pool2d, dense, elementwise, norm, pad):
         for name in module.__all__:
             assert getattr(be.k, name) is getattr(module, name)
     # every op the KernelBackend maps is in the table
@@ -35,5 +35,6 @@ def test_get_backend_cuda_builds_the_kernel_table():
                "tanh_backward", "softmax_forward", "softmax_backward", "softmax_cross_entropy_forward",
                "softmax_cross_entropy_backward", "batch_norm_forward", "batch_norm_backward", "dropout_forward",
                "dropout_backward", "lrn_forward", "lrn_backward", "concat_forward", "concat_backward",
-               "add_forward", "add_backward", "sgd_update", "adam_update"):
+               "add_forward", "add_backward", "pad2d_forward", "pad2d_backward", "argmax", "sgd_update",
+               "adam_update"):
         assert callable(getattr(be.k, op)), op

@@ -50,7 +50,7 @@ def discover_kernels():
 
 def test_discovery_finds_the_kernels_of_every_module():
     modules = set(discover_kernels().values())
-    for m in ("conv2d", "pool2d", "dense", "elementwise", "norm"):
+    for m in ("conv2d", "pool2d", "dense", "elementwise", "norm", "pad"):
         assert f"numbacnn.kernels.cuda.{m}" in modules
 
 

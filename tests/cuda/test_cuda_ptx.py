@@ -24,7 +24,7 @@ if config.CUDASIM:
 
 from numba import boolean, cuda, float32, int32, int64, uint8, uint64  # noqa: E402
 
-from numbacnn.kernels.cuda import _common, conv2d, dense, elementwise, norm, pool2d  # noqa: E402
+from numbacnn.kernels.cuda import _common, conv2d, dense, elementwise, norm, pad, pool2d  # noqa: E402
 
 CC = (9, 0)
 F = float32
@@ -68,6 +68,7 @@ PTX_SIGNATURES = {
     "softmax_backward_kernel": (elementwise, (A2, A2, A2)),
     "softmax_cross_entropy_forward_kernel": (elementwise, [(A2, L64, A2, A1), (A2, L32, A2, A1)]),
     "softmax_cross_entropy_backward_kernel": (elementwise, [(A2, L64, F, A2), (A2, L32, F, A2)]),
+    "argmax_kernel": (elementwise, (A2, L64)),
     "dropout_forward_kernel": (elementwise, (A1, uint64, F, F, A1, U8)),
     "dropout_backward_kernel": (elementwise, (A1, U8, F, A1)),
     "concat_forward_kernel": (elementwise, (A3, I, A3)),
@@ -82,6 +83,8 @@ PTX_SIGNATURES = {
     "batch_norm_backward_input_kernel": (norm, (A3, A3, A1, A1, A1, A1, A1, B, A3)),
     "lrn_forward_kernel": (norm, (A3, I, F, F, F, A3, A3)),
     "lrn_backward_kernel": (norm, (A3, A3, A3, A3, I, F, F, A3)),
+    # pad
+    "pad2d_kernel": (pad, (A3, I, I, F, A3)),
 }
 
 F64 = re.compile(r"\.f64\b|\bcvt\.\S*f64")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from kernels.check import ELEMENTWISE, EXACT, check_op, tol
@@ -51,6 +51,7 @@ KERNELS = {
     "leaky_relu": ["leaky_relu_forward_kernel", "leaky_relu_backward_kernel"],
     "softmax": ["softmax_forward_kernel", "softmax_backward_kernel"],
     "softmax_cross_entropy": ["softmax_cross_entropy_forward_kernel", "softmax_cross_entropy_backward_kernel"],
+    "argmax": ["argmax_kernel"],
     "batch_norm_training": ["batch_norm_stats_kernel", "batch_norm_apply_kernel",
                             "batch_norm_backward_reduce_kernel", "batch_norm_backward_input_kernel"],
     "batch_norm_eval": ["batch_norm_eval_stats_kernel", "batch_norm_apply_kernel",
@@ -60,6 +61,7 @@ KERNELS = {
     "lrn": ["lrn_forward_kernel", "lrn_backward_kernel"],
     "concat": ["concat_forward_kernel", "concat_backward_kernel"],
     "add": ["add_inplace_kernel"],
+    "pad2d": ["pad2d_kernel"],
     "sgd_update": ["sgd_update_kernel"],
     "adam_update": ["adam_update_kernel"],
     "array_helpers": ["fill_kernel", "add_inplace_kernel"],
@@ -248,6 +250,22 @@ def test_softmax_cross_entropy(launched):
     expect_launched(launched, "softmax_cross_entropy")
 
 
+@sim
+@given(n=st.integers(1, 5), k=st.integers(1, 12), ties=st.booleans(), nan=st.booleans(), seed=seeds)
+@example(n=3, k=4, ties=True, nan=True, seed=0)
+def _argmax_property(n, k, ties, nan, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, (n, k)).astype(np.float32) if ties else normal(rng, (n, k))
+    if nan:
+        x[rng.integers(0, n), rng.integers(0, k)] = np.nan
+    check_op("cuda", "argmax", [x], **EXACT)
+
+
+def test_argmax(launched):
+    _argmax_property()
+    expect_launched(launched, "argmax")
+
+
 # ---------------------------------------------------------------- batch norm
 def _bn_check(shape, training, momentum, eps, seed):
     rng = np.random.default_rng(seed)
@@ -359,6 +377,23 @@ def _add_property(shape, count, seed):
 def test_add(launched):
     _add_property()
     expect_launched(launched, "add")
+
+
+# ---------------------------------------------------------------- pad
+@sim
+@given(shape=nchw_shapes(max_batch=2, max_channels=2, max_size=5), pads=st.tuples(*[st.integers(-2, 2)] * 4),
+       value=st.sampled_from([0.0, -1.5, -np.inf]), seed=seeds)
+@example(shape=(1, 2, 3, 4), pads=(1, -1, -2, 2), value=-np.inf, seed=0)
+def _pad2d_property(shape, pads, value, seed):
+    t, b, l, r = pads
+    assume(min(t, b) >= -shape[2] and min(l, r) >= -shape[3] and shape[2] + t + b >= 1 and shape[3] + l + r >= 1)
+    x = normal(np.random.default_rng(seed), shape)
+    check_op("cuda", "pad2d", [x], dict(pads=pads, value=value), **EXACT, seed=seed)
+
+
+def test_pad2d(launched):
+    _pad2d_property()
+    expect_launched(launched, "pad2d")
 
 
 # ---------------------------------------------------------------- optimizers

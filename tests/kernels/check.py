@@ -112,6 +112,7 @@ BACKWARD = {
     "concat": Backward(lambda dy, i, o, kw: ((dy, [int(x.shape[1]) for x in i[0]]), {})),
     "add": Backward(lambda dy, i, o, kw: ((dy, len(i[0])), {})),
     "pad2d": Backward(lambda dy, i, o, kw: ((dy,), _pick(kw, "pads"))),
+    "argmax": None,      # no gradient: only the forward is compared
     "sgd_update": None,  # in place: check_op compares the updated param and velocity
     "adam_update": None,
 }

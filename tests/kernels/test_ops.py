@@ -171,6 +171,17 @@ def test_softmax_cross_entropy_int32_labels(backend):
     check_op(backend, "softmax_cross_entropy", [logits, np.array([0, 4, 2, 2], dtype=np.int32)], **tol(5))
 
 
+@given(n=st.integers(1, 40), k=st.integers(1, 12), ties=st.booleans(), nan=st.booleans(), seed=seeds)
+@example(n=3, k=4, ties=True, nan=True, seed=0)
+def test_argmax(backend, n, k, ties, nan, seed):
+    """np.argmax's rules: the first maximum on ties, the first NaN when a row holds one."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, (n, k)).astype(np.float32) if ties else normal(rng, (n, k))
+    if nan:
+        x[rng.integers(0, n), rng.integers(0, k)] = np.nan
+    check_op(backend, "argmax", [x], **EXACT)
+
+
 # ---------------------------------------------------------------- batch norm
 def _bn_inputs(rng, shape):
     c = shape[1]
@@ -331,6 +342,7 @@ INVALID = {
         lambda be: be.softmax_cross_entropy_forward(_f32(2, 3), np.zeros(2, np.float32)), "labels must be integers"),
     "cross-entropy labels count": (
         lambda be: be.softmax_cross_entropy_forward(_f32(2, 3), np.zeros(3, np.int64)), "labels shape"),
+    "argmax needs rows": (lambda be: be.argmax(_f32(6)), "x must have 2 dimensions"),
     "batch norm gamma shape": (
         lambda be: be.batch_norm_forward(_f32(2, 3), _f32(4), _f32(3), _f32(3), _f32(3)), "gamma shape"),
     "batch norm one value per channel": (

@@ -16,7 +16,7 @@ __all__ = [
     "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
     "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
     "softmax_forward", "softmax_backward",
-    "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
+    "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "argmax",
     "dropout_forward", "dropout_backward",
     "concat_forward", "concat_backward", "add_forward", "add_backward",
     "sgd_update", "adam_update",
@@ -249,6 +249,29 @@ def softmax_cross_entropy_backward(probs, labels):
     d = np.empty((N, K), dtype=probs.dtype)
     _softmax_xent_bwd(np.ascontiguousarray(probs), labels, d)
     return d
+
+
+@njit(cache=True, parallel=True)
+def _argmax_rows(x, out):
+    """out[n] = index of the first maximum of x[n] (the first NaN wins).  x : (N, K) float32, out : (N,) int64"""
+    for n in prange(x.shape[0]):
+        best, jb = x[n, 0], 0
+        if best == best:
+            for j in range(1, x.shape[1]):
+                v = x[n, j]
+                if v != v:
+                    jb = j
+                    break
+                if v > best:
+                    best, jb = v, j
+        out[n] = jb
+
+
+def argmax(x):
+    """Index of each row's maximum (``np.argmax`` rules).  x : (N, K) float32 -> (N,) int64."""
+    out = np.empty(x.shape[0], dtype=np.int64)
+    _argmax_rows(np.ascontiguousarray(x), out)
+    return out
 
 
 # ------------------------------------------------------------------ dropout

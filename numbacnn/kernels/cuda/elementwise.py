@@ -296,6 +296,36 @@ def softmax_cross_entropy_backward(probs, labels):
     return d
 
 
+@cuda.jit
+def argmax_kernel(x, out):
+    """out[n] = index of the first maximum of row n (the first NaN wins, as np.argmax), one thread per row.
+
+    x : (N, K) float32, out : (N,) int64.  Rows are short (class scores), so
+    a serial loop per thread is enough and keeps the tie rule exact.
+    """
+    N, K = x.shape
+    for n in range(cuda.grid(1), N, cuda.gridsize(1)):
+        best = x[n, 0]
+        jb = 0
+        if best == best:
+            for j in range(1, K):
+                v = x[n, j]
+                if v != v:
+                    jb = j
+                    break
+                if v > best:
+                    best = v
+                    jb = j
+        out[n] = jb
+
+
+def argmax(x):
+    """Index of each row's maximum.  x : (N, K) float32 -> (N,) int64 device array."""
+    out = cuda.device_array(x.shape[0], dtype=np.int64)
+    _launch_flat(argmax_kernel, x.shape[0], x, out)
+    return out
+
+
 # ------------------------------------------------------------ dropout
 _M32 = np.uint64(0xFFFFFFFF)
 _GOLDEN = np.uint64(0x9E3779B1)
@@ -466,7 +496,7 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
 __all__ = [
     "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
     "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
-    "softmax_forward", "softmax_backward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
+    "softmax_forward", "softmax_backward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "argmax",
     "dropout_forward", "dropout_backward", "concat_forward", "concat_backward", "add_forward", "add_backward",
     "sgd_update", "adam_update", "full", "zeros", "copy", "add_inplace",
 ]
