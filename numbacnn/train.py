@@ -63,8 +63,12 @@ def _targets_to_backend(be, y):
 
 
 def _count_correct(be, preds, y_host) -> int:
-    """Correct predictions of a batch: argmax of the (N, K) output vs the labels (or the target's argmax)."""
-    p = np.asarray(be.to_host(preds)).reshape(len(y_host), -1).argmax(axis=1)
+    """Correct predictions of a batch: argmax of the (N, K) output vs the labels (or the target's argmax).
+
+    The argmax runs on the backend: only the N indices come back to the host.
+    """
+    n = len(y_host)
+    p = be.to_host(be.argmax(preds.reshape(n, preds.size // n)))
     y = np.asarray(y_host)
     t = y if y.ndim == 1 else y.reshape(len(y), -1).argmax(axis=1)
     return int((p == t).sum())
