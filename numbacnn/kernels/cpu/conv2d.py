@@ -257,10 +257,10 @@ def _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq):
 
     x : (N, C, H, W) float32; xs : (C*sh*sw*nb*Hq*Wq,) float32 laid out
     (C, sh, sw, nb, Hq, Wq): pixel (r, q) of padded image n0+i goes to phase
-    (r % sh, q % sw), slot i, position (r // sh, q // sw).
+    (r % sh, q % sw), slot i, position (r // sh, q // sw).  Every call writes
+    the same cells, so the padding cells of a scratch zeroed once stay zero.
     """
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    xs[:] = 0.0
     Sq = Hq * Wq
     xf = x.reshape(-1)  # copying through 1-D row views is ~3x faster than 4-D indexing
     for b in range(sw):
@@ -276,9 +276,14 @@ def _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq):
                     r = h + ph
                     base = (((c * sh + r % sh) * sw + b) * nb + i) * Sq + (r // sh) * Wq + Q0
                     dst = xs[base:base + cnt]
-                    row = xf[src + h * W:src + h * W + (cnt - 1) * sw + 1]
-                    for q in range(cnt):
-                        dst[q] = row[q * sw]
+                    if sw == 1:  # a contiguous row: the copy vectorizes
+                        row = xf[src + h * W:src + h * W + cnt]
+                        for q in range(cnt):
+                            dst[q] = row[q]
+                    else:
+                        row = xf[src + h * W:src + h * W + (cnt - 1) * sw + 1]
+                        for q in range(cnt):
+                            dst[q] = row[q * sw]
 
 
 @njit(cache=True)
@@ -301,13 +306,14 @@ def _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq, nb):
 
 # ------------------------------------------------------------------ forward
 @njit(cache=True, parallel=True, fastmath=True)
-def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hq, Wq, Kg, nb, nkb):
+def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hq, Wq, Kg, nb, nkb, nchunks):
     """y[n, k] = b[k] + sum of the taps of k over the phase-split images.
 
     x : (N, C, H, W), w2 : (K, Cg*KH*KW), b : (K,), offs : (groups, Cg*KH*KW),
     y : (N, K, OH, OW) written in place.  Tasks are (block of ``nb`` images,
     block of output channels); ``nkb`` channel blocks (more than one only for
-    tiny batches).
+    tiny batches).  Each of the ``nchunks`` threads takes a run of tasks and
+    keeps one scratch.
     """
     N, C = x.shape[0], x.shape[1]
     K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -315,32 +321,39 @@ def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hq, Wq, Kg, nb, nkb):
     Sq = Hq * Wq
     nblk = (N + nb - 1) // nb
     kper = (K + nkb - 1) // nkb
-    for task in prange(nblk * nkb):
-        n0 = (task // nkb) * nb
-        nbi = min(nb, N - n0)
-        k0 = (task % nkb) * kper
-        k1 = min(K, k0 + kper)
-        xs = np.empty(C * sh * sw * nb * Sq, dtype=np.float32)
-        _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq)
-        acc = np.empty((2, (nbi - 1) * Sq + (OH - 1) * Wq + OW), dtype=np.float32)
-        k = k0
-        while k < k1:
-            pair = k + 1 < k1 and (k + 1) // Kg == k // Kg  # two channels of one group share taps
-            acc[0, :] = b[k]
-            if pair:
-                acc[1, :] = b[k + 1]
-                _accumulate2(acc[0], acc[1], xs, offs[k // Kg], w2[k], w2[k + 1], T)
-            else:
-                _accumulate(acc[0], xs, offs[k // Kg], w2[k], T)
-            for kk in range(k, k + 1 + pair):
-                for i in range(nbi):
-                    for oh in range(OH):
-                        u = i * Sq + oh * Wq
-                        yrow = y[n0 + i, kk, oh]
-                        arow = acc[kk - k, u:u + OW]
-                        for ow in range(OW):
-                            yrow[ow] = arow[ow]
-            k += 1 + pair
+    ntasks = nblk * nkb
+    for t in prange(nchunks):
+        xs = np.zeros(C * sh * sw * nb * Sq, dtype=np.float32)
+        accb = np.empty((2, (nb - 1) * Sq + (OH - 1) * Wq + OW), dtype=np.float32)
+        split = -1
+        for task in range(t * ntasks // nchunks, (t + 1) * ntasks // nchunks):
+            n0 = (task // nkb) * nb
+            nbi = min(nb, N - n0)
+            k0 = (task % nkb) * kper
+            k1 = min(K, k0 + kper)
+            if split != n0:
+                _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq)
+                split = n0
+            Lr = (nbi - 1) * Sq + (OH - 1) * Wq + OW
+            acc0, acc1 = accb[0][:Lr], accb[1][:Lr]  # 1-D contiguous views: they vectorize
+            k = k0
+            while k < k1:
+                pair = k + 1 < k1 and (k + 1) // Kg == k // Kg  # two channels of one group share taps
+                acc0[:] = b[k]
+                if pair:
+                    acc1[:] = b[k + 1]
+                    _accumulate2(acc0, acc1, xs, offs[k // Kg], w2[k], w2[k + 1], T)
+                else:
+                    _accumulate(acc0, xs, offs[k // Kg], w2[k], T)
+                for kk in range(k, k + 1 + pair):
+                    for i in range(nbi):
+                        for oh in range(OH):
+                            u = i * Sq + oh * Wq
+                            yrow = y[n0 + i, kk, oh]
+                            arow = accb[kk - k, u:u + OW]
+                            for ow in range(OW):
+                                yrow[ow] = arow[ow]
+                k += 1 + pair
 
 
 def conv2d_forward(x, w, b, stride, padding, dilation, groups):
@@ -361,7 +374,8 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq, nb)
     y = np.empty((N, K, OH, OW), dtype=np.float32)
     nkb = max(1, min(K, -(-threads // nblk)))
-    _forward(x, w.reshape(K, Cg * KH * KW), b, offs, y, ph, pw, sh, sw, Hq, Wq, K // groups, nb, nkb)
+    nchunks = min(threads, nblk * nkb)
+    _forward(x, w.reshape(K, Cg * KH * KW), b, offs, y, ph, pw, sh, sw, Hq, Wq, K // groups, nb, nkb, nchunks)
     return y
 
 
@@ -403,7 +417,7 @@ def _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Pd):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hd, Wd, Mh, Mw, Cg, nb):
+def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hd, Wd, Mh, Mw, Cg, nb, nchunks):
     """dx gathered from the sh*sw phase runs of dx, block of ``nb`` images by block.
 
     dy : (N, K, OH, OW), offs/ws/count from ``_backward_input_taps``,
@@ -416,47 +430,59 @@ def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, H
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     Sd = Hd * Wd
     nblk = (N + nb - 1) // nb
-    for blk in prange(nblk):
-        n0 = blk * nb
-        nbi = min(nb, N - n0)
-        dyp = np.zeros(K * nb * Sd, dtype=np.float32)
-        for k in range(K):
-            for i in range(nbi):
-                for oh in range(max(0, Rlo - Mh), min(OH, Rlo - Mh + Hd)):
-                    base = (k * nb + i) * Sd + (oh - Rlo + Mh) * Wd - Qlo + Mw
-                    dyrow = dy[n0 + i, k, oh]
-                    for ow in range(max(0, Qlo - Mw), min(OW, Qlo - Mw + Wd)):
-                        dyp[base + ow] = dyrow[ow]
-        acc = np.empty((2, (nbi - 1) * Sd + (Hd - Mh - 1) * Wd + Wd - Mw), dtype=np.float32)
-        c = 0
-        while c < C:
-            g = c // Cg
-            pair = c + 1 < C and (c + 1) // Cg == g  # two channels of one group share taps
-            for a in range(sh):
-                # phase rows R whose padded row r = R*sh + a is an image row h = r - ph in [0, H)
-                R0 = max(0, (ph - a + sh - 1) // sh)
-                R1 = min(Hq, (H + ph - a + sh - 1) // sh)
-                for bb in range(sw):
-                    Q0 = max(0, (pw - bb + sw - 1) // sw)
-                    Q1 = min(Wq, (W + pw - bb + sw - 1) // sw)
-                    if R0 >= R1 or Q0 >= Q1:
-                        continue
-                    p = a * sw + bb
-                    acc[:] = 0.0
-                    if pair:
-                        _accumulate2(acc[0], acc[1], dyp, offs[g, p], ws[c, p], ws[c + 1, p], count[p])
-                    else:
-                        _accumulate(acc[0], dyp, offs[g, p], ws[c, p], count[p])
-                    w0 = Q0 * sw + bb - pw
-                    for cc in range(c, c + 1 + pair):
-                        for i in range(nbi):
-                            for R in range(R0, R1):
-                                u = i * Sd + (R - Rlo) * Wd - Qlo
-                                dxrow = dx[n0 + i, cc, R * sh + a - ph]
-                                arow = acc[cc - c, u + Q0:u + Q1]
-                                for Q in range(Q1 - Q0):
-                                    dxrow[w0 + Q * sw] = arow[Q]
-            c += 1 + pair
+    oh0, oh1 = max(0, Rlo - Mh), min(OH, Rlo - Mh + Hd)  # the dy rows and columns that are read
+    ow0, ow1 = max(0, Qlo - Mw), min(OW, Qlo - Mw + Wd)
+    for t in prange(nchunks):
+        dyp = np.zeros(K * nb * Sd, dtype=np.float32)  # cells never written stay zero
+        accb = np.empty((2, (nb - 1) * Sd + (Hd - Mh - 1) * Wd + Wd - Mw), dtype=np.float32)
+        for blk in range(t * nblk // nchunks, (t + 1) * nblk // nchunks):
+            n0 = blk * nb
+            nbi = min(nb, N - n0)
+            for k in range(K):
+                for i in range(nbi):
+                    for oh in range(oh0, oh1):
+                        base = (k * nb + i) * Sd + (oh - Rlo + Mh) * Wd + ow0 - Qlo + Mw
+                        drow = dyp[base:base + ow1 - ow0]
+                        dyrow = dy[n0 + i, k, oh, ow0:ow1]
+                        for ow in range(ow1 - ow0):
+                            drow[ow] = dyrow[ow]
+            Lr = (nbi - 1) * Sd + (Hd - Mh - 1) * Wd + Wd - Mw
+            acc0, acc1 = accb[0][:Lr], accb[1][:Lr]  # 1-D contiguous views: they vectorize
+            c = 0
+            while c < C:
+                g = c // Cg
+                pair = c + 1 < C and (c + 1) // Cg == g  # two channels of one group share taps
+                for a in range(sh):
+                    # phase rows R whose padded row r = R*sh + a is an image row h = r - ph in [0, H)
+                    R0 = max(0, (ph - a + sh - 1) // sh)
+                    R1 = min(Hq, (H + ph - a + sh - 1) // sh)
+                    for bb in range(sw):
+                        Q0 = max(0, (pw - bb + sw - 1) // sw)
+                        Q1 = min(Wq, (W + pw - bb + sw - 1) // sw)
+                        if R0 >= R1 or Q0 >= Q1:
+                            continue
+                        p = a * sw + bb
+                        acc0[:] = 0.0
+                        acc1[:] = 0.0
+                        if pair:
+                            _accumulate2(acc0, acc1, dyp, offs[g, p], ws[c, p], ws[c + 1, p], count[p])
+                        else:
+                            _accumulate(acc0, dyp, offs[g, p], ws[c, p], count[p])
+                        w0 = Q0 * sw + bb - pw
+                        for cc in range(c, c + 1 + pair):
+                            for i in range(nbi):
+                                for R in range(R0, R1):
+                                    u = i * Sd + (R - Rlo) * Wd - Qlo
+                                    dxrow = dx[n0 + i, cc, R * sh + a - ph]
+                                    arow = accb[cc - c, u + Q0:u + Q1]
+                                    if sw == 1:  # a contiguous row: the copy vectorizes
+                                        drow = dxrow[w0:w0 + Q1 - Q0]
+                                        for Q in range(Q1 - Q0):
+                                            drow[Q] = arow[Q]
+                                    else:
+                                        for Q in range(Q1 - Q0):
+                                            dxrow[w0 + Q * sw] = arow[Q]
+                c += 1 + pair
 
 
 def _phase_window(size, pad, stride, nq):
@@ -486,10 +512,12 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
     Rlo, Rhi = _phase_window(H, ph, sh, Hq)
     Qlo, Qhi = _phase_window(W, pw, sw, Wq)
     Hd, Wd = Rhi - Rlo + Mh, Qhi - Qlo + Mw
-    nb, _ = _blocking(N, Hd * Wd, numba.get_num_threads())
+    threads = numba.get_num_threads()
+    nb, nblk = _blocking(N, Hd * Wd, threads)
     offs, ws, count = _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, nb * Hd * Wd)
     dx = np.empty((N, C, H, W), dtype=np.float32)  # every element is written by exactly one phase
-    _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hd, Wd, Mh, Mw, Cg, nb)
+    _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hd, Wd, Mh, Mw, Cg, nb,
+                    min(threads, nblk))
     return dx
 
 
@@ -508,7 +536,7 @@ def _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hq, Wq, Kg, nb):
     Sq = Hq * Wq
     nblk = (N + nb - 1) // nb
     for t in prange(nchunks):
-        xs = np.empty(C * sh * sw * nb * Sq, dtype=np.float32)
+        xs = np.zeros(C * sh * sw * nb * Sq, dtype=np.float32)
         dyr = np.zeros((2, nb * Sq), dtype=np.float32)  # cells outside the OH x OW corner of a slot stay zero
         for blk in range(t * nblk // nchunks, (t + 1) * nblk // nchunks):
             n0 = blk * nb
