@@ -248,20 +248,34 @@ def _blocking(N, image_size, threads):
     return nb, -(-N // nb)
 
 
+def _slots(H, W, ph, pw, sh, sw, OH, OW):
+    """(Hs, Ws): rows and columns of one image slot in a phase plane.
+
+    Consecutive slots (and rows) share padding: the bottom padding of image
+    i is the top padding of image i+1 and the right padding of a row is the
+    left padding of the next, so a slot needs only ``H + ph`` padded rows
+    (in phase rows: ceil((H + ph) / sh)), yet at least ``OH`` for the
+    outputs.  Reads past a slot's last row or column land in the next slot's
+    or row's zero padding, never in image cells.
+    """
+    return max(-(-(H + ph) // sh), OH), max(-(-(W + pw) // sw), OW)
+
+
 _RUN = 1024  # target length of an accumulator run (floats): it stays in L1
 
 
 @njit(cache=True)
-def _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq):
+def _phase_split(xs, x, n0, nbi, P, ph, pw, sh, sw, Hs, Ws):
     """Copy images n0..n0+nbi-1 of x, zero padded, into phase planes.
 
-    x : (N, C, H, W) float32; xs : (C*sh*sw*nb*Hq*Wq,) float32 laid out
-    (C, sh, sw, nb, Hq, Wq): pixel (r, q) of padded image n0+i goes to phase
-    (r % sh, q % sw), slot i, position (r // sh, q // sw).  Every call writes
+    x : (N, C, H, W) float32; xs : (C*sh*sw*P,) float32, C*sh*sw phase planes
+    of P floats, each a column of image slots of Hs x Ws: pixel (r, q) of
+    padded image n0+i goes to phase (r % sh, q % sw), row i*Hs + r // sh,
+    column q // sw.  Slots overlap by the bottom and right padding (see
+    ``_slots``).  Every call writes
     the same cells, so the padding cells of a scratch zeroed once stay zero.
     """
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    Sq = Hq * Wq
     xf = x.reshape(-1)  # copying through 1-D row views is ~3x faster than 4-D indexing
     for b in range(sw):
         w0 = (b - pw) % sw  # first input column whose padded column q = w + pw is b mod sw
@@ -274,7 +288,7 @@ def _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq):
                 src = ((n0 + i) * C + c) * H * W + w0
                 for h in range(H):
                     r = h + ph
-                    base = (((c * sh + r % sh) * sw + b) * nb + i) * Sq + (r // sh) * Wq + Q0
+                    base = ((c * sh + r % sh) * sw + b) * P + (i * Hs + r // sh) * Ws + Q0
                     dst = xs[base:base + cnt]
                     if sw == 1:  # a contiguous row: the copy vectorizes
                         row = xf[src + h * W:src + h * W + cnt]
@@ -287,9 +301,8 @@ def _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq):
 
 
 @njit(cache=True)
-def _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq, nb):
+def _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Ws, P):
     """offs : (groups, Cg*KH*KW) int64, the scratch offset of tap (c, i, j) of each group."""
-    P = nb * Hq * Wq  # one phase plane of a block
     offs = np.empty((groups, Cg * KH * KW), dtype=np.int64)
     for g in range(groups):
         m = 0
@@ -299,14 +312,14 @@ def _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq, nb):
                 a, qh = (i * dh) % sh, (i * dh) // sh
                 for j in range(KW):
                     b, qw = (j * dw) % sw, (j * dw) // sw
-                    offs[g, m] = ((c * sh + a) * sw + b) * P + qh * Wq + qw
+                    offs[g, m] = ((c * sh + a) * sw + b) * P + qh * Ws + qw
                     m += 1
     return offs
 
 
 # ------------------------------------------------------------------ forward
 @njit(cache=True, parallel=True, fastmath=True)
-def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hq, Wq, Kg, nb, nkb, nchunks):
+def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hs, Ws, P, Kg, nb, nkb, nchunks):
     """y[n, k] = b[k] + sum of the taps of k over the phase-split images.
 
     x : (N, C, H, W), w2 : (K, Cg*KH*KW), b : (K,), offs : (groups, Cg*KH*KW),
@@ -318,13 +331,13 @@ def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hq, Wq, Kg, nb, nkb, nchunks):
     N, C = x.shape[0], x.shape[1]
     K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     T = w2.shape[1]
-    Sq = Hq * Wq
+    Ss = Hs * Ws
     nblk = (N + nb - 1) // nb
     kper = (K + nkb - 1) // nkb
     ntasks = nblk * nkb
     for t in prange(nchunks):
-        xs = np.zeros(C * sh * sw * nb * Sq, dtype=np.float32)
-        accb = np.empty((2, (nb - 1) * Sq + (OH - 1) * Wq + OW), dtype=np.float32)
+        xs = np.zeros(C * sh * sw * P, dtype=np.float32)
+        accb = np.empty((2, (nb - 1) * Ss + (OH - 1) * Ws + OW), dtype=np.float32)
         split = -1
         for task in range(t * ntasks // nchunks, (t + 1) * ntasks // nchunks):
             n0 = (task // nkb) * nb
@@ -332,9 +345,9 @@ def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hq, Wq, Kg, nb, nkb, nchunks):
             k0 = (task % nkb) * kper
             k1 = min(K, k0 + kper)
             if split != n0:
-                _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq)
+                _phase_split(xs, x, n0, nbi, P, ph, pw, sh, sw, Hs, Ws)
                 split = n0
-            Lr = (nbi - 1) * Sq + (OH - 1) * Wq + OW
+            Lr = (nbi - 1) * Ss + (OH - 1) * Ws + OW
             acc0, acc1 = accb[0][:Lr], accb[1][:Lr]  # 1-D contiguous views: they vectorize
             k = k0
             while k < k1:
@@ -348,7 +361,7 @@ def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hq, Wq, Kg, nb, nkb, nchunks):
                 for kk in range(k, k + 1 + pair):
                     for i in range(nbi):
                         for oh in range(OH):
-                            u = i * Sq + oh * Wq
+                            u = i * Ss + oh * Ws
                             yrow = y[n0 + i, kk, oh]
                             arow = accb[kk - k, u:u + OW]
                             for ow in range(OW):
@@ -370,12 +383,14 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     sh, sw, ph, pw, dh, dw, OH, OW, Hq, Wq = _geometry(H, W, KH, KW, stride, padding, dilation)
     b = np.zeros(K, np.float32) if b is None else np.ascontiguousarray(b, dtype=np.float32)
     threads = numba.get_num_threads()
-    nb, nblk = _blocking(N, Hq * Wq, threads)
-    offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq, nb)
+    Hs, Ws = _slots(H, W, ph, pw, sh, sw, OH, OW)
+    nb, nblk = _blocking(N, Hs * Ws, threads)
+    P = (nb * Hs + ((KH - 1) * dh) // sh + 2) * Ws
+    offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Ws, P)
     y = np.empty((N, K, OH, OW), dtype=np.float32)
     nkb = max(1, min(K, -(-threads // nblk)))
     nchunks = min(threads, nblk * nkb)
-    _forward(x, w.reshape(K, Cg * KH * KW), b, offs, y, ph, pw, sh, sw, Hq, Wq, K // groups, nb, nkb, nchunks)
+    _forward(x, w.reshape(K, Cg * KH * KW), b, offs, y, ph, pw, sh, sw, Hs, Ws, P, K // groups, nb, nkb, nchunks)
     return y
 
 
@@ -523,7 +538,7 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
 
 # ------------------------------------------------------------------ backward weight
 @njit(cache=True, parallel=True, fastmath=True)
-def _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hq, Wq, Kg, nb):
+def _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hs, Ws, P, Kg, nb):
     """Per-thread partial weight gradients.
 
     dy : (N, K, OH, OW), x : (N, C, H, W), offs : (groups, Cg*KH*KW),
@@ -533,23 +548,23 @@ def _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hq, Wq, Kg, nb):
     N, C = x.shape[0], x.shape[1]
     K, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
     nchunks, T = dwb.shape[0], dwb.shape[2]
-    Sq = Hq * Wq
+    Ss = Hs * Ws
     nblk = (N + nb - 1) // nb
     for t in prange(nchunks):
-        xs = np.zeros(C * sh * sw * nb * Sq, dtype=np.float32)
-        dyr = np.zeros((2, nb * Sq), dtype=np.float32)  # cells outside the OH x OW corner of a slot stay zero
+        xs = np.zeros(C * sh * sw * P, dtype=np.float32)
+        dyr = np.zeros((2, nb * Ss), dtype=np.float32)  # cells outside the OH x OW corner of a slot stay zero
         for blk in range(t * nblk // nchunks, (t + 1) * nblk // nchunks):
             n0 = blk * nb
             nbi = min(nb, N - n0)
-            _phase_split(xs, x, n0, nbi, nb, ph, pw, sh, sw, Hq, Wq)
-            L = (nbi - 1) * Sq + (OH - 1) * Wq + OW
+            _phase_split(xs, x, n0, nbi, P, ph, pw, sh, sw, Hs, Ws)
+            L = (nbi - 1) * Ss + (OH - 1) * Ws + OW
             k = 0
             while k < K:
                 pair = k + 1 < K and (k + 1) // Kg == k // Kg  # two channels of one group share taps
                 for kk in range(k, k + 1 + pair):
                     for i in range(nbi):
                         for oh in range(OH):
-                            u = i * Sq + oh * Wq
+                            u = i * Ss + oh * Ws
                             drow = dyr[kk - k, u:u + OW]
                             dyrow = dy[n0 + i, kk, oh]
                             for ow in range(OW):
@@ -577,10 +592,12 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
         raise ValueError(f"conv2d_backward_weight: dy shape {dy.shape} does not match the output shape "
                          f"{(N, K, OH, OW)} of x shape {x.shape}")
     threads = numba.get_num_threads()
-    nb, nblk = _blocking(N, Hq * Wq, threads)
-    offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Hq, Wq, nb)
+    Hs, Ws = _slots(H, W, ph, pw, sh, sw, OH, OW)
+    nb, nblk = _blocking(N, Hs * Ws, threads)
+    P = (nb * Hs + ((KH - 1) * dh) // sh + 2) * Ws
+    offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Ws, P)
     dwb = np.zeros((max(1, min(nblk, threads)), K, Cg * KH * KW), dtype=np.float32)
-    _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hq, Wq, K // groups, nb)
+    _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hs, Ws, P, K // groups, nb)
     return dwb.sum(axis=0).reshape(K, Cg, KH, KW)
 
 
