@@ -1,0 +1,10 @@
+"""ONNX import and export (needs the ``onnx`` extra: ``pip install 'numbacnn[onnx]'``).
+
+    from numbacnn.onnx import import_onnx, export_onnx
+    model = import_onnx("net.onnx", backend="cpu")   # a built Model with the ONNX weights
+    export_onnx(model, "net_again.onnx")              # opset 13, checked with onnx.checker
+"""
+from .exporter import OnnxExportError, export_onnx
+from .importer import OnnxImportError, import_onnx
+
+__all__ = ["import_onnx", "export_onnx", "OnnxImportError", "OnnxExportError"]
