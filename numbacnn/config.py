@@ -7,6 +7,7 @@ reads at import time (its threading layer) get their defaults here, and
 Flags
 -----
 NUMBACNN_DEVICE            default device for the CLI's ``--device auto`` (cpu|cuda|auto)
+NUMBACNN_DEBUG             1: the CLI shows the Python traceback of an unexpected error
 NUMBA_THREADING_LAYER      defaulted to ``workqueue`` (see DESIGN.md: Numba's and
                            OpenBLAS's threads spin against each other on 2 cores)
 OPENBLAS_THREAD_TIMEOUT    defaulted to 4 for the same reason
@@ -38,4 +39,5 @@ _setdefault("NUMBA_THREADING_LAYER", "workqueue")
 _setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 DEVICE = getenv("NUMBACNN_DEVICE", "auto")
+DEBUG = getenv("NUMBACNN_DEBUG", "0") not in ("0", "false", "False", "no")
 CUDASIM = getenv("NUMBA_ENABLE_CUDASIM", 0, int) == 1

@@ -213,7 +213,7 @@ def _evaluate(model, x, y, batch_size, loss_fn, keep_probs=False):
 def fit(model, x_train, y_train, *, epochs=1, batch_size=32, optimizer=None, schedule=None,
         loss="cross_entropy", val_split=0.0, validation_data=None, early_stopping=None, monitor="val_loss",
         augment=None, seed=0, callbacks=(), checkpoint=None, shuffle=True, precompute_frozen=False,
-        initial_state=None):
+        initial_state=None, metadata=None):
     """Train ``model`` (built) on host arrays; returns the history (list of per-epoch dicts).
 
     x_train : (N, C, H, W) float32, y_train : (N,) integer labels (or (N, K) float targets for mse)
@@ -229,6 +229,7 @@ def fit(model, x_train, y_train, *, epochs=1, batch_size=32, optimizer=None, sch
     checkpoint      : path of a model file written atomically after every epoch (for ``resume``)
     precompute_frozen : run the frozen prefix once and train only the head (see the module docstring)
     initial_state   : a saved training state (``load_model(...).training_state``) to continue from
+    metadata        : extra values written into every checkpoint (``save_model``'s ``metadata``)
 
     History entries: epoch (1-based), loss, accuracy, val_loss, val_accuracy (None without
     validation data), lr, time (seconds).
@@ -362,7 +363,7 @@ def fit(model, x_train, y_train, *, epochs=1, batch_size=32, optimizer=None, sch
         if checkpoint is not None:
             save_model(checkpoint, model, optimizer, training_state=_training_state(
                 st, rng, schedule, model, best_weights, monitor if early_stopping is not None else None,
-                batch_size, loss_fn.name))
+                batch_size, loss_fn.name), metadata=metadata)
 
     if early_stopping is not None and best_weights is not None:
         model.set_weights(best_weights)

@@ -11,6 +11,9 @@ The layout is plain h5py (no pickle anywhere; numbers and strings only)::
     /training_state          attrs: ints and floats as numbers (epoch, step, ...), everything
                              else (history, rng_state, schedule, ...) as JSON strings
     /training_state/best_weights/<layer>/<name>   float32 (early stopping's best weights)
+    /metadata                attrs: what using the model needs besides the graph (the CLI's class
+                             names, training options), numbers as numbers, else JSON strings
+    /metadata/<name>         float32 datasets (e.g. the standardisation mean and std)
 
 ``save_model`` writes a temporary file in the destination's directory, fsyncs
 it and ``os.replace``s it over the destination, so a crash leaves either the
@@ -23,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
@@ -43,6 +46,7 @@ class ModelFile:
     optimizer_state: dict | None
     training_state: dict | None
     path: str = ""
+    metadata: dict = field(default_factory=dict)
 
     def __iter__(self):
         return iter((self.model, self.optimizer_state, self.training_state))
@@ -138,12 +142,23 @@ def atomic_write_hdf5(path, write):
     _fsync_dir(directory)
 
 
-def save_model(path, model, optimizer=None, training_state=None):
+def _write_metadata(f, metadata):
+    g = f.create_group("metadata")
+    for k, v in metadata.items():
+        _check_name("metadata", k)
+        if isinstance(v, np.ndarray):
+            g.create_dataset(k, data=np.ascontiguousarray(v, dtype=np.float32))
+        else:
+            _write_attr(g, k, v)
+
+
+def save_model(path, model, optimizer=None, training_state=None, metadata=None):
     """Save ``model`` (architecture + weights), optionally an optimizer and a training state.
 
     optimizer      : an ``optim.Optimizer`` or its ``state_dict()``
     training_state : dict (see ``train.fit``): ints/floats/JSON-able values and
                      optionally ``best_weights`` ({layer: {name: array}})
+    metadata       : dict of JSON-able values and numpy arrays (stored as float32 datasets)
     The write is atomic (temporary file, fsync, ``os.replace``).
     """
     config = model.to_config()
@@ -159,6 +174,8 @@ def save_model(path, model, optimizer=None, training_state=None):
             _write_optimizer(f, opt_state)
         if training_state is not None:
             _write_training(f, training_state)
+        if metadata:
+            _write_metadata(f, metadata)
 
     atomic_write_hdf5(path, write)
 
@@ -203,6 +220,12 @@ def _read_training(g):
     state = {k: _read_attr(v) for k, v in g.attrs.items()}
     state["best_weights"] = _read_arrays(g["best_weights"]) if "best_weights" in g else None
     return state
+
+
+def _read_metadata(g):
+    meta = {k: _read_attr(v) for k, v in g.attrs.items()}
+    meta.update({k: np.asarray(d[()], dtype=np.float32) for k, d in g.items() if isinstance(d, h5py.Dataset)})
+    return meta
 
 
 def _open(path):
@@ -289,11 +312,12 @@ def load_model(path, backend="cpu") -> ModelFile:
             model.set_weights(weights)
             opt_state = _read_optimizer(f["optimizer_state"]) if "optimizer_state" in f else None
             training_state = _read_training(f["training_state"]) if "training_state" in f else None
+            metadata = _read_metadata(f["metadata"]) if "metadata" in f else {}
         except ModelFileError:
             raise
         except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
             raise ModelFileError(f"model file {path}: cannot be read (truncated or corrupt): {exc}") from None
-    return ModelFile(model, opt_state, training_state, path)
+    return ModelFile(model, opt_state, training_state, path, metadata)
 
 
 def load_weights_by_name(model, path):
