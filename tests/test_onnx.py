@@ -428,3 +428,40 @@ def test_export_of_engine_only_layers_and_errors():
     even = Model.sequential("even", (4, 3, 3), [LRN(4)]).build("cpu")
     with pytest.raises(OnnxExportError, match="layer 'lrn_1' .*even"):
         export_onnx(even)
+
+
+# ---------------------------------------------------------------- transfer learning
+def replace_head(model, num_classes, head_name="head"):
+    """A new model: ``model`` up to (not including) its last Dense, then Dense(num_classes); the body's
+    weights copied over and frozen, so that only the new head trains."""
+    from numbacnn.graph import Model
+    cfg = model.to_config()
+    dense = [i for i, n in enumerate(cfg["nodes"]) if n["class_name"] == "Dense"][-1]
+    body = cfg["nodes"][:dense]
+    cfg["nodes"] = body + [{"name": head_name, "class_name": "Dense", "config": {"units": num_classes},
+                            "inputs": cfg["nodes"][dense]["inputs"]}]
+    cfg["output"] = head_name
+    new = Model.from_config(cfg).build(model.backend, seed=0)
+    weights = model.get_weights()
+    new.set_weights({n: weights[n] for n in new.layers if n in weights}, strict=False)
+    new.freeze([n["name"] for n in body])
+    return new
+
+
+def test_transfer_learning_on_imported_alexnet():
+    from numbacnn.data.builtin import make_shapes
+    from numbacnn.optim import Adam
+    from numbacnn.train import fit
+    model = import_onnx(load_light("light_bvlc_alexnet", seed=5))
+    assert model.input_shape == (3, 224, 224)
+    x, y, _ = make_shapes(40, seed=1, rgb=True)                   # (40, 3, 32, 32) in [0, 1]
+    x = np.ascontiguousarray(x.repeat(7, axis=2).repeat(7, axis=3))  # nearest-neighbour resize to 224x224
+    new = replace_head(model, 10)
+    assert [n for n, l in new.layers.items() if l.trainable] == ["head"]
+    first_conv = next(n for n, l in new.layers.items() if l.params)
+    body_before = new.layers[first_conv].host_state()
+    history = fit(new, x, y, epochs=6, batch_size=10, optimizer=Adam(lr=1e-3), precompute_frozen=True)
+    losses = [h["loss"] for h in history]
+    assert losses[-1] < 0.7 * losses[0], losses
+    for k, v in new.layers[first_conv].host_state().items():  # the frozen body did not move
+        np.testing.assert_array_equal(v, body_before[k])
