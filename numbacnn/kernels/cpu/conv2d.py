@@ -400,7 +400,7 @@ def _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Pd):
     """Taps of every phase of the padded dx.
 
     w : (K, Cg, KH, KW); returns offs : (groups, sh*sw, Tmax) int64 (offsets
-    into the padded dy of a block, laid out (K, nb, Hd, Wd), Pd = nb*Hd*Wd),
+    into the padded dy of a block: K planes of Pd floats, rows of Wd),
     ws : (C, sh*sw, Tmax) float32 and count : (sh*sw,) int64, the taps of
     each phase.
     """
@@ -432,14 +432,17 @@ def _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Pd):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hd, Wd, Mh, Mw, Cg, nb, nchunks):
+def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hrun, Wrun, Hd, Wd, Pd,
+                    Mh, Mw, Cg, nb, nchunks):
     """dx gathered from the sh*sw phase runs of dx, block of ``nb`` images by block.
 
     dy : (N, K, OH, OW), offs/ws/count from ``_backward_input_taps``,
-    dx : (N, C, H, W) written in place.  Only phase rows Rlo .. Rlo+Hd-Mh-1
-    and columns Qlo .. Qlo+Wd-Mw-1 (those holding image cells, not padding)
-    are computed; slot i of the padded dy (Hd x Wd) holds dy row
-    ``j + Rlo - Mh`` at row j and column ``jj + Qlo - Mw`` at column jj.
+    dx : (N, C, H, W) written in place.  Only phase rows Rlo .. Rlo+Hrun-1
+    and columns Qlo .. Qlo+Wrun-1 (those holding image cells, not padding)
+    are computed.  The padded dy of a block is K planes of Pd floats; slot i
+    of a plane (Hd x Wd, slots sharing their zero margins as in ``_slots``)
+    holds dy row ``j + Rlo - Mh`` at row j and column ``jj + Qlo - Mw`` at
+    column jj.
     """
     N, K, OH, OW = dy.shape
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
@@ -448,20 +451,20 @@ def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, H
     oh0, oh1 = max(0, Rlo - Mh), min(OH, Rlo - Mh + Hd)  # the dy rows and columns that are read
     ow0, ow1 = max(0, Qlo - Mw), min(OW, Qlo - Mw + Wd)
     for t in prange(nchunks):
-        dyp = np.zeros(K * nb * Sd, dtype=np.float32)  # cells never written stay zero
-        accb = np.empty((2, (nb - 1) * Sd + (Hd - Mh - 1) * Wd + Wd - Mw), dtype=np.float32)
+        dyp = np.zeros(K * Pd, dtype=np.float32)  # cells never written stay zero
+        accb = np.empty((2, (nb - 1) * Sd + (Hrun - 1) * Wd + Wrun), dtype=np.float32)
         for blk in range(t * nblk // nchunks, (t + 1) * nblk // nchunks):
             n0 = blk * nb
             nbi = min(nb, N - n0)
             for k in range(K):
                 for i in range(nbi):
                     for oh in range(oh0, oh1):
-                        base = (k * nb + i) * Sd + (oh - Rlo + Mh) * Wd + ow0 - Qlo + Mw
+                        base = k * Pd + i * Sd + (oh - Rlo + Mh) * Wd + ow0 - Qlo + Mw
                         drow = dyp[base:base + ow1 - ow0]
                         dyrow = dy[n0 + i, k, oh, ow0:ow1]
                         for ow in range(ow1 - ow0):
                             drow[ow] = dyrow[ow]
-            Lr = (nbi - 1) * Sd + (Hd - Mh - 1) * Wd + Wd - Mw
+            Lr = (nbi - 1) * Sd + (Hrun - 1) * Wd + Wrun
             acc0, acc1 = accb[0][:Lr], accb[1][:Lr]  # 1-D contiguous views: they vectorize
             c = 0
             while c < C:
@@ -526,12 +529,16 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
     Mw = ((KW - 1) * dw) // sw
     Rlo, Rhi = _phase_window(H, ph, sh, Hq)
     Qlo, Qhi = _phase_window(W, pw, sw, Wq)
-    Hd, Wd = Rhi - Rlo + Mh, Qhi - Qlo + Mw
+    Hrun, Wrun = Rhi - Rlo, Qhi - Qlo
+    # slot pitch of the padded dy: reads past a slot land in the next slot's zero margin (see _slots)
+    Hd = max(Hrun + min(Mh, Rlo), min(Hrun + Mh, Mh - Rlo + OH))
+    Wd = max(Wrun + min(Mw, Qlo), min(Wrun + Mw, Mw - Qlo + OW))
     threads = numba.get_num_threads()
     nb, nblk = _blocking(N, Hd * Wd, threads)
-    offs, ws, count = _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, nb * Hd * Wd)
+    Pd = (nb * Hd + Mh + 2) * Wd
+    offs, ws, count = _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Pd)
     dx = np.empty((N, C, H, W), dtype=np.float32)  # every element is written by exactly one phase
-    _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hd, Wd, Mh, Mw, Cg, nb,
+    _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hrun, Wrun, Hd, Wd, Pd, Mh, Mw, Cg, nb,
                     min(threads, nblk))
     return dx
 
