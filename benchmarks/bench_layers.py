@@ -200,7 +200,7 @@ def main(argv=None):
     be = cpu_backend()
     print(f"numba {numba.__version__} (threads={threads}), "
           f"torch {'n/a' if torch is None else torch.__version__ + f' (threads={torch.get_num_threads()})'}, "
-          f"repeats={repeats}, median ms")
+          f"repeats={repeats}, median ms, load average {os.getloadavg()[0]:.1f} (timings need an idle machine)")
     rows = []
     for name, (shape, K, k, s, p) in CONV_SHAPES.items():
         if selected(name):
