@@ -6,33 +6,36 @@ accumulator run (DESIGN.md, performance notes).
 
 How any stride and dilation become one stride-1 loop
 -----------------------------------------------------
-Each image is copied, zero padded, into a per-image scratch split into
+A block of images is copied, zero padded, into a scratch split into
 ``sh * sw`` *phases*: phase ``(a, b)`` holds the padded pixels whose row is
-``a`` mod ``sh`` and column ``b`` mod ``sw``, as a ``Hq x Wq`` plane.  Tap
-``(i, j)`` of the kernel reads padded row ``oh*sh + i*dh``, which is row
-``oh + (i*dh)//sh`` of phase ``(i*dh) % sh``: in the phase planes every tap
-is a plain shift.  Flattening a phase plane row by row, output row ``oh``
-and column ``ow`` sit at ``oh*Wq + ow`` and tap ``(i, j)`` at a fixed
-``offset + oh*Wq + ow``, so one output channel is one contiguous run of
-length ``(OH - 1)*Wq + OW`` (the ``Wq - OW`` extra columns of each row are
-computed and dropped).  With stride 1 there is a single phase, the plain
-padded image.
+``a`` mod ``sh`` and column ``b`` mod ``sw``.  Tap ``(i, j)`` of the kernel
+reads padded row ``oh*sh + i*dh``, which is row ``oh + (i*dh)//sh`` of phase
+``(i*dh) % sh``: in the phase planes every tap is a plain shift.  Flattening
+a phase plane row by row (row pitch ``Ws``), output ``(oh, ow)`` sits at
+``oh*Ws + ow`` and its tap ``(i, j)`` at a fixed ``offset + oh*Ws + ow``, so
+one output channel is one contiguous run (the extra columns of each row are
+computed and dropped).  With stride 1 there is a single phase, the padded
+image.  The images of a block are stacked in the plane (slots of ``Hs x Ws``
+that share their zero padding, see ``_slots``) so that small images still
+give runs of about ``_RUN`` floats.
 
 * forward: run of output channel ``k`` = sum over its taps of
   ``w * scratch[offset : offset + L]``.
-* backward input: the same loop, transposed: the runs are the phases of the
-  padded ``dx``, the source is ``dy`` padded by the largest tap shift, the
-  taps are those of the kernel falling in that phase (a stride-``s``
-  transposed convolution is ``s*s`` small stride-1 convolutions).
+* backward input: the same loop, transposed: the runs are the phases of
+  ``dx``, the source is ``dy`` padded by the largest tap shift, the taps are
+  those of the kernel falling in that phase (a stride-``s`` transposed
+  convolution is ``s*s`` small stride-1 convolutions).
 * backward weight: ``dw[k, c, i, j]`` is the dot product of the run of
-  ``dy[n, k]`` (extra columns zero) with the scratch run at the tap's offset,
-  summed over images; images are split among threads, each with its own
-  ``dw`` buffer, and the buffers are summed at the end.
+  ``dy[n, k]`` (zero outside the outputs) with the scratch run at the tap's
+  offset; image blocks are split among threads, each with its own ``dw``
+  buffer, and the buffers are summed at the end.
 
-Taps are consumed eight at a time with their weights and source runs held in
-locals, so the accumulator run is loaded and stored once per eight
-multiply-adds and the innermost loop vectorizes (it indexes slices, never
-``x[i + offset]``).
+Taps are consumed eight at a time for two output channels at once, weights
+and source runs held in locals: each source run is loaded once for both
+channels and each accumulator once per eight multiply-adds, and the
+innermost loop vectorizes (it indexes slices, never ``x[i + offset]``).
+Each thread zeroes its scratch once; the copies write the same cells every
+time, so padding stays zero.
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ def _geometry(H, W, KH, KW, stride, padding, dilation):
     if OH < 1 or OW < 1:
         raise ValueError(f"conv2d: kernel {KH}x{KW} (dilation {(dh, dw)}) does not fit a {H}x{W} input "
                          f"with padding {(ph, pw)}")
-    Hq = -(-(H + 2 * ph) // sh)  # rows of one phase plane
+    Hq = -(-(H + 2 * ph) // sh)  # rows and columns of the padded image in one phase
     Wq = -(-(W + 2 * pw) // sw)
     return sh, sw, ph, pw, dh, dw, OH, OW, Hq, Wq
 
