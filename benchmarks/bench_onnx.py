@@ -1,0 +1,118 @@
+"""Imported ONNX graphs on the CPU: numbacnn against ONNX Runtime in the same run.
+
+For AlexNet (bvlc_alexnet), GoogLeNet (inception_v1) and ResNet-50 from the
+onnx package's ``backend/test/data/light`` graphs (their weights are
+``ConstantOfShape`` stand-ins, replaced here by seeded random initializers of
+the right shapes), it prints the latency at batch 1 and the throughput at
+batch 16 of ``numbacnn.onnx.import_onnx``'s model and of ONNX Runtime
+(``intra_op_num_threads`` = the thread count), and the ratio ORT time / ours
+(> 1: we are faster).  Medians after warm-up (JIT compilation excluded).
+
+    python benchmarks/bench_onnx.py [--repeats 5] [--threads 2] [--models alexnet,googlenet,resnet50]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numbacnn  # noqa: E402,F401  (sets Numba's threading defaults before numba loads)
+import numpy as np  # noqa: E402
+
+from common import format_table, median_time, ms  # noqa: E402
+
+MODELS = {"alexnet": "light_bvlc_alexnet", "googlenet": "light_inception_v1", "resnet50": "light_resnet50"}
+
+
+def light_graph(name, seed=0):
+    """The light graph ``name`` with its ConstantOfShape weights replaced by seeded random initializers."""
+    import onnx
+    from onnx import numpy_helper
+    path = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", name + ".onnx")
+    proto = onnx.load(path)
+    g, rng = proto.graph, np.random.default_rng(seed)
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    role = {}
+    for n in g.node:
+        for i, inp in enumerate(n.input):
+            role.setdefault(inp, (n.op_type, i))
+    keep, new = [], []
+    for n in g.node:
+        if n.op_type != "ConstantOfShape":
+            keep.append(n)
+            continue
+        shape = tuple(int(d) for d in inits[n.input[0]])
+        op, i = role.get(n.output[0], ("", 0))
+        if op == "BatchNormalization" and i in (1, 4):
+            a = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        else:
+            fan_in = (int(np.prod(shape[1:])) if shape[0] > 1 else shape[-1]) if len(shape) >= 2 else 400
+            a = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+        new.append(numpy_helper.from_array(a, n.output[0]))
+    used = {i for n in keep for i in n.input}
+    old = [t for t in g.initializer if t.name in used]
+    del g.node[:], g.initializer[:]
+    g.node.extend(keep)
+    g.initializer.extend(old + new)
+    inputs = [i for i in g.input if i.name not in inits]
+    del g.input[:]
+    g.input.extend(inputs)
+    proto.ir_version = max(proto.ir_version, 4)
+    return proto
+
+
+def dynamic_batch(proto):
+    """Make the light graph's batch symbolic for ONNX Runtime (ours already takes any batch): the input
+    and output get a batch ``N`` and the Reshape targets ``[1, F]`` become ``[0, -1]``."""
+    from onnx import numpy_helper
+    g = proto.graph
+    for vi in (g.input[0], g.output[0]):
+        vi.type.tensor_type.shape.dim[0].dim_param = "N"
+    weights = {t.name for t in g.initializer}
+    targets = {n.input[1] for n in g.node if n.op_type == "Reshape" and n.input[0] not in weights}
+    for t in g.initializer:
+        if t.name in targets and numpy_helper.to_array(t).shape == (2,):
+            t.CopyFrom(numpy_helper.from_array(np.asarray([0, -1], np.int64), t.name))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", default=",".join(MODELS))
+    args = ap.parse_args(argv)
+
+    import onnxruntime as ort
+    from numbacnn.onnx import import_onnx
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    rows = []
+    for key in args.models.split(","):
+        proto = light_graph(MODELS[key])
+        model = import_onnx(proto, name=key)
+        dynamic_batch(proto)
+        sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        in_name = sess.get_inputs()[0].name
+        for batch in (1, 16):
+            x = np.random.default_rng(batch).uniform(-1, 1, (batch, 3, 224, 224)).astype(np.float32)
+            ours_y = model.forward(x)
+            ort_y = sess.run(None, {in_name: x})[0]
+            err = float(np.abs(np.asarray(ours_y) - ort_y).max())
+            reps = args.repeats if batch == 1 else max(2, args.repeats // 2)
+            t_ours = median_time(lambda: model.forward(x), repeats=reps, warmup=1)
+            t_ort = median_time(lambda: sess.run(None, {in_name: x}), repeats=reps, warmup=1)
+            rows.append([key, batch, ms(t_ours), f"{batch / t_ours:.1f}", ms(t_ort), f"{batch / t_ort:.1f}",
+                         f"{t_ort / t_ours:.2f}", f"{err:.1e}"])
+            print(f"{key} batch {batch}: ours {ms(t_ours)} ms, onnxruntime {ms(t_ort)} ms", file=sys.stderr)
+    print(format_table(["model", "batch", "ours ms", "ours img/s", "ORT ms", "ORT img/s", "ORT/ours",
+                        "max |diff|"], rows))
+
+
+if __name__ == "__main__":
+    main()
