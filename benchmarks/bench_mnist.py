@@ -135,16 +135,16 @@ def main():
         acc, times, wall = run_cli(tmp, args.epochs, args.batch_size, args.lr, args.seed)
 
     rows = [["numbacnn (CLI)", f"{acc:.4f}", f"{sum(times):.1f}", f"{times[0]:.1f}", f"{steady(times):.2f}",
-             f"{N_TRAIN / steady(times):,.0f}", "1.00"]]
+             f"{N_TRAIN / steady(times):,.0f}", "1.00x"]]
     torch = load_torch(args.threads)
     if torch is not None:
         t_acc, t_times = run_torch(torch, x_tr, y_tr, x_te, y_te, args.epochs, args.batch_size, args.lr, args.seed)
         rows.append([f"PyTorch {torch.__version__} ({args.threads} threads)", f"{t_acc:.4f}", f"{sum(t_times):.1f}",
                      f"{t_times[0]:.1f}", f"{steady(t_times):.2f}", f"{N_TRAIN / steady(t_times):,.0f}",
-                     f"{steady(times) / steady(t_times):.2f}"])
+                     f"{steady(times) / steady(t_times):.2f}x"])
     print()
     print(format_table(["", "test acc", "train s", "epoch 1 s", "epoch s (median 2..)", "images/s",
-                        "speed vs ours"], rows))
+                        "speed vs numbacnn"], rows))
     print(f"\nnumbacnn train command: {wall:.1f}s wall (data loading, compilation or cache loading, training, "
           f"testing, saving); target test accuracy >= 0.97: {'met' if acc >= 0.97 else 'NOT met'}")
 
