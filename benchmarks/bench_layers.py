@@ -25,7 +25,7 @@ import numbacnn  # noqa: E402,F401  (sets Numba's threading defaults before numb
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import format_table, gflops, load_torch, median_time, ms, ratio  # noqa: E402
+from common import format_table, gflops, load_torch, median_times, ms, ratio  # noqa: E402
 from numbacnn.backends import get_backend  # noqa: E402
 from numbacnn.kernels.reference import conv_out_size  # noqa: E402
 
@@ -76,7 +76,7 @@ def _torch_conv(torch, x, w, b, stride, padding):
     return fwd, fwd_bwd
 
 
-def bench_conv(be, torch, name, shape, K, k, s, p, repeats, warmup):
+def bench_conv(be, torch, name, shape, K, k, s, p, repeats, warmup, clock):
     rng = np.random.default_rng(0)
     N, C, H, W = shape
     OH, OW = conv_out_size(H, k, s, p), conv_out_size(W, k, s, p)
@@ -93,20 +93,21 @@ def bench_conv(be, torch, name, shape, K, k, s, p, repeats, warmup):
         return be.conv2d_backward(dy, x, w, s, p, has_bias=True)
 
     flops = 2.0 * N * K * OH * OW * C * k * k
-    t_f = median_time(fwd, repeats, warmup)
-    t_fb = median_time(fwd_bwd, repeats, warmup)
-    tt_f = tt_fb = None
+    tf = tfb = None
     if torch is not None:
-        tf, tfb = _torch_conv(torch, x, w, b, s, p)
+        tf, tfb_dy = _torch_conv(torch, x, w, b, s, p)
         tdy = torch.from_numpy(dy)
-        tt_f = median_time(tf, repeats, warmup)
-        tt_fb = median_time(lambda: tfb(tdy), repeats, warmup)
+
+        def tfb():
+            tfb_dy(tdy)
+    t_f, tt_f = median_times([fwd, tf], repeats, warmup, clock=clock)
+    t_fb, tt_fb = median_times([fwd_bwd, tfb], repeats, warmup, clock=clock)
     desc = f"{name} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}"
     return [desc, ms(t_f), gflops(flops, t_f), ms(tt_f), ratio(tt_f, t_f),
             ms(t_fb), gflops(3 * flops, t_fb), ms(tt_fb), ratio(tt_fb, t_fb)]
 
 
-def bench_pool(be, torch, name, shape, k, s, repeats, warmup):
+def bench_pool(be, torch, name, shape, k, s, repeats, warmup, clock):
     desc = f"{name} {'x'.join(map(str, shape))} s{s}"
     if not hasattr(getattr(be, "k", None), "max_pool2d_forward"):
         return [desc + " (skipped: no cpu max_pool2d kernel yet)"] + ["n/a"] * 8
@@ -119,9 +120,7 @@ def bench_pool(be, torch, name, shape, k, s, repeats, warmup):
         _, a = be.max_pool2d_forward(x, k, s)
         return be.max_pool2d_backward(dy, a, x.shape)
 
-    t_f = median_time(lambda: be.max_pool2d_forward(x, k, s), repeats, warmup)
-    t_fb = median_time(fwd_bwd, repeats, warmup)
-    tt_f = tt_fb = None
+    tfwd = tfwd_bwd = None
     if torch is not None:
         F = torch.nn.functional
         tx = torch.from_numpy(x.copy()).requires_grad_(True)
@@ -135,8 +134,8 @@ def bench_pool(be, torch, name, shape, k, s, repeats, warmup):
             tx.grad = None
             F.max_pool2d(tx, k, s).backward(tdy)
 
-        tt_f = median_time(tfwd, repeats, warmup)
-        tt_fb = median_time(tfwd_bwd, repeats, warmup)
+    t_f, tt_f = median_times([lambda: be.max_pool2d_forward(x, k, s), tfwd], repeats, warmup, clock=clock)
+    t_fb, tt_fb = median_times([fwd_bwd, tfwd_bwd], repeats, warmup, clock=clock)
     return [desc, ms(t_f), "-", ms(tt_f), ratio(tt_f, t_f), ms(t_fb), "-", ms(tt_fb), ratio(tt_fb, t_fb)]
 
 
@@ -184,8 +183,14 @@ def main(argv=None):
                     f"(names: {', '.join(list(CONV_SHAPES) + list(POOL_SHAPES))})")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for Numba and PyTorch alike (default: Numba's default)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time CPU seconds instead of wall seconds (needs --threads 1): "
+                         "steadier figures on a machine shared with other jobs")
     ap.add_argument("--no-startup", action="store_true", help="skip the compile/start-up subprocesses")
     args = ap.parse_args(argv)
+    if args.cpu_time and args.threads != 1:
+        ap.error("--cpu-time needs --threads 1 (CPU time of several threads is not a duration)")
+    clock = time.process_time if args.cpu_time else time.perf_counter
     repeats = args.repeats or (3 if args.quick else 15)
     warmup = 1 if args.quick else 3
     wanted = [s.strip() for s in args.shapes.split(",") if s.strip()]
@@ -200,15 +205,15 @@ def main(argv=None):
     be = cpu_backend()
     print(f"numba {numba.__version__} (threads={threads}), "
           f"torch {'n/a' if torch is None else torch.__version__ + f' (threads={torch.get_num_threads()})'}, "
-          f"repeats={repeats}, median ms, load average {os.getloadavg()[0]:.1f} (timings need an idle machine)")
+          f"repeats={repeats}, median {'CPU' if args.cpu_time else 'wall'} ms, load average {os.getloadavg()[0]:.1f} (timings need an idle machine)")
     rows = []
     for name, (shape, K, k, s, p) in CONV_SHAPES.items():
         if selected(name):
-            rows.append(bench_conv(be, torch, name, shape, K, k, s, p, repeats, warmup))
+            rows.append(bench_conv(be, torch, name, shape, K, k, s, p, repeats, warmup, clock))
             print(rows[-1][0], "done", file=sys.stderr, flush=True)
     for name, (shape, k, s) in POOL_SHAPES.items():
         if selected(name):
-            rows.append(bench_pool(be, torch, name, shape, k, s, repeats, warmup))
+            rows.append(bench_pool(be, torch, name, shape, k, s, repeats, warmup, clock))
     headers = ["layer", "fwd ms", "GF/s", "torch ms", "ratio", "fwd+bwd ms", "GF/s", "torch ms", "ratio"]
     print(format_table(headers, rows))
     print("ratio = PyTorch time / ours (> 1: we are faster); fwd+bwd = forward + input, weight, bias grads")

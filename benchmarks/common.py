@@ -31,6 +31,39 @@ def median_time(fn, repeats: int = 10, warmup: int = 2, sync=None) -> float:
     return statistics.median(times)
 
 
+def median_times(fns, repeats: int = 10, warmup: int = 2, sync=None, rounds: int = 3,
+                 clock=time.perf_counter) -> list:
+    """Median wall times (seconds) of several functions, measured in alternating rounds.
+
+    Each round runs every function in turn: one untimed call (so a thread
+    pool left spinning by the previous function settles), then its share of
+    the ``repeats`` timed calls.  Alternating exposes every function to the
+    same background load, so the ratios stay fair on a shared machine.
+    ``None`` entries give None.  ``clock=time.process_time`` measures CPU
+    time instead of wall time (meaningful single-threaded on a busy machine).
+    """
+    live = [f for f in fns if f is not None]
+    for f in live:
+        for _ in range(warmup):
+            f()
+            if sync is not None:
+                sync()
+    times = {id(f): [] for f in live}
+    per_round = max(1, -(-repeats // rounds))
+    for _ in range(rounds):
+        for f in live:
+            f()
+            if sync is not None:
+                sync()
+            for _ in range(per_round):
+                t0 = clock()
+                f()
+                if sync is not None:
+                    sync()
+                times[id(f)].append(clock() - t0)
+    return [None if f is None else statistics.median(times[id(f)]) for f in fns]
+
+
 def load_torch(threads: int | None = None):
     """Return the ``torch`` module set to ``threads`` threads, or None when it is not installed."""
     try:
