@@ -704,13 +704,12 @@ def models():
     """List the model zoo: name, default input shape, parameters, description."""
     import inspect
 
-    from .models import ZOO
+    from .models import DESCRIPTIONS, ZOO
     rows = []
     for name, fn in ZOO.items():
         shape = inspect.signature(fn).parameters["input_shape"].default
         total, _ = fn().count_params()
-        doc = (inspect.getdoc(fn) or "").splitlines()
-        rows.append((name, _shape_text(shape), f"{total:,}", doc[0] if doc else ""))
+        rows.append((name, _shape_text(shape), f"{total:,}", DESCRIPTIONS.get(name, "")))
     w = [max(len(r[i]) for r in rows + [("name", "input", "params", "")]) for i in range(3)]
     click.echo(f"{'name':<{w[0]}}  {'input':<{w[1]}}  {'params':>{w[2]}}  description")
     for r in rows:

@@ -22,6 +22,17 @@ from .vgg import vgg
 
 ZOO = {f.__name__: f for f in (lenet5, alexnet, alexnet32, vgg, inception, resnet20, resnet18)}
 
+#: one line per zoo entry, shown by ``numbacnn models``
+DESCRIPTIONS = {
+    "lenet5": "LeNet-5: conv5x5(6, pad 2)-pool-conv5x5(16)-pool-dense120-dense84-dense, ReLU",
+    "alexnet": "torchvision's AlexNet for 224x224 images",
+    "alexnet32": "AlexNet for 32x32 images: five convs, LRN after the first two, three dense",
+    "vgg": "VGG-11 with batch norm for 32x32 (depth 11/13/16/19)",
+    "inception": "GoogLeNet-style: LRN stem, inception blocks 3a-5b with 1x1 reductions, 32x32",
+    "resnet20": "CIFAR ResNet-20, option-A shortcuts (shortcut='B': 1x1 projections)",
+    "resnet18": "torchvision's ResNet-18 for 224x224 images",
+}
+
 
 def build_model(name: str, **kwargs):
     """``ZOO[name](**kwargs)`` with a clear error for an unknown name."""
@@ -30,4 +41,4 @@ def build_model(name: str, **kwargs):
     return ZOO[name](**kwargs)
 
 
-__all__ = ["ZOO", "build_model", "lenet5", "alexnet", "alexnet32", "vgg", "inception", "resnet20", "resnet18"]
+__all__ = ["ZOO", "DESCRIPTIONS", "build_model", "lenet5", "alexnet", "alexnet32", "vgg", "inception", "resnet20", "resnet18"]
