@@ -15,17 +15,21 @@ one) it prints, beside PyTorch on the same device when PyTorch is installed
 
 Ratios are PyTorch time / ours (> 1: we are faster).  Every timed run ends
 with a device synchronisation (``backend.synchronize()``,
-``torch.cuda.synchronize()``) before the clock stops; medians after warm-up.
-Without a GPU the GPU part is skipped, and the script says so.
+``torch.cuda.synchronize()``) before the clock stops; ours and PyTorch's
+runs alternate in rounds (``common.median_times``), medians after warm-up.
+``--cpu-time --threads 1`` times CPU seconds of the CPU part, steadier on a
+shared machine.  Without a GPU the GPU part is skipped, and the script says so.
 
     python benchmarks/bench_devices.py [--quick] [--devices cpu,cuda] [--shapes lenet,c16]
                                        [--models lenet5,resnet20] [--no-layers] [--no-train]
+                                       [--threads N] [--cpu-time]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +39,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench_layers import CONV_SHAPES, POOL_SHAPES  # noqa: E402
-from common import format_table, load_torch, median_time, ms, ratio  # noqa: E402
+from common import format_table, load_torch, median_times, ms, ratio  # noqa: E402
 from numbacnn.backends import cuda_available, get_backend  # noqa: E402
 from numbacnn.kernels.reference import conv_out_size  # noqa: E402
 from numbacnn.losses import get_loss  # noqa: E402
@@ -87,8 +91,25 @@ class Torch:
         return f"torch {t.__version__} cpu (threads={t.get_num_threads()})"
 
 
+def synced(fn, sync):
+    """``fn`` followed by ``sync`` (the device's synchronisation), so the timing includes queued work."""
+    if fn is None:
+        return None
+
+    def run():
+        fn()
+        sync()
+    return run
+
+
+def time_pair(be, tt, ours, theirs, repeats, warmup, clock):
+    """(our median seconds, PyTorch's or None), measured in alternating rounds, each synchronised."""
+    return median_times([synced(ours, be.synchronize), synced(theirs, tt.sync) if tt else None],
+                        repeats, warmup, clock=clock)
+
+
 # ---------------------------------------------------------------- layers
-def bench_conv(be, tt, name, shape, K, k, s, p, repeats, warmup):
+def bench_conv(be, tt, name, shape, K, k, s, p, repeats, warmup, clock):
     rng = np.random.default_rng(0)
     N, C, H, W = shape
     OH, OW = conv_out_size(H, k, s, p), conv_out_size(W, k, s, p)
@@ -97,10 +118,7 @@ def bench_conv(be, tt, name, shape, K, k, s, p, repeats, warmup):
     bh = rng.standard_normal(K).astype(np.float32)
     dyh = rng.standard_normal((N, K, OH, OW)).astype(np.float32)
     x, w, b, dy = (be.asarray(a) for a in (xh, wh, bh, dyh))
-    sync = be.synchronize
-    t_f = median_time(lambda: be.conv2d_forward(x, w, b, s, p), repeats, warmup, sync)
-    t_b = median_time(lambda: be.conv2d_backward(dy, x, w, s, p, has_bias=True), repeats, warmup, sync)
-    tt_f = tt_b = None
+    tfwd = tbwd = None
     if tt is not None:
         F = tt.torch.nn.functional
         tx, tw, tb = tt.tensor(xh, True), tt.tensor(wh, True), tt.tensor(bh, True)
@@ -116,22 +134,21 @@ def bench_conv(be, tt, name, shape, K, k, s, p, repeats, warmup):
             tx.grad = tw.grad = tb.grad = None
             ty.backward(tdy, retain_graph=True)
 
-        tt_f = median_time(tfwd, repeats, warmup, tt.sync)
-        tt_b = median_time(tbwd, repeats, warmup, tt.sync)
+    t_f, tt_f = time_pair(be, tt, lambda: be.conv2d_forward(x, w, b, s, p), tfwd, repeats, warmup, clock)
+    t_b, tt_b = time_pair(be, tt, lambda: be.conv2d_backward(dy, x, w, s, p, has_bias=True), tbwd, repeats,
+                          warmup, clock)
     desc = f"{name} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}"
     return [desc, ms(t_f), ms(tt_f), ratio(tt_f, t_f), ms(t_b), ms(tt_b), ratio(tt_b, t_b)]
 
 
-def bench_pool(be, tt, name, shape, k, s, repeats, warmup):
+def bench_pool(be, tt, name, shape, k, s, repeats, warmup, clock):
     rng = np.random.default_rng(0)
     xh = rng.standard_normal(shape).astype(np.float32)
     x = be.asarray(xh)
     y, arg = be.max_pool2d_forward(x, k, s)
     dyh = rng.standard_normal(tuple(y.shape)).astype(np.float32)
     dy = be.asarray(dyh)
-    t_f = median_time(lambda: be.max_pool2d_forward(x, k, s), repeats, warmup, be.synchronize)
-    t_b = median_time(lambda: be.max_pool2d_backward(dy, arg, shape), repeats, warmup, be.synchronize)
-    tt_f = tt_b = None
+    tfwd = tbwd = None
     if tt is not None:
         F = tt.torch.nn.functional
         tx, tdy = tt.tensor(xh, True), tt.tensor(dyh)
@@ -146,8 +163,8 @@ def bench_pool(be, tt, name, shape, k, s, repeats, warmup):
             tx.grad = None
             ty.backward(tdy, retain_graph=True)
 
-        tt_f = median_time(tfwd, repeats, warmup, tt.sync)
-        tt_b = median_time(tbwd, repeats, warmup, tt.sync)
+    t_f, tt_f = time_pair(be, tt, lambda: be.max_pool2d_forward(x, k, s), tfwd, repeats, warmup, clock)
+    t_b, tt_b = time_pair(be, tt, lambda: be.max_pool2d_backward(dy, arg, shape), tbwd, repeats, warmup, clock)
     desc = f"{name} {'x'.join(map(str, shape))} s{s}"
     return [desc, ms(t_f), ms(tt_f), ratio(tt_f, t_f), ms(t_b), ms(tt_b), ratio(tt_b, t_b)]
 
@@ -211,7 +228,7 @@ def torch_net(torch, model):
     return Net()
 
 
-def bench_train(device, tt, name, repeats, warmup):
+def bench_train(device, tt, name, repeats, warmup, clock):
     batch, in_shape = TRAIN_MODELS[name]
     rng = np.random.default_rng(0)
     xh = rng.standard_normal((batch,) + in_shape).astype(np.float32)
@@ -227,8 +244,7 @@ def bench_train(device, tt, name, repeats, warmup):
         be.to_host(be.argmax(probs))
         return loss
 
-    t = median_time(step, repeats, warmup, be.synchronize)
-    tt_t = None
+    tstep = None
     if tt is not None:
         torch = tt.torch
         net = torch_net(torch, model).to(tt.device).train()
@@ -245,7 +261,7 @@ def bench_train(device, tt, name, repeats, warmup):
             out.argmax(1).cpu()
             return loss.item()
 
-        tt_t = median_time(tstep, repeats, warmup, tt.sync)
+    t, tt_t = time_pair(be, tt, step, tstep, repeats, warmup, clock)
 
     def ips(s):
         return "n/a" if s is None else f"{batch / s:.0f}"
@@ -265,7 +281,11 @@ def main(argv=None):
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer part")
     ap.add_argument("--no-train", action="store_true", help="skip the training part")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for Numba and PyTorch alike")
+    ap.add_argument("--cpu-time", action="store_true", help="time CPU seconds in the CPU part (needs --threads 1): "
+                    "steadier on a shared machine; the GPU part always times wall seconds")
     args = ap.parse_args(argv)
+    if args.cpu_time and args.threads != 1:
+        ap.error("--cpu-time needs --threads 1 (CPU time of several threads is not a duration)")
     repeats = args.repeats or (3 if args.quick else 10)
     warmup = 1 if args.quick else 3
     wanted = [s.strip() for s in args.shapes.split(",") if s.strip()]
@@ -285,7 +305,7 @@ def main(argv=None):
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     print(f"numba {numba.__version__}, CPU: {os.cpu_count()} cores (numba threads={threads}), "
           f"GPU: {gpu or 'none'}, torch {'not installed' if torch is None else torch.__version__}, "
-          f"repeats={repeats}, median ms, load average {os.getloadavg()[0]:.1f}")
+          f"repeats={repeats}, median {'CPU' if args.cpu_time else 'wall'} ms on the CPU, load average {os.getloadavg()[0]:.1f}")
     for device in devices:
         if device == "cuda" and gpu is None:
             print(f"\n== cuda: GPU part skipped ({why_not})")
@@ -294,6 +314,7 @@ def main(argv=None):
             ap.error(f"--devices: unknown device {device!r}")
         be = get_backend(device)
         tt = Torch.on(torch, device)
+        clock = time.process_time if args.cpu_time and device == "cpu" else time.perf_counter
         where = gpu if device == "cuda" else f"CPU, {threads} threads"
         print(f"\n== {device}: numbacnn on {where}; beside it "
               f"{tt.label() if tt else 'no PyTorch for this device'}")
@@ -301,16 +322,16 @@ def main(argv=None):
             rows = []
             for name, (shape, K, k, s, p) in CONV_SHAPES.items():
                 if selected(name):
-                    rows.append(bench_conv(be, tt, name, shape, K, k, s, p, repeats, warmup))
+                    rows.append(bench_conv(be, tt, name, shape, K, k, s, p, repeats, warmup, clock))
                     print(rows[-1][0], "done", file=sys.stderr, flush=True)
             for name, (shape, k, s) in POOL_SHAPES.items():
                 if selected(name):
-                    rows.append(bench_pool(be, tt, name, shape, k, s, repeats, warmup))
+                    rows.append(bench_pool(be, tt, name, shape, k, s, repeats, warmup, clock))
             print(format_table(["layer", "fwd ms", "torch", "ratio", "bwd ms", "torch", "ratio"], rows))
         if not args.no_train:
             rows = []
             for name in models:
-                rows.append(bench_train(device, tt, name, repeats, warmup))
+                rows.append(bench_train(device, tt, name, repeats, warmup, clock))
                 print(rows[-1][0], "done", file=sys.stderr, flush=True)
             print(format_table(["training step", "ms", "img/s", "torch ms", "torch img/s", "ratio"], rows))
     print("\nratio = PyTorch time / ours (> 1: we are faster); bwd = input, weight and bias gradients; "
