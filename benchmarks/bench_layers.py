@@ -8,6 +8,11 @@ fresh Numba cache in a subprocess) and the cached start-up time (the same
 cache, a second subprocess).
 
     python benchmarks/bench_layers.py [--quick] [--shapes lenet,alexnet] [--no-startup]
+    python benchmarks/bench_layers.py --threads 1 --cpu-time     # steadier on a shared machine
+
+Ours and PyTorch's runs alternate in rounds (``common.median_times``) so both
+see the same background load; still, on a shared 2-core VM the second core
+comes and goes, so compare 2-thread figures from a quiet moment only.
 """
 from __future__ import annotations
 
