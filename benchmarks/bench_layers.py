@@ -114,8 +114,6 @@ def bench_conv(be, torch, name, shape, K, k, s, p, repeats, warmup, clock):
 
 def bench_pool(be, torch, name, shape, k, s, repeats, warmup, clock):
     desc = f"{name} {'x'.join(map(str, shape))} s{s}"
-    if not hasattr(getattr(be, "k", None), "max_pool2d_forward"):
-        return [desc + " (skipped: no cpu max_pool2d kernel yet)"] + ["n/a"] * 8
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
     y, arg = be.max_pool2d_forward(x, k, s)
@@ -142,28 +140,6 @@ def bench_pool(be, torch, name, shape, k, s, repeats, warmup, clock):
     t_f, tt_f = median_times([lambda: be.max_pool2d_forward(x, k, s), tfwd], repeats, warmup, clock=clock)
     t_fb, tt_fb = median_times([fwd_bwd, tfwd_bwd], repeats, warmup, clock=clock)
     return [desc, ms(t_f), "-", ms(tt_f), ratio(tt_f, t_f), ms(t_fb), "-", ms(tt_fb), ratio(tt_fb, t_fb)]
-
-
-def cpu_backend():
-    """The CPU backend; while some CPU kernel modules are still missing, one built from those present."""
-    try:
-        return get_backend("cpu")
-    except ImportError as exc:
-        import importlib
-        from types import SimpleNamespace
-
-        from numbacnn.backends.base import KernelBackend
-        from numbacnn.backends.reference import HostArrays
-
-        table = {}
-        for mod in ("conv2d", "pool2d"):
-            try:
-                m = importlib.import_module(f"numbacnn.kernels.cpu.{mod}")
-            except ImportError:
-                continue
-            table.update({n: getattr(m, n) for n in m.__all__})
-        print(f"note: full cpu backend unavailable ({exc}); using the conv2d/pool2d kernels present", file=sys.stderr)
-        return type("PartialCPUBackend", (HostArrays, KernelBackend), {"name": "cpu", "k": SimpleNamespace(**table)})()
 
 
 def startup_times():
@@ -207,7 +183,7 @@ def main(argv=None):
         numba.set_num_threads(args.threads)
     threads = numba.get_num_threads()
     torch = load_torch(threads)
-    be = cpu_backend()
+    be = get_backend("cpu")
     print(f"numba {numba.__version__} (threads={threads}), "
           f"torch {'n/a' if torch is None else torch.__version__ + f' (threads={torch.get_num_threads()})'}, "
           f"repeats={repeats}, median {'CPU' if args.cpu_time else 'wall'} ms, load average {os.getloadavg()[0]:.1f} (timings need an idle machine)")
