@@ -6,7 +6,6 @@ import h5py
 import numpy as np
 import pytest
 
-from numbacnn.backends import get_backend
 from numbacnn.graph import Model
 from numbacnn.io import ModelFileError, load_model, load_weights_by_name, save_model
 from numbacnn.io import hdf5 as hdf5_module
@@ -14,15 +13,7 @@ from numbacnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2
 from numbacnn.optim import Adam, optimizer_from_state
 
 
-def _backend_name():
-    try:
-        get_backend("cpu")
-        return "cpu"
-    except ImportError:
-        return "reference"
-
-
-BE = _backend_name()
+BE = "cpu"
 
 
 def small(classes=3, seed=0):

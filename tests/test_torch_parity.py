@@ -18,20 +18,11 @@ decay, momentum off by one step) moves parameters by 1e-2 or more.
 import numpy as np
 import pytest
 
-from numbacnn.backends import get_backend
 from numbacnn.models import lenet5
 from numbacnn.optim import SGD
 from numbacnn.train import fit
 
 torch = pytest.importorskip("torch")
-
-
-def _backend_name():
-    try:
-        get_backend("cpu")
-        return "cpu"
-    except ImportError:
-        return "reference"
 
 
 def torch_lenet5(weights, classes=10):
@@ -64,7 +55,7 @@ def test_lenet5_sgd_momentum_matches_pytorch():
     y = rng.integers(0, 10, steps * batch)
     x[np.arange(len(y)), 0, 2 * y + 4, 4:24] += 2.0            # a learnable signal
 
-    model = lenet5().build(_backend_name(), seed=3)
+    model = lenet5().build("cpu", seed=3)
     start = model.get_weights()
     assert set(start) == {"conv1", "conv2", "fc1", "fc2", "fc3"}
     net = torch_lenet5(start)

@@ -4,7 +4,6 @@ import time
 import numpy as np
 import pytest
 
-from numbacnn.backends import get_backend
 from numbacnn.graph import Model
 from numbacnn.io import ModelFileError, load_model, save_model
 from numbacnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
@@ -14,15 +13,7 @@ from numbacnn.schedules import Cosine, ReduceOnPlateau, StepDecay
 from numbacnn.train import evaluate, fit, frozen_prefix_split, predict, resume
 
 
-def _backend_name():
-    try:
-        get_backend("cpu")
-        return "cpu"
-    except ImportError:
-        return "reference"
-
-
-BE = _backend_name()
+BE = "cpu"
 
 
 def small(classes=3, seed=0):
