@@ -9,7 +9,6 @@ compared with the float64 result at float32 tolerances.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from numbacnn.backends import get_backend
 from numbacnn.backends.reference import ReferenceBackend
