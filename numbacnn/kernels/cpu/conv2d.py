@@ -43,7 +43,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
+__all__ = ["conv2d_forward", "conv2d_backward", "conv2d_backward_input", "conv2d_backward_weight",
+           "conv2d_backward_bias"]
 
 
 # ------------------------------------------------------------------ geometry
@@ -434,76 +435,73 @@ def _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Pd):
     return offs, ws, count
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hrun, Wrun, Hd, Wd, Pd,
-                    Mh, Mw, Cg, nb, nchunks):
-    """dx gathered from the sh*sw phase runs of dx, block of ``nb`` images by block.
+@njit(cache=True, fastmath=True)
+def _backward_input_blocks(dy, offs, ws, count, dx, dyp, accb, blk0, blk1, gi):
+    """dx for image blocks blk0..blk1-1, gathered from the sh*sw phase runs of dx.
 
     dy : (N, K, OH, OW), offs/ws/count from ``_backward_input_taps``,
-    dx : (N, C, H, W) written in place.  Only phase rows Rlo .. Rlo+Hrun-1
-    and columns Qlo .. Qlo+Wrun-1 (those holding image cells, not padding)
-    are computed.  The padded dy of a block is K planes of Pd floats; slot i
-    of a plane (Hd x Wd, slots sharing their zero margins as in ``_slots``)
-    holds dy row ``j + Rlo - Mh`` at row j and column ``jj + Qlo - Mw`` at
-    column jj.
+    dx : (N, C, H, W) written in place, dyp : (K*Pd,) a zeroed scratch,
+    accb : (2, >=run) accumulators, gi the ints of ``_input_plan``.  Only
+    phase rows Rlo .. Rlo+Hrun-1 and columns Qlo .. Qlo+Wrun-1 (those holding
+    image cells, not padding) are computed.  The padded dy of a block is K
+    planes of Pd floats; slot i of a plane (Hd x Wd, slots sharing their zero
+    margins as in ``_slots``) holds dy row ``j + Rlo - Mh`` at row j and
+    column ``jj + Qlo - Mw`` at column jj.
     """
+    ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hrun, Wrun, Hd, Wd, Pd, Mh, Mw, Cg, nb = gi
     N, K, OH, OW = dy.shape
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     Sd = Hd * Wd
-    nblk = (N + nb - 1) // nb
     oh0, oh1 = max(0, Rlo - Mh), min(OH, Rlo - Mh + Hd)  # the dy rows and columns that are read
     ow0, ow1 = max(0, Qlo - Mw), min(OW, Qlo - Mw + Wd)
-    for t in prange(nchunks):
-        dyp = np.zeros(K * Pd, dtype=np.float32)  # cells never written stay zero
-        accb = np.empty((2, (nb - 1) * Sd + (Hrun - 1) * Wd + Wrun), dtype=np.float32)
-        for blk in range(t * nblk // nchunks, (t + 1) * nblk // nchunks):
-            n0 = blk * nb
-            nbi = min(nb, N - n0)
-            for k in range(K):
-                for i in range(nbi):
-                    for oh in range(oh0, oh1):
-                        base = k * Pd + i * Sd + (oh - Rlo + Mh) * Wd + ow0 - Qlo + Mw
-                        drow = dyp[base:base + ow1 - ow0]
-                        dyrow = dy[n0 + i, k, oh, ow0:ow1]
-                        for ow in range(ow1 - ow0):
-                            drow[ow] = dyrow[ow]
-            Lr = (nbi - 1) * Sd + (Hrun - 1) * Wd + Wrun
-            acc0, acc1 = accb[0][:Lr], accb[1][:Lr]  # 1-D contiguous views: they vectorize
-            c = 0
-            while c < C:
-                g = c // Cg
-                pair = c + 1 < C and (c + 1) // Cg == g  # two channels of one group share taps
-                for a in range(sh):
-                    # phase rows R whose padded row r = R*sh + a is an image row h = r - ph in [0, H)
-                    R0 = max(0, (ph - a + sh - 1) // sh)
-                    R1 = min(Hq, (H + ph - a + sh - 1) // sh)
-                    for bb in range(sw):
-                        Q0 = max(0, (pw - bb + sw - 1) // sw)
-                        Q1 = min(Wq, (W + pw - bb + sw - 1) // sw)
-                        if R0 >= R1 or Q0 >= Q1:
-                            continue
-                        p = a * sw + bb
-                        acc0[:] = 0.0
-                        acc1[:] = 0.0
-                        if pair:
-                            _accumulate2(acc0, acc1, dyp, offs[g, p], ws[c, p], ws[c + 1, p], count[p])
-                        else:
-                            _accumulate(acc0, dyp, offs[g, p], ws[c, p], count[p])
-                        w0 = Q0 * sw + bb - pw
-                        for cc in range(c, c + 1 + pair):
-                            for i in range(nbi):
-                                for R in range(R0, R1):
-                                    u = i * Sd + (R - Rlo) * Wd - Qlo
-                                    dxrow = dx[n0 + i, cc, R * sh + a - ph]
-                                    arow = accb[cc - c, u + Q0:u + Q1]
-                                    if sw == 1:  # a contiguous row: the copy vectorizes
-                                        drow = dxrow[w0:w0 + Q1 - Q0]
-                                        for Q in range(Q1 - Q0):
-                                            drow[Q] = arow[Q]
-                                    else:
-                                        for Q in range(Q1 - Q0):
-                                            dxrow[w0 + Q * sw] = arow[Q]
-                c += 1 + pair
+    for blk in range(blk0, blk1):
+        n0 = blk * nb
+        nbi = min(nb, N - n0)
+        for k in range(K):
+            for i in range(nbi):
+                for oh in range(oh0, oh1):
+                    base = k * Pd + i * Sd + (oh - Rlo + Mh) * Wd + ow0 - Qlo + Mw
+                    drow = dyp[base:base + ow1 - ow0]
+                    dyrow = dy[n0 + i, k, oh, ow0:ow1]
+                    for ow in range(ow1 - ow0):
+                        drow[ow] = dyrow[ow]
+        Lr = (nbi - 1) * Sd + (Hrun - 1) * Wd + Wrun
+        acc0, acc1 = accb[0][:Lr], accb[1][:Lr]  # 1-D contiguous views: they vectorize
+        c = 0
+        while c < C:
+            g = c // Cg
+            pair = c + 1 < C and (c + 1) // Cg == g  # two channels of one group share taps
+            for a in range(sh):
+                # phase rows R whose padded row r = R*sh + a is an image row h = r - ph in [0, H)
+                R0 = max(0, (ph - a + sh - 1) // sh)
+                R1 = min(Hq, (H + ph - a + sh - 1) // sh)
+                for bb in range(sw):
+                    Q0 = max(0, (pw - bb + sw - 1) // sw)
+                    Q1 = min(Wq, (W + pw - bb + sw - 1) // sw)
+                    if R0 >= R1 or Q0 >= Q1:
+                        continue
+                    p = a * sw + bb
+                    acc0[:] = 0.0
+                    acc1[:] = 0.0
+                    if pair:
+                        _accumulate2(acc0, acc1, dyp, offs[g, p], ws[c, p], ws[c + 1, p], count[p])
+                    else:
+                        _accumulate(acc0, dyp, offs[g, p], ws[c, p], count[p])
+                    w0 = Q0 * sw + bb - pw
+                    for cc in range(c, c + 1 + pair):
+                        for i in range(nbi):
+                            for R in range(R0, R1):
+                                u = i * Sd + (R - Rlo) * Wd - Qlo
+                                dxrow = dx[n0 + i, cc, R * sh + a - ph]
+                                arow = accb[cc - c, u + Q0:u + Q1]
+                                if sw == 1:  # a contiguous row: the copy vectorizes
+                                    drow = dxrow[w0:w0 + Q1 - Q0]
+                                    for Q in range(Q1 - Q0):
+                                        drow[Q] = arow[Q]
+                                else:
+                                    for Q in range(Q1 - Q0):
+                                        dxrow[w0 + Q * sw] = arow[Q]
+            c += 1 + pair
 
 
 def _phase_window(size, pad, stride, nq):
@@ -511,6 +509,168 @@ def _phase_window(size, pad, stride, nq):
     lo = min(max(0, -(-(pad - a) // stride)) for a in range(stride))
     hi = max(min(nq, -(-(size + pad - a) // stride)) for a in range(stride))
     return lo, max(hi, lo + 1)
+
+
+def _input_plan(w, N, H, W, OH, OW, geo, groups, threads):
+    """(offs, ws, count, gi, nblk, run): the taps, ints and blocking of ``_backward_input_blocks``."""
+    K, Cg, KH, KW = w.shape
+    sh, sw, ph, pw, dh, dw, _, _, Hq, Wq = geo
+    Mh = ((KH - 1) * dh) // sh  # largest tap shift in the phase planes
+    Mw = ((KW - 1) * dw) // sw
+    Rlo, Rhi = _phase_window(H, ph, sh, Hq)
+    Qlo, Qhi = _phase_window(W, pw, sw, Wq)
+    Hrun, Wrun = Rhi - Rlo, Qhi - Qlo
+    # slot pitch of the padded dy: reads past a slot land in the next slot's zero margin (see _slots)
+    Hd = max(Hrun + min(Mh, Rlo), min(Hrun + Mh, Mh - Rlo + OH))
+    Wd = max(Wrun + min(Mw, Qlo), min(Wrun + Mw, Mw - Qlo + OW))
+    nb, nblk = _blocking(N, Hd * Wd, threads)
+    Pd = (nb * Hd + Mh + 2) * Wd
+    offs, ws, count = _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Pd)
+    gi = (ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hrun, Wrun, Hd, Wd, Pd, Mh, Mw, Cg, nb)
+    return offs, ws, count, gi, nblk, (nb - 1) * Hd * Wd + (Hrun - 1) * Wd + Wrun
+
+
+# ------------------------------------------------------------------ backward weight and bias
+@njit(cache=True, fastmath=True)
+def _backward_weight_blocks(dy, x, offs, dwt, xs, dyr, blk0, blk1, gw):
+    """Add the weight gradient of image blocks blk0..blk1-1 to dwt.
+
+    dy : (N, K, OH, OW), x : (N, C, H, W), offs : (groups, Cg*KH*KW),
+    dwt : (K, Cg*KH*KW), xs : (C*sh*sw*P,) and dyr : (2, nb*Hs*Ws) zeroed
+    scratches (cells outside the OH x OW corner of a dyr slot stay zero),
+    gw the ints of ``_weight_plan``.
+    """
+    ph, pw, sh, sw, Hs, Ws, P, Kg, nb = gw
+    N = x.shape[0]
+    K, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
+    T = dwt.shape[1]
+    Ss = Hs * Ws
+    for blk in range(blk0, blk1):
+        n0 = blk * nb
+        nbi = min(nb, N - n0)
+        _phase_split(xs, x, n0, nbi, P, ph, pw, sh, sw, Hs, Ws)
+        L = (nbi - 1) * Ss + (OH - 1) * Ws + OW
+        k = 0
+        while k < K:
+            pair = k + 1 < K and (k + 1) // Kg == k // Kg  # two channels of one group share taps
+            for kk in range(k, k + 1 + pair):
+                for i in range(nbi):
+                    for oh in range(OH):
+                        u = i * Ss + oh * Ws
+                        drow = dyr[kk - k, u:u + OW]
+                        dyrow = dy[n0 + i, kk, oh]
+                        for ow in range(OW):
+                            drow[ow] = dyrow[ow]
+            if pair:
+                _dot_taps2(dwt[k], dwt[k + 1], dyr[0, :L], dyr[1, :L], xs, offs[k // Kg], T)
+            else:
+                _dot_taps(dwt[k], dyr[0, :L], xs, offs[k // Kg], T)
+            k += 1 + pair
+
+
+def _weight_plan(x_shape, w_shape, OH, OW, geo, groups, threads):
+    """(offs, gw, nblk, scratch floats): the taps, ints and blocking of ``_backward_weight_blocks``."""
+    N, C, H, W = x_shape
+    K, Cg, KH, KW = w_shape
+    sh, sw, ph, pw, dh, dw = geo[:6]
+    Hs, Ws = _slots(H, W, ph, pw, sh, sw, OH, OW)
+    nb, nblk = _blocking(N, Hs * Ws, threads)
+    P = (nb * Hs + ((KH - 1) * dh) // sh + 2) * Ws
+    offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Ws, P)
+    return offs, (ph, pw, sh, sw, Hs, Ws, P, K // groups, nb), nblk, C * sh * sw * P
+
+
+@njit(cache=True)
+def _bias_rows(dy, dbt, n0, n1):
+    """dbt[k] += sum of dy[n0:n1, k] in float64.  dy : (N, K, S) float32, dbt : (K,) float64."""
+    K, S = dy.shape[1], dy.shape[2]
+    for n in range(n0, n1):
+        for k in range(K):
+            row = dy[n, k]
+            s = 0.0
+            for t in range(S):
+                s += row[t]
+            dbt[k] += s
+
+
+# ------------------------------------------------------------------ the backward pass
+@njit(cache=True, parallel=True, fastmath=True)
+def _backward(dy, x, dx, ioffs, iws, icount, gi, nblk_i, run_i, woffs, dwb, gw, nblk_w, xs_size, dbb):
+    """All requested gradients in ONE parallel region (the thread pool wakes once per backward).
+
+    Chunk t of ``nchunks = dwb.shape[0]`` computes dx for its share of the
+    ``nblk_i`` input-gradient blocks, then adds the weight gradient of its
+    share of the ``nblk_w`` weight-gradient blocks to dwb[t] and the bias
+    gradient of its share of the images to dbb[t].  A gradient with no
+    blocks (nblk 0, or an empty dbb) is skipped.  dy : (N, K, OH, OW),
+    x : (N, C, H, W), dx : (N, C, H, W), dwb : (nchunks, K, Cg*KH*KW) and
+    dbb : (nchunks, K) or (nchunks, 0) float64, zeroed.
+    """
+    N, K = dy.shape[0], dy.shape[1]
+    dy3 = dy.reshape(N, K, dy.shape[2] * dy.shape[3])
+    nchunks = dwb.shape[0]
+    Hs, Ws, nb_w = gw[4], gw[5], gw[8]
+    for t in prange(nchunks):
+        i0, i1 = t * nblk_i // nchunks, (t + 1) * nblk_i // nchunks
+        if i1 > i0:
+            dyp = np.zeros(K * gi[12], dtype=np.float32)  # cells never written stay zero
+            accb = np.empty((2, run_i), dtype=np.float32)
+            _backward_input_blocks(dy, ioffs, iws, icount, dx, dyp, accb, i0, i1, gi)
+        w0, w1 = t * nblk_w // nchunks, (t + 1) * nblk_w // nchunks
+        if w1 > w0:
+            xs = np.zeros(xs_size, dtype=np.float32)
+            dyr = np.zeros((2, nb_w * Hs * Ws), dtype=np.float32)
+            _backward_weight_blocks(dy, x, woffs, dwb[t], xs, dyr, w0, w1, gw)
+        if dbb.shape[1] > 0:
+            _bias_rows(dy3, dbb[t], t * N // nchunks, (t + 1) * N // nchunks)
+
+
+def _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups, want_dx, want_dw, want_db):
+    """(dx|None, dw|None, db|None): the requested gradients of y = conv2d(x, w) + b, one ``_backward`` call.
+
+    ``w`` is needed only for dx and ``x`` only for dw (pass None otherwise).
+    """
+    N, C, H, W = (int(s) for s in x_shape)
+    K, Cg, KH, KW = (int(s) for s in w_shape)
+    groups = int(groups)
+    geo = _geometry(H, W, KH, KW, stride, padding, dilation)
+    OH, OW = geo[6], geo[7]
+    if dy.shape != (N, K, OH, OW):
+        raise ValueError(f"conv2d backward: dy shape {dy.shape} does not match the output shape "
+                         f"{(N, K, OH, OW)} of x shape {(N, C, H, W)}")
+    threads = numba.get_num_threads()
+    if want_dx:
+        ioffs, iws, icount, gi, nblk_i, run_i = _input_plan(w, N, H, W, OH, OW, geo, groups, threads)
+        dx = np.empty((N, C, H, W), dtype=np.float32)  # every element is written by exactly one phase
+    else:
+        ioffs, iws, icount = np.zeros((1, 1, 1), np.int64), np.zeros((1, 1, 1), np.float32), np.zeros(1, np.int64)
+        gi, nblk_i, run_i = (0,) * 16 + (1,), 0, 0
+        dx = np.empty((0, 0, 0, 0), dtype=np.float32)
+    if want_dw:
+        woffs, gw, nblk_w, xs_size = _weight_plan((N, C, H, W), (K, Cg, KH, KW), OH, OW, geo, groups, threads)
+    else:
+        woffs, gw, nblk_w, xs_size = np.zeros((1, 1), np.int64), (0,) * 8 + (1,), 0, 0
+        x = np.empty((0, 0, 0, 0), dtype=np.float32)
+    nchunks = max(1, min(threads, max(nblk_i, nblk_w, N if want_db else 0)))
+    dwb = np.zeros((nchunks, K, Cg * KH * KW) if want_dw else (nchunks, 0, 0), dtype=np.float32)
+    dbb = np.zeros((nchunks, K if want_db else 0), dtype=np.float64)
+    _backward(dy, x, dx, ioffs, iws, icount, gi, nblk_i, run_i, woffs, dwb, gw, nblk_w, xs_size, dbb)
+    return (dx if want_dx else None,
+            dwb.sum(axis=0).reshape(K, Cg, KH, KW) if want_dw else None,
+            dbb.sum(axis=0).astype(np.float32) if want_db else None)
+
+
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias=True):
+    """(dx, dw, db|None) for y = conv2d(x, w) + b, all three in one parallel region.
+
+    dy : (N, K, OH, OW) float32, x : (N, C, H, W) float32,
+    w : (K, C // groups, KH, KW) float32; returns dx like x, dw like w and
+    db : (K,) float32 (None when ``has_bias`` is false).
+    """
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    return _backward_pass(dy, x, w, x.shape, w.shape, stride, padding, dilation, groups, True, True, bool(has_bias))
 
 
 def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
@@ -521,69 +681,7 @@ def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):
     """
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     w = np.ascontiguousarray(w, dtype=np.float32)
-    N, C, H, W = (int(s) for s in x_shape)
-    K, Cg, KH, KW = w.shape
-    groups = int(groups)
-    sh, sw, ph, pw, dh, dw, OH, OW, Hq, Wq = _geometry(H, W, KH, KW, stride, padding, dilation)
-    if dy.shape != (N, K, OH, OW):
-        raise ValueError(f"conv2d_backward_input: dy shape {dy.shape} does not match the output shape "
-                         f"{(N, K, OH, OW)} of x shape {(N, C, H, W)}")
-    Mh = ((KH - 1) * dh) // sh  # largest tap shift in the phase planes
-    Mw = ((KW - 1) * dw) // sw
-    Rlo, Rhi = _phase_window(H, ph, sh, Hq)
-    Qlo, Qhi = _phase_window(W, pw, sw, Wq)
-    Hrun, Wrun = Rhi - Rlo, Qhi - Qlo
-    # slot pitch of the padded dy: reads past a slot land in the next slot's zero margin (see _slots)
-    Hd = max(Hrun + min(Mh, Rlo), min(Hrun + Mh, Mh - Rlo + OH))
-    Wd = max(Wrun + min(Mw, Qlo), min(Wrun + Mw, Mw - Qlo + OW))
-    threads = numba.get_num_threads()
-    nb, nblk = _blocking(N, Hd * Wd, threads)
-    Pd = (nb * Hd + Mh + 2) * Wd
-    offs, ws, count = _backward_input_taps(w, groups, sh, sw, dh, dw, Wd, Mh, Mw, Pd)
-    dx = np.empty((N, C, H, W), dtype=np.float32)  # every element is written by exactly one phase
-    _backward_input(dy, offs, ws, count, dx, ph, pw, sh, sw, Hq, Wq, Rlo, Qlo, Hrun, Wrun, Hd, Wd, Pd, Mh, Mw, Cg, nb,
-                    min(threads, nblk))
-    return dx
-
-
-# ------------------------------------------------------------------ backward weight
-@njit(cache=True, parallel=True, fastmath=True)
-def _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hs, Ws, P, Kg, nb):
-    """Per-thread partial weight gradients.
-
-    dy : (N, K, OH, OW), x : (N, C, H, W), offs : (groups, Cg*KH*KW),
-    dwb : (nchunks, K, Cg*KH*KW) zeroed; chunk t sums image blocks
-    t*nblk//nchunks .. (t+1)*nblk//nchunks - 1 into dwb[t].
-    """
-    N, C = x.shape[0], x.shape[1]
-    K, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
-    nchunks, T = dwb.shape[0], dwb.shape[2]
-    Ss = Hs * Ws
-    nblk = (N + nb - 1) // nb
-    for t in prange(nchunks):
-        xs = np.zeros(C * sh * sw * P, dtype=np.float32)
-        dyr = np.zeros((2, nb * Ss), dtype=np.float32)  # cells outside the OH x OW corner of a slot stay zero
-        for blk in range(t * nblk // nchunks, (t + 1) * nblk // nchunks):
-            n0 = blk * nb
-            nbi = min(nb, N - n0)
-            _phase_split(xs, x, n0, nbi, P, ph, pw, sh, sw, Hs, Ws)
-            L = (nbi - 1) * Ss + (OH - 1) * Ws + OW
-            k = 0
-            while k < K:
-                pair = k + 1 < K and (k + 1) // Kg == k // Kg  # two channels of one group share taps
-                for kk in range(k, k + 1 + pair):
-                    for i in range(nbi):
-                        for oh in range(OH):
-                            u = i * Ss + oh * Ws
-                            drow = dyr[kk - k, u:u + OW]
-                            dyrow = dy[n0 + i, kk, oh]
-                            for ow in range(OW):
-                                drow[ow] = dyrow[ow]
-                if pair:
-                    _dot_taps2(dwb[t, k], dwb[t, k + 1], dyr[0, :L], dyr[1, :L], xs, offs[k // Kg], T)
-                else:
-                    _dot_taps(dwb[t, k], dyr[0, :L], xs, offs[k // Kg], T)
-                k += 1 + pair
+    return _backward_pass(dy, None, w, x_shape, w.shape, stride, padding, dilation, groups, True, False, False)[0]
 
 
 def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
@@ -594,40 +692,24 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
     """
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     x = np.ascontiguousarray(x, dtype=np.float32)
-    N, C, H, W = x.shape
-    K, Cg, KH, KW = (int(s) for s in w_shape)
-    groups = int(groups)
-    sh, sw, ph, pw, dh, dw, OH, OW, Hq, Wq = _geometry(H, W, KH, KW, stride, padding, dilation)
-    if dy.shape != (N, K, OH, OW):
-        raise ValueError(f"conv2d_backward_weight: dy shape {dy.shape} does not match the output shape "
-                         f"{(N, K, OH, OW)} of x shape {x.shape}")
-    threads = numba.get_num_threads()
-    Hs, Ws = _slots(H, W, ph, pw, sh, sw, OH, OW)
-    nb, nblk = _blocking(N, Hs * Ws, threads)
-    P = (nb * Hs + ((KH - 1) * dh) // sh + 2) * Ws
-    offs = _forward_offsets(Cg, KH, KW, groups, sh, sw, dh, dw, Ws, P)
-    dwb = np.zeros((max(1, min(nblk, threads)), K, Cg * KH * KW), dtype=np.float32)
-    _backward_weight(dy, x, offs, dwb, ph, pw, sh, sw, Hs, Ws, P, K // groups, nb)
-    return dwb.sum(axis=0).reshape(K, Cg, KH, KW)
+    return _backward_pass(dy, x, None, x.shape, w_shape, stride, padding, dilation, groups, False, True, False)[1]
 
 
-# ------------------------------------------------------------------ backward bias
-@njit(cache=True, parallel=True, fastmath=True)
-def _backward_bias(dy, db):
-    """db[k] = sum of dy[:, k], accumulated in float64.  dy : (N, K, S), db : (K,) written in place."""
-    N, K, S = dy.shape
-    for k in prange(K):
-        s = 0.0
-        for n in range(N):
-            for t in range(S):
-                s += dy[n, k, t]
-        db[k] = s
+@njit(cache=True, parallel=True)
+def _bias_parallel(dy, dbb):
+    """dbb[t] = per-chunk bias gradient of images t*N//nchunks.. .  dy : (N, K, S), dbb : (nchunks, K) float64 zeroed."""
+    N, nchunks = dy.shape[0], dbb.shape[0]
+    for t in prange(nchunks):
+        _bias_rows(dy, dbb[t], t * N // nchunks, (t + 1) * N // nchunks)
 
 
 def conv2d_backward_bias(dy):
     """db for y = conv2d(x, w) + b.  dy : (N, K, OH, OW) float32; returns db : (K,) float32."""
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     N, K = dy.shape[0], dy.shape[1]
-    db = np.empty(K, dtype=np.float32)
-    _backward_bias(dy.reshape(N, K, -1), db)
-    return db
+    threads = numba.get_num_threads()
+    nchunks = max(1, min(threads, N))
+    dbb = np.zeros((nchunks, K), dtype=np.float64)
+    _bias_parallel(dy.reshape(N, K, -1), dbb)
+    return dbb.sum(axis=0).astype(np.float32)
+
