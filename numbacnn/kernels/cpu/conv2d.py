@@ -30,6 +30,12 @@ give runs of about ``_RUN`` floats.
   offset; image blocks are split among threads, each with its own ``dw``
   buffer, and the buffers are summed at the end.
 
+``conv2d_backward`` computes dx, dw and db in one parallel region: each
+thread takes its share of the dx blocks, then of the dw blocks, then of the
+images for db, so Numba's thread pool wakes once per backward pass rather
+than three times (``conv2d_backward_input`` and ``conv2d_backward_weight``
+run the same region with the other gradients switched off).
+
 Taps are consumed eight at a time for two output channels at once, weights
 and source runs held in locals: each source run is loaded once for both
 channels and each accumulator once per eight multiply-adds, and the
