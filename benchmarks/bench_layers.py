@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's numbacnn, whatever is installed
 
 import numbacnn  # noqa: E402,F401  (sets Numba's threading defaults before numba loads)
 import numba  # noqa: E402
@@ -146,7 +147,9 @@ def startup_times():
     """(first-call seconds with a fresh Numba cache, seconds with that cache warm), each in a new process."""
     out = []
     with tempfile.TemporaryDirectory(prefix="numbacnn-cache-") as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)  # the child's environment, not a flag read here
+        root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=path)  # the child's environment, not flags read here
         for _ in range(2):
             t0 = time.perf_counter()
             r = subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT], env=env, capture_output=True, text=True)
@@ -184,7 +187,8 @@ def main(argv=None):
     threads = numba.get_num_threads()
     torch = load_torch(threads)
     be = get_backend("cpu")
-    print(f"numba {numba.__version__} (threads={threads}), "
+    be.conv2d_forward(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32))  # starts the pool
+    print(f"numba {numba.__version__} (threads={threads}, layer {numba.threading_layer()}), "
           f"torch {'n/a' if torch is None else torch.__version__ + f' (threads={torch.get_num_threads()})'}, "
           f"repeats={repeats}, median {'CPU' if args.cpu_time else 'wall'} ms, load average {os.getloadavg()[0]:.1f} (timings need an idle machine)")
     rows = []
