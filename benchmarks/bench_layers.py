@@ -190,7 +190,8 @@ def main(argv=None):
     be.conv2d_forward(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32))  # starts the pool
     print(f"numba {numba.__version__} (threads={threads}, layer {numba.threading_layer()}), "
           f"torch {'n/a' if torch is None else torch.__version__ + f' (threads={torch.get_num_threads()})'}, "
-          f"repeats={repeats}, median {'CPU' if args.cpu_time else 'wall'} ms, load average {os.getloadavg()[0]:.1f} (timings need an idle machine)")
+          f"repeats={repeats}, median {'CPU' if args.cpu_time else 'wall'} ms, "
+          f"load average {os.getloadavg()[0]:.1f} (timings need an idle machine)")
     rows = []
     for name, (shape, K, k, s, p) in CONV_SHAPES.items():
         if selected(name):

@@ -519,7 +519,7 @@ def _phase_window(size, pad, stride, nq):
 
 def _input_plan(w, N, H, W, OH, OW, geo, groups, threads):
     """(offs, ws, count, gi, nblk, run): the taps, ints and blocking of ``_backward_input_blocks``."""
-    K, Cg, KH, KW = w.shape
+    _, Cg, KH, KW = w.shape
     sh, sw, ph, pw, dh, dw, _, _, Hq, Wq = geo
     Mh = ((KH - 1) * dh) // sh  # largest tap shift in the phase planes
     Mw = ((KW - 1) * dw) // sw
@@ -703,7 +703,10 @@ def conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups):
 
 @njit(cache=True, parallel=True)
 def _bias_parallel(dy, dbb):
-    """dbb[t] = per-chunk bias gradient of images t*N//nchunks.. .  dy : (N, K, S), dbb : (nchunks, K) float64 zeroed."""
+    """dbb[t] += the bias gradient of images t*N//nchunks .. (t+1)*N//nchunks - 1.
+
+    dy : (N, K, S) float32, dbb : (nchunks, K) float64 zeroed.
+    """
     N, nchunks = dy.shape[0], dbb.shape[0]
     for t in prange(nchunks):
         _bias_rows(dy, dbb[t], t * N // nchunks, (t + 1) * N // nchunks)
