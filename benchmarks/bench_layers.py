@@ -11,8 +11,11 @@ cache, a second subprocess).
     python benchmarks/bench_layers.py --threads 1 --cpu-time     # steadier on a shared machine
 
 Ours and PyTorch's runs alternate in rounds (``common.median_times``) so both
-see the same background load; still, on a shared 2-core VM the second core
-comes and goes, so compare 2-thread figures from a quiet moment only.
+see the same background load, with a short sleep before each turn so that
+PyTorch's OpenMP workers, which spin about 10 ms after each call, do not
+take the second core from the next timed runs; still, on a shared 2-core VM
+the second core comes and goes, so compare 2-thread figures from a quiet
+moment only.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ CONV_SHAPES = {
     "alexnet-c1": ((16, 3, 224, 224), 64, 11, 4, 2),
 }
 POOL_SHAPES = {"maxpool-2x2": ((64, 16, 32, 32), 2, 2)}
+SETTLE = 0.05  # s of sleep before each function's turn: PyTorch's OpenMP workers spin ~10 ms after a call
 
 _STARTUP_SCRIPT = """
 import time
@@ -106,8 +110,8 @@ def bench_conv(be, torch, name, shape, K, k, s, p, repeats, warmup, clock):
 
         def tfb():
             tfb_dy(tdy)
-    t_f, tt_f = median_times([fwd, tf], repeats, warmup, clock=clock)
-    t_fb, tt_fb = median_times([fwd_bwd, tfb], repeats, warmup, clock=clock)
+    t_f, tt_f = median_times([fwd, tf], repeats, warmup, clock=clock, settle=SETTLE)
+    t_fb, tt_fb = median_times([fwd_bwd, tfb], repeats, warmup, clock=clock, settle=SETTLE)
     desc = f"{name} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}"
     return [desc, ms(t_f), gflops(flops, t_f), ms(tt_f), ratio(tt_f, t_f),
             ms(t_fb), gflops(3 * flops, t_fb), ms(tt_fb), ratio(tt_fb, t_fb)]
@@ -138,8 +142,8 @@ def bench_pool(be, torch, name, shape, k, s, repeats, warmup, clock):
             tx.grad = None
             F.max_pool2d(tx, k, s).backward(tdy)
 
-    t_f, tt_f = median_times([lambda: be.max_pool2d_forward(x, k, s), tfwd], repeats, warmup, clock=clock)
-    t_fb, tt_fb = median_times([fwd_bwd, tfwd_bwd], repeats, warmup, clock=clock)
+    t_f, tt_f = median_times([lambda: be.max_pool2d_forward(x, k, s), tfwd], repeats, warmup, clock=clock, settle=SETTLE)
+    t_fb, tt_fb = median_times([fwd_bwd, tfwd_bwd], repeats, warmup, clock=clock, settle=SETTLE)
     return [desc, ms(t_f), "-", ms(tt_f), ratio(tt_f, t_f), ms(t_fb), "-", ms(tt_fb), ratio(tt_fb, t_fb)]
 
 

@@ -32,7 +32,7 @@ def median_time(fn, repeats: int = 10, warmup: int = 2, sync=None) -> float:
 
 
 def median_times(fns, repeats: int = 10, warmup: int = 2, sync=None, rounds: int = 3,
-                 clock=time.perf_counter) -> list:
+                 clock=time.perf_counter, settle: float = 0.0) -> list:
     """Median wall times (seconds) of several functions, measured in alternating rounds.
 
     Each round runs every function in turn: one untimed call (so a thread
@@ -41,6 +41,10 @@ def median_times(fns, repeats: int = 10, warmup: int = 2, sync=None, rounds: int
     same background load, so the ratios stay fair on a shared machine.
     ``None`` entries give None.  ``clock=time.process_time`` measures CPU
     time instead of wall time (meaningful single-threaded on a busy machine).
+    ``settle`` seconds of sleep precede each function's turn, so that worker
+    threads left spinning by the previous function park first (PyTorch's
+    OpenMP workers spin about 10 ms after each call, taking a core from
+    whatever runs next on a 2-core machine).
     """
     live = [f for f in fns if f is not None]
     for f in live:
@@ -52,6 +56,7 @@ def median_times(fns, repeats: int = 10, warmup: int = 2, sync=None, rounds: int
     per_round = max(1, -(-repeats // rounds))
     for _ in range(rounds):
         for f in live:
+            time.sleep(settle)
             f()
             if sync is not None:
                 sync()
