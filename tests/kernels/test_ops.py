@@ -365,3 +365,29 @@ def test_invalid_arguments(backend, case):
     call, text = INVALID[case]
     with pytest.raises(ValueError, match=text):
         call(backend)
+
+
+# The CPU backend computes all conv gradients in one fused kernel (conv2d_backward); the
+# single-direction kernels stay public in numbacnn.kernels.cpu.conv2d (DESIGN.md convention 1)
+# and are checked here directly against their references.
+@given(g=conv_geometries(), seed=seeds)
+@with_examples("g", CONV_EDGE_CASES, seed=1)
+def test_cpu_conv2d_single_direction_kernels(g: ConvGeom, seed):
+    from numbacnn.kernels import reference as R
+    from numbacnn.kernels.cpu import conv2d as K
+
+    rng = np.random.default_rng(seed)
+    x, w = normal(rng, g.x_shape), normal(rng, g.w_shape)
+    dy = normal(rng, (g.n, g.k) + g.out_hw)
+    args = (g.stride, g.padding, g.dilation, g.groups)
+    dx = K.conv2d_backward_input(dy, w, g.x_shape, *args)
+    np.testing.assert_allclose(dx, R.conv2d_backward_input_ref(dy, w, g.x_shape, *args),
+                               **tol(g.input_grad_terms))
+    dw = K.conv2d_backward_weight(dy, x, g.w_shape, *args)
+    np.testing.assert_allclose(dw, R.conv2d_backward_weight_ref(dy, x, g.w_shape, *args),
+                               **tol(g.weight_grad_terms))
+    np.testing.assert_allclose(K.conv2d_backward_bias(dy), R.conv2d_backward_bias_ref(dy),
+                               **tol(g.weight_grad_terms))
+    fused_dx, fused_dw, _ = K.conv2d_backward(dy, x, w, *args, False)
+    np.testing.assert_array_equal(fused_dx, dx)
+    np.testing.assert_array_equal(fused_dw, dw)
