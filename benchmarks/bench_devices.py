@@ -102,10 +102,15 @@ def synced(fn, sync):
     return run
 
 
+# s of sleep before each function's turn: PyTorch's OpenMP workers spin ~10 ms after a call and
+# would take our second core (see bench_layers.py)
+SETTLE = 0.05
+
+
 def time_pair(be, tt, ours, theirs, repeats, warmup, clock):
     """(our median seconds, PyTorch's or None), measured in alternating rounds, each synchronised."""
     return median_times([synced(ours, be.synchronize), synced(theirs, tt.sync) if tt else None],
-                        repeats, warmup, clock=clock)
+                        repeats, warmup, clock=clock, settle=SETTLE)
 
 
 # ---------------------------------------------------------------- layers
