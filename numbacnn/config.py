@@ -10,14 +10,15 @@ NUMBACNN_DEVICE            default device for the CLI's ``--device auto`` (cpu|c
 NUMBACNN_DEBUG             1: the CLI shows the Python traceback of an unexpected error
 NUMBA_THREADING_LAYER      defaulted to ``omp``: starting a parallel kernel costs ~2 us
                            there against ~100 us with ``workqueue``, and a training
-                           step calls dozens of small kernels
-OPENBLAS_NUM_THREADS       defaulted to 1: OpenBLAS's threads and the OpenMP workers
-                           spin against each other (LeNet-5 step 28 ms against 1.7 ms);
-                           BLAS only serves Dense layers, which are small here
+                           step calls dozens of small kernels (LeNet-5 batch 32: 5.4 ms
+                           a step with workqueue, 2.0 ms with omp)
+OPENBLAS_NUM_THREADS       defaulted to 1 with it: OpenBLAS's threads and the spinning
+                           OpenMP workers fight for the 2 cores (28 ms a LeNet-5 step);
+                           BLAS only serves Dense layers.  Where numpy (so OpenBLAS) was
+                           imported before numbacnn this comes too late, so that process
+                           alone (not its child processes) keeps ``workqueue``, whose
+                           workers do not spin
 OPENBLAS_THREAD_TIMEOUT    defaulted to 4 (short spinning where OpenBLAS is threaded)
-OMP_WAIT_POLICY            defaulted to ``passive`` only where numpy (so OpenBLAS) was
-                           imported before numbacnn: OpenBLAS then keeps its threads,
-                           and sleeping OpenMP workers leave them the cores (3 ms)
 NUMBA_ENABLE_CUDASIM       set by the CUDA-simulator test process; read here only
 """
 from __future__ import annotations
@@ -43,11 +44,14 @@ def _setdefault(name: str, value: str) -> None:
 
 
 # Numba reads these when it starts its thread pool / OpenBLAS when it loads.
+_blas_threads_fixed = "numpy" in sys.modules and "OPENBLAS_NUM_THREADS" not in os.environ
+_layer_chosen_here = "NUMBA_THREADING_LAYER" not in os.environ
 _setdefault("NUMBA_THREADING_LAYER", "omp")
 _setdefault("OPENBLAS_NUM_THREADS", "1")
 _setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-if "numpy" in sys.modules:
-    _setdefault("OMP_WAIT_POLICY", "passive")
+if _blas_threads_fixed and _layer_chosen_here:
+    import numba  # numpy came first: OpenBLAS keeps its threads, so this process avoids spinning OpenMP
+    numba.config.THREADING_LAYER = "workqueue"
 
 DEVICE = getenv("NUMBACNN_DEVICE", "auto")
 DEBUG = getenv("NUMBACNN_DEBUG", "0") not in ("0", "false", "False", "no")
