@@ -8,10 +8,14 @@ Flags
 -----
 NUMBACNN_DEVICE            default device for the CLI's ``--device auto`` (cpu|cuda|auto)
 NUMBACNN_DEBUG             1: the CLI shows the Python traceback of an unexpected error
-NUMBA_THREADING_LAYER      defaulted to ``omp``: starting a parallel kernel costs ~2 us
+NUMBA_THREADING_LAYER_PRIORITY  defaulted to ``omp workqueue tbb`` (Numba's own default order
+                           is tbb first): starting a parallel kernel costs ~2 us
                            there against ~100 us with ``workqueue``, and a training
                            step calls dozens of small kernels (LeNet-5 batch 32: 5.4 ms
-                           a step with workqueue, 2.0 ms with omp)
+                           a step with workqueue, 2.0 ms with omp).  A priority list, not a
+                           fixed layer, so a machine without GNU OpenMP (libgomp) falls back
+                           to workqueue instead of failing; NUMBA_THREADING_LAYER still wins
+                           when the user sets it
 OPENBLAS_NUM_THREADS       defaulted to 1 with it: OpenBLAS's threads and the spinning
                            OpenMP workers fight for the 2 cores (28 ms a LeNet-5 step);
                            BLAS only serves Dense layers.  Where numpy (so OpenBLAS) was
@@ -46,7 +50,7 @@ def _setdefault(name: str, value: str) -> None:
 # Numba reads these when it starts its thread pool / OpenBLAS when it loads.
 _blas_threads_fixed = "numpy" in sys.modules and "OPENBLAS_NUM_THREADS" not in os.environ
 _layer_chosen_here = "NUMBA_THREADING_LAYER" not in os.environ
-_setdefault("NUMBA_THREADING_LAYER", "omp")
+_setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp workqueue tbb")
 _setdefault("OPENBLAS_NUM_THREADS", "1")
 _setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 if _blas_threads_fixed and _layer_chosen_here:
