@@ -15,10 +15,15 @@ one) it prints, beside PyTorch on the same device when PyTorch is installed
 
 Ratios are PyTorch time / ours (> 1: we are faster).  Every timed run ends
 with a device synchronisation (``backend.synchronize()``,
-``torch.cuda.synchronize()``) before the clock stops; ours and PyTorch's
-runs alternate in rounds (``common.median_times``), medians after warm-up.
-``--cpu-time --threads 1`` times CPU seconds of the CPU part, steadier on a
-shared machine.  Without a GPU the GPU part is skipped, and the script says so.
+``torch.cuda.synchronize()``) before the clock stops; medians after warm-up.
+PyTorch runs in its own process (this script again, with ``--torch-only``,
+the same shapes, seeds, batches, thread count and repeats; it prints its
+medians as JSON), started before our side: two OpenMP pools in one process
+slow each other, and numbacnn must be imported before numpy or torch to get
+its default threading layer (numbacnn/config.py).  Each side's threading
+layer is printed.  ``--cpu-time --threads 1`` times CPU seconds of the CPU
+part, steadier on a shared machine.  Without a GPU the GPU part is skipped,
+and the script says so.
 
     python benchmarks/bench_devices.py [--quick] [--devices cpu,cuda] [--shapes lenet,c16]
                                        [--models lenet5,resnet20] [--no-layers] [--no-train]
@@ -27,6 +32,7 @@ shared machine.  Without a GPU the GPU part is skipped, and the script says so.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -34,12 +40,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numbacnn  # noqa: E402,F401  (sets Numba's threading defaults before numba loads)
+if "--torch-only" in sys.argv:   # PyTorch's process: torch first; numbacnn only builds model graphs here
+    import torch  # noqa: F401
+import numbacnn  # noqa: E402,F401  (our process: before numpy, so Numba gets numbacnn's threading defaults)
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench_layers import CONV_SHAPES, POOL_SHAPES  # noqa: E402
-from common import format_table, load_torch, median_times, ms, ratio  # noqa: E402
+from common import (format_table, load_torch, median_times, ms, numba_layer, ratio, run_json_child,  # noqa: E402
+                    torch_label)
 from numbacnn.backends import cuda_available, get_backend  # noqa: E402
 from numbacnn.kernels.reference import conv_out_size  # noqa: E402
 from numbacnn.losses import get_loss  # noqa: E402
@@ -88,90 +97,108 @@ class Torch:
         t = self.torch
         if self.device == "cuda":
             return f"torch {t.__version__} cuda, cuDNN {t.backends.cudnn.version()}"
-        return f"torch {t.__version__} cpu (threads={t.get_num_threads()})"
+        return torch_label(t) + " on the cpu"
 
 
-def synced(fn, sync):
-    """``fn`` followed by ``sync`` (the device's synchronisation), so the timing includes queued work."""
-    if fn is None:
-        return None
-
+def timed(fn, sync, repeats, warmup, clock):
+    """Median seconds of ``fn`` followed by ``sync`` (the device's synchronisation, so queued work counts)."""
     def run():
         fn()
         sync()
-    return run
-
-
-# s of sleep before each function's turn: PyTorch's OpenMP workers spin ~10 ms after a call and
-# would take our second core (see bench_layers.py)
-SETTLE = 0.05
-
-
-def time_pair(be, tt, ours, theirs, repeats, warmup, clock):
-    """(our median seconds, PyTorch's or None), measured in alternating rounds, each synchronised."""
-    return median_times([synced(ours, be.synchronize), synced(theirs, tt.sync) if tt else None],
-                        repeats, warmup, clock=clock, settle=SETTLE)
+    return median_times([run], repeats, warmup, clock=clock)[0]
 
 
 # ---------------------------------------------------------------- layers
-def bench_conv(be, tt, name, shape, K, k, s, p, repeats, warmup, clock):
+def conv_case(shape, K, k, s, p):
+    """Seeded host arrays (x, w, b, dy) of one convolution shape, the same in both processes."""
     rng = np.random.default_rng(0)
     N, C, H, W = shape
     OH, OW = conv_out_size(H, k, s, p), conv_out_size(W, k, s, p)
-    xh = rng.standard_normal(shape).astype(np.float32)
-    wh = (rng.standard_normal((K, C, k, k)) * 0.1).astype(np.float32)
-    bh = rng.standard_normal(K).astype(np.float32)
-    dyh = rng.standard_normal((N, K, OH, OW)).astype(np.float32)
-    x, w, b, dy = (be.asarray(a) for a in (xh, wh, bh, dyh))
-    tfwd = tbwd = None
-    if tt is not None:
-        F = tt.torch.nn.functional
-        tx, tw, tb = tt.tensor(xh, True), tt.tensor(wh, True), tt.tensor(bh, True)
-        tdy = tt.tensor(dyh)
-
-        def tfwd():
-            with tt.torch.no_grad():
-                F.conv2d(tx, tw, tb, s, p)
-
-        ty = F.conv2d(tx, tw, tb, s, p)
-
-        def tbwd():   # backward alone: the graph is kept, the grads reset
-            tx.grad = tw.grad = tb.grad = None
-            ty.backward(tdy, retain_graph=True)
-
-    t_f, tt_f = time_pair(be, tt, lambda: be.conv2d_forward(x, w, b, s, p), tfwd, repeats, warmup, clock)
-    t_b, tt_b = time_pair(be, tt, lambda: be.conv2d_backward(dy, x, w, s, p, has_bias=True), tbwd, repeats,
-                          warmup, clock)
-    desc = f"{name} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}"
-    return [desc, ms(t_f), ms(tt_f), ratio(tt_f, t_f), ms(t_b), ms(tt_b), ratio(tt_b, t_b)]
+    return (rng.standard_normal(shape).astype(np.float32),
+            (rng.standard_normal((K, C, k, k)) * 0.1).astype(np.float32),
+            rng.standard_normal(K).astype(np.float32),
+            rng.standard_normal((N, K, OH, OW)).astype(np.float32))
 
 
-def bench_pool(be, tt, name, shape, k, s, repeats, warmup, clock):
+def pool_case(shape, k, s):
+    """Seeded host arrays (x, dy) of one max-pool shape."""
     rng = np.random.default_rng(0)
-    xh = rng.standard_normal(shape).astype(np.float32)
-    x = be.asarray(xh)
-    y, arg = be.max_pool2d_forward(x, k, s)
-    dyh = rng.standard_normal(tuple(y.shape)).astype(np.float32)
-    dy = be.asarray(dyh)
-    tfwd = tbwd = None
-    if tt is not None:
-        F = tt.torch.nn.functional
-        tx, tdy = tt.tensor(xh, True), tt.tensor(dyh)
+    x = rng.standard_normal(shape).astype(np.float32)
+    oh, ow = conv_out_size(shape[2], k, s, 0), conv_out_size(shape[3], k, s, 0)
+    return x, rng.standard_normal(shape[:2] + (oh, ow)).astype(np.float32)
 
-        def tfwd():
-            with tt.torch.no_grad():
-                F.max_pool2d(tx, k, s)
 
-        ty = F.max_pool2d(tx, k, s)
+def ours_conv(be, case, s, p, repeats, warmup, clock):
+    """(forward, backward) median seconds of our conv2d on ``be``."""
+    x, w, b, dy = (be.asarray(a) for a in case)
+    return (timed(lambda: be.conv2d_forward(x, w, b, s, p), be.synchronize, repeats, warmup, clock),
+            timed(lambda: be.conv2d_backward(dy, x, w, s, p, has_bias=True), be.synchronize, repeats, warmup,
+                  clock))
 
-        def tbwd():
-            tx.grad = None
-            ty.backward(tdy, retain_graph=True)
 
-    t_f, tt_f = time_pair(be, tt, lambda: be.max_pool2d_forward(x, k, s), tfwd, repeats, warmup, clock)
-    t_b, tt_b = time_pair(be, tt, lambda: be.max_pool2d_backward(dy, arg, shape), tbwd, repeats, warmup, clock)
-    desc = f"{name} {'x'.join(map(str, shape))} s{s}"
-    return [desc, ms(t_f), ms(tt_f), ratio(tt_f, t_f), ms(t_b), ms(tt_b), ratio(tt_b, t_b)]
+def torch_conv(tt, case, s, p, repeats, warmup, clock):
+    """(forward, backward) median seconds of PyTorch's conv2d on ``tt``'s device."""
+    F = tt.torch.nn.functional
+    xh, wh, bh, dyh = case
+    tx, tw, tb, tdy = tt.tensor(xh, True), tt.tensor(wh, True), tt.tensor(bh, True), tt.tensor(dyh)
+
+    def fwd():
+        with tt.torch.no_grad():
+            F.conv2d(tx, tw, tb, s, p)
+
+    ty = F.conv2d(tx, tw, tb, s, p)
+
+    def bwd():   # backward alone: the graph is kept, the grads reset
+        tx.grad = tw.grad = tb.grad = None
+        ty.backward(tdy, retain_graph=True)
+
+    return timed(fwd, tt.sync, repeats, warmup, clock), timed(bwd, tt.sync, repeats, warmup, clock)
+
+
+def ours_pool(be, case, k, s, repeats, warmup, clock):
+    x, dy = (be.asarray(a) for a in case)
+    _, arg = be.max_pool2d_forward(x, k, s)
+    return (timed(lambda: be.max_pool2d_forward(x, k, s), be.synchronize, repeats, warmup, clock),
+            timed(lambda: be.max_pool2d_backward(dy, arg, case[0].shape), be.synchronize, repeats, warmup, clock))
+
+
+def torch_pool(tt, case, k, s, repeats, warmup, clock):
+    F = tt.torch.nn.functional
+    tx, tdy = tt.tensor(case[0], True), tt.tensor(case[1])
+
+    def fwd():
+        with tt.torch.no_grad():
+            F.max_pool2d(tx, k, s)
+
+    ty = F.max_pool2d(tx, k, s)
+
+    def bwd():
+        tx.grad = None
+        ty.backward(tdy, retain_graph=True)
+
+    return timed(fwd, tt.sync, repeats, warmup, clock), timed(bwd, tt.sync, repeats, warmup, clock)
+
+
+def layer_cases(wanted):
+    """[(name, description, case, kind, geometry)] of the selected layer shapes, in table order."""
+    out = []
+    for name, (shape, K, k, s, p) in CONV_SHAPES.items():
+        if not wanted or any(w in name for w in wanted):
+            N, C, H, W = shape
+            out.append((name, f"{name} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}", "conv", (shape, K, k, s, p)))
+    for name, (shape, k, s) in POOL_SHAPES.items():
+        if not wanted or any(w in name for w in wanted):
+            out.append((name, f"{name} {'x'.join(map(str, shape))} s{s}", "pool", (shape, k, s)))
+    return out
+
+
+def bench_layer(run_conv, run_pool, kind, geo, repeats, warmup, clock):
+    """(forward, backward) seconds of one layer case with our or PyTorch's runners."""
+    if kind == "conv":
+        shape, K, k, s, p = geo
+        return run_conv(conv_case(shape, K, k, s, p), s, p, repeats, warmup, clock)
+    shape, k, s = geo
+    return run_pool(pool_case(shape, k, s), k, s, repeats, warmup, clock)
 
 
 # ---------------------------------------------------------------- training
@@ -233,15 +260,20 @@ def torch_net(torch, model):
     return Net()
 
 
-def bench_train(device, tt, name, repeats, warmup, clock):
+def train_case(name):
+    """(batch, input shape, seeded host images, seeded labels) of one training benchmark."""
     batch, in_shape = TRAIN_MODELS[name]
     rng = np.random.default_rng(0)
-    xh = rng.standard_normal((batch,) + in_shape).astype(np.float32)
-    yh = rng.integers(0, 10, batch)
+    return batch, in_shape, rng.standard_normal((batch,) + in_shape).astype(np.float32), rng.integers(0, 10, batch)
+
+
+def ours_train(device, name, repeats, warmup, clock):
+    """Median seconds of our training step, as train.fit takes it: host batch in, loss and argmax out."""
+    batch, in_shape, xh, yh = train_case(name)
     model = build_model(name, num_classes=10, input_shape=in_shape).build(device, seed=0)
     be, loss_fn, opt = model.backend, get_loss("cross_entropy"), SGD(lr=0.01, momentum=0.9)
 
-    def step():   # as train.fit: host batch in, loss and argmax out
+    def step():
         out = model.forward(be.asarray(xh), training=True)
         loss, dout, probs = loss_fn(be, out, be.asarray(yh, dtype=np.int64))
         model.backward(dout)
@@ -249,33 +281,34 @@ def bench_train(device, tt, name, repeats, warmup, clock):
         be.to_host(be.argmax(probs))
         return loss
 
-    tstep = None
-    if tt is not None:
-        torch = tt.torch
-        net = torch_net(torch, model).to(tt.device).train()
-        topt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    return timed(step, be.synchronize, repeats, warmup, clock)
 
-        def tstep():
-            xb = torch.from_numpy(xh).to(tt.device)
-            yb = torch.from_numpy(yh).to(tt.device)
-            topt.zero_grad(set_to_none=True)
-            out = net(xb)
-            loss = torch.nn.functional.cross_entropy(out, yb)
-            loss.backward()
-            topt.step()
-            out.argmax(1).cpu()
-            return loss.item()
 
-    t, tt_t = time_pair(be, tt, step, tstep, repeats, warmup, clock)
+def torch_train(tt, name, repeats, warmup, clock):
+    """Median seconds of PyTorch's step on the same graph (our model built on the numpy reference
+    backend only for its structure: this process never starts Numba's thread pool)."""
+    torch = tt.torch
+    batch, in_shape, xh, yh = train_case(name)
+    model = build_model(name, num_classes=10, input_shape=in_shape).build("reference", seed=0)
+    net = torch_net(torch, model).to(tt.device).train()
+    topt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
-    def ips(s):
-        return "n/a" if s is None else f"{batch / s:.0f}"
+    def step():
+        xb = torch.from_numpy(xh).to(tt.device)
+        yb = torch.from_numpy(yh).to(tt.device)
+        topt.zero_grad(set_to_none=True)
+        out = net(xb)
+        loss = torch.nn.functional.cross_entropy(out, yb)
+        loss.backward()
+        topt.step()
+        out.argmax(1).cpu()
+        return loss.item()
 
-    return [f"{name} (batch {batch})", ms(t), ips(t), ms(tt_t), ips(tt_t), ratio(tt_t, t)]
+    return timed(step, tt.sync, repeats, warmup, clock)
 
 
 # ---------------------------------------------------------------- main
-def main(argv=None):
+def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (3 instead of 10) and one warm-up")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per measurement")
@@ -288,59 +321,106 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for Numba and PyTorch alike")
     ap.add_argument("--cpu-time", action="store_true", help="time CPU seconds in the CPU part (needs --threads 1): "
                     "steadier on a shared machine; the GPU part always times wall seconds")
+    ap.add_argument("--torch-only", action="store_true", help="internal: time PyTorch alone, print JSON medians")
     args = ap.parse_args(argv)
     if args.cpu_time and args.threads != 1:
         ap.error("--cpu-time needs --threads 1 (CPU time of several threads is not a duration)")
-    repeats = args.repeats or (3 if args.quick else 10)
-    warmup = 1 if args.quick else 3
-    wanted = [s.strip() for s in args.shapes.split(",") if s.strip()]
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    for m in models:
+    args.repeats = args.repeats or (3 if args.quick else 10)
+    args.warmup = 1 if args.quick else 3
+    args.wanted = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    args.model_list = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.device_list = [d.strip() for d in args.devices.split(",") if d.strip()]
+    for m in args.model_list:
         if m not in TRAIN_MODELS:
             ap.error(f"--models: unknown model {m!r}; choose from {', '.join(TRAIN_MODELS)}")
+    for d in args.device_list:
+        if d not in ("cpu", "cuda"):
+            ap.error(f"--devices: unknown device {d!r}")
+    return args
 
-    def selected(name):
-        return not wanted or any(s in name for s in wanted)
 
+def clock_for(args, device):
+    return time.process_time if args.cpu_time and device == "cpu" else time.perf_counter
+
+
+def torch_only(args):
+    """PyTorch's side, in its own process: {device: {label, layers: {name: [fwd, bwd]}, train: {name: s}}}."""
+    torch = load_torch(args.threads)
+    out = {}
+    for device in args.device_list:
+        tt = Torch.on(torch, device)
+        if tt is None:
+            continue
+        clock, res = clock_for(args, device), {"label": tt.label(), "layers": {}, "train": {}}
+        if not args.no_layers:
+            for name, desc, kind, geo in layer_cases(args.wanted):
+                res["layers"][name] = bench_layer(lambda *a: torch_conv(tt, *a), lambda *a: torch_pool(tt, *a),
+                                                  kind, geo, args.repeats, args.warmup, clock)
+                print(f"torch {device} {desc} done", file=sys.stderr, flush=True)
+        if not args.no_train:
+            for name in args.model_list:
+                res["train"][name] = torch_train(tt, name, args.repeats, args.warmup, clock)
+                print(f"torch {device} {name} done", file=sys.stderr, flush=True)
+        out[device] = res
+    return {"devices": out, "numba_layer_in_torch_process": numba_layer()}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse(argv)
+    if args.torch_only:
+        import json
+        print(json.dumps(torch_only(args)))
+        return
     if args.threads:
         numba.set_num_threads(args.threads)
     threads = numba.get_num_threads()
-    torch = load_torch(threads)
     gpu, why_not = gpu_description()
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    print(f"numba {numba.__version__}, CPU: {os.cpu_count()} cores (numba threads={threads}), "
-          f"GPU: {gpu or 'none'}, torch {'not installed' if torch is None else torch.__version__}, "
-          f"repeats={repeats}, median {'CPU' if args.cpu_time else 'wall'} ms on the CPU, load average {os.getloadavg()[0]:.1f}")
-    for device in devices:
+    devices = [d for d in args.device_list if d == "cpu" or gpu is not None]
+    theirs, their_layer = {}, None
+    if importlib.util.find_spec("torch") is not None and devices:   # PyTorch first, before our pool starts
+        load = os.getloadavg()[0]
+        child = run_json_child(__file__, argv + ["--torch-only", "--threads", str(threads),
+                                                 "--devices", ",".join(devices)])
+        theirs, their_layer = child["devices"], child["numba_layer_in_torch_process"]
+        print(f"PyTorch measured in its own process (load average {load:.1f} at its start; "
+              f"Numba's pool there: {their_layer})", file=sys.stderr)
+    cpu = get_backend("cpu")
+    cpu.conv2d_forward(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32))  # starts the pool
+    print(f"numba {numba.__version__}, CPU: {os.cpu_count()} cores (numba threads={threads}, "
+          f"threading layer {numba_layer()}), GPU: {gpu or 'none'}, "
+          f"PyTorch: {'not installed' if their_layer is None else 'own process'}, repeats={args.repeats}, "
+          f"median {'CPU' if args.cpu_time else 'wall'} ms on the CPU, load average {os.getloadavg()[0]:.1f}")
+    for device in args.device_list:
         if device == "cuda" and gpu is None:
             print(f"\n== cuda: GPU part skipped ({why_not})")
             continue
-        if device not in ("cpu", "cuda"):
-            ap.error(f"--devices: unknown device {device!r}")
-        be = get_backend(device)
-        tt = Torch.on(torch, device)
-        clock = time.process_time if args.cpu_time and device == "cpu" else time.perf_counter
-        where = gpu if device == "cuda" else f"CPU, {threads} threads"
+        be, tt, clock = get_backend(device), theirs.get(device), clock_for(args, device)
+        where = gpu if device == "cuda" else f"CPU, {threads} threads, layer {numba_layer()}"
         print(f"\n== {device}: numbacnn on {where}; beside it "
-              f"{tt.label() if tt else 'no PyTorch for this device'}")
+              f"{tt['label'] if tt else 'no PyTorch for this device'}")
         if not args.no_layers:
             rows = []
-            for name, (shape, K, k, s, p) in CONV_SHAPES.items():
-                if selected(name):
-                    rows.append(bench_conv(be, tt, name, shape, K, k, s, p, repeats, warmup, clock))
-                    print(rows[-1][0], "done", file=sys.stderr, flush=True)
-            for name, (shape, k, s) in POOL_SHAPES.items():
-                if selected(name):
-                    rows.append(bench_pool(be, tt, name, shape, k, s, repeats, warmup, clock))
+            for name, desc, kind, geo in layer_cases(args.wanted):
+                t_f, t_b = bench_layer(lambda *a: ours_conv(be, *a), lambda *a: ours_pool(be, *a),
+                                       kind, geo, args.repeats, args.warmup, clock)
+                tt_f, tt_b = tt["layers"][name] if tt else (None, None)
+                rows.append([desc, ms(t_f), ms(tt_f), ratio(tt_f, t_f), ms(t_b), ms(tt_b), ratio(tt_b, t_b)])
+                print(desc, "done", file=sys.stderr, flush=True)
             print(format_table(["layer", "fwd ms", "torch", "ratio", "bwd ms", "torch", "ratio"], rows))
         if not args.no_train:
             rows = []
-            for name in models:
-                rows.append(bench_train(device, tt, name, repeats, warmup, clock))
+            for name in args.model_list:
+                batch = TRAIN_MODELS[name][0]
+                t = ours_train(device, name, args.repeats, args.warmup, clock)
+                tt_t = tt["train"][name] if tt else None
+                rows.append([f"{name} (batch {batch})", ms(t), f"{batch / t:.0f}", ms(tt_t),
+                             "n/a" if tt_t is None else f"{batch / tt_t:.0f}", ratio(tt_t, t)])
                 print(rows[-1][0], "done", file=sys.stderr, flush=True)
             print(format_table(["training step", "ms", "img/s", "torch ms", "torch img/s", "ratio"], rows))
     print("\nratio = PyTorch time / ours (> 1: we are faster); bwd = input, weight and bias gradients; "
-          "a training step = batch to device, forward, loss, backward, SGD-momentum update, loss + argmax back")
+          "a training step = batch to device, forward, loss, backward, SGD-momentum update, loss + argmax back; "
+          "PyTorch timed in its own process, started first (same shapes, seeds, threads, repeats)")
 
 
 if __name__ == "__main__":

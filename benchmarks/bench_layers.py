@@ -10,16 +10,19 @@ cache, a second subprocess).
     python benchmarks/bench_layers.py [--quick] [--shapes lenet,alexnet] [--no-startup]
     python benchmarks/bench_layers.py --threads 1 --cpu-time     # steadier on a shared machine
 
-Ours and PyTorch's runs alternate in rounds (``common.median_times``) so both
-see the same background load, with a short sleep before each turn so that
-PyTorch's OpenMP workers, which spin about 10 ms after each call, do not
-take the second core from the next timed runs; still, on a shared 2-core VM
-the second core comes and goes, so compare 2-thread figures from a quiet
-moment only.
+PyTorch runs in its own process (this script again, with ``--torch-only``:
+the same shapes, seeds, thread count and repeats; it prints its medians as
+JSON), started before our side: two OpenMP pools in one process slow each
+other (each one's workers spin after a call), and numbacnn must be imported
+before numpy or torch to get its default threading layer
+(numbacnn/config.py).  On a shared 2-core VM the second core comes and goes,
+so compare 2-thread figures from a quiet moment only.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -30,11 +33,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's numbacnn, whatever is installed
 
-import numbacnn  # noqa: E402,F401  (sets Numba's threading defaults before numba loads)
+if __name__ == "__main__" and "--torch-only" in sys.argv:   # PyTorch's process: torch first, no Numba pool
+    import torch  # noqa: F401
+import numbacnn  # noqa: E402,F401  (our process: before numpy, so Numba gets numbacnn's threading defaults)
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import format_table, gflops, load_torch, median_times, ms, ratio  # noqa: E402
+from common import (format_table, gflops, load_torch, median_times, ms, numba_layer, ratio,  # noqa: E402
+                    run_json_child, torch_label)
 from numbacnn.backends import get_backend  # noqa: E402
 from numbacnn.kernels.reference import conv_out_size  # noqa: E402
 
@@ -49,7 +55,6 @@ CONV_SHAPES = {
     "alexnet-c1": ((16, 3, 224, 224), 64, 11, 4, 2),
 }
 POOL_SHAPES = {"maxpool-2x2": ((64, 16, 32, 32), 2, 2)}
-SETTLE = 0.05  # s of sleep before each function's turn: PyTorch's OpenMP workers spin ~10 ms after a call
 
 _STARTUP_SCRIPT = """
 import time
@@ -69,82 +74,82 @@ print(time.perf_counter() - t0)
 """
 
 
-def _torch_conv(torch, x, w, b, stride, padding):
-    F = torch.nn.functional
-    tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
-
-    def fwd():
-        with torch.no_grad():
-            F.conv2d(tx, tw, tb, stride, padding)
-
-    def fwd_bwd(dy=None):
-        for t in (tx, tw, tb):
-            t.grad = None
-        y = F.conv2d(tx, tw, tb, stride, padding)
-        y.backward(torch.ones_like(y) if dy is None else dy)
-
-    return fwd, fwd_bwd
-
-
-def bench_conv(be, torch, name, shape, K, k, s, p, repeats, warmup, clock):
+def conv_case(shape, K, k, s, p):
+    """Seeded arrays (x, w, b, dy) of one convolution shape, the same in both processes."""
     rng = np.random.default_rng(0)
     N, C, H, W = shape
     OH, OW = conv_out_size(H, k, s, p), conv_out_size(W, k, s, p)
-    x = rng.standard_normal(shape).astype(np.float32)
-    w = (rng.standard_normal((K, C, k, k)) * 0.1).astype(np.float32)
-    b = rng.standard_normal(K).astype(np.float32)
-    dy = rng.standard_normal((N, K, OH, OW)).astype(np.float32)
-
-    def fwd():
-        return be.conv2d_forward(x, w, b, s, p)
-
-    def fwd_bwd():
-        be.conv2d_forward(x, w, b, s, p)
-        return be.conv2d_backward(dy, x, w, s, p, has_bias=True)
-
-    flops = 2.0 * N * K * OH * OW * C * k * k
-    tf = tfb = None
-    if torch is not None:
-        tf, tfb_dy = _torch_conv(torch, x, w, b, s, p)
-        tdy = torch.from_numpy(dy)
-
-        def tfb():
-            tfb_dy(tdy)
-    t_f, tt_f = median_times([fwd, tf], repeats, warmup, clock=clock, settle=SETTLE)
-    t_fb, tt_fb = median_times([fwd_bwd, tfb], repeats, warmup, clock=clock, settle=SETTLE)
-    desc = f"{name} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}"
-    return [desc, ms(t_f), gflops(flops, t_f), ms(tt_f), ratio(tt_f, t_f),
-            ms(t_fb), gflops(3 * flops, t_fb), ms(tt_fb), ratio(tt_fb, t_fb)]
+    return (rng.standard_normal(shape).astype(np.float32),
+            (rng.standard_normal((K, C, k, k)) * 0.1).astype(np.float32),
+            rng.standard_normal(K).astype(np.float32),
+            rng.standard_normal((N, K, OH, OW)).astype(np.float32))
 
 
-def bench_pool(be, torch, name, shape, k, s, repeats, warmup, clock):
-    desc = f"{name} {'x'.join(map(str, shape))} s{s}"
+def conv_fns(be, torch, case, s, p):
+    """(forward, forward+backward) callables of our conv2d on ``be``, or of PyTorch's when ``torch`` is given."""
+    x, w, b, dy = case
+    if torch is None:
+        def fwd_bwd():
+            be.conv2d_forward(x, w, b, s, p)
+            return be.conv2d_backward(dy, x, w, s, p, has_bias=True)
+        return (lambda: be.conv2d_forward(x, w, b, s, p)), fwd_bwd
+    F = torch.nn.functional
+    tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
+    tdy = torch.from_numpy(dy)
+
+    def tfwd():
+        with torch.no_grad():
+            F.conv2d(tx, tw, tb, s, p)
+
+    def tfwd_bwd():
+        tx.grad = tw.grad = tb.grad = None
+        F.conv2d(tx, tw, tb, s, p).backward(tdy)
+    return tfwd, tfwd_bwd
+
+
+def pool_fns(be, torch, shape, k, s):
+    """(forward, forward+backward) callables of our max-pool, or of PyTorch's when ``torch`` is given."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
-    y, arg = be.max_pool2d_forward(x, k, s)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy = rng.standard_normal(shape[:2] + (conv_out_size(shape[2], k, s, 0),
+                                          conv_out_size(shape[3], k, s, 0))).astype(np.float32)
+    if torch is None:
+        def fwd_bwd():
+            _, a = be.max_pool2d_forward(x, k, s)
+            return be.max_pool2d_backward(dy, a, x.shape)
+        return (lambda: be.max_pool2d_forward(x, k, s)), fwd_bwd
+    F = torch.nn.functional
+    tx, tdy = torch.from_numpy(x.copy()).requires_grad_(True), torch.from_numpy(dy)
 
-    def fwd_bwd():
-        _, a = be.max_pool2d_forward(x, k, s)
-        return be.max_pool2d_backward(dy, a, x.shape)
+    def tfwd():
+        with torch.no_grad():
+            F.max_pool2d(tx, k, s)
 
-    tfwd = tfwd_bwd = None
-    if torch is not None:
-        F = torch.nn.functional
-        tx = torch.from_numpy(x.copy()).requires_grad_(True)
-        tdy = torch.from_numpy(dy)
+    def tfwd_bwd():
+        tx.grad = None
+        F.max_pool2d(tx, k, s).backward(tdy)
+    return tfwd, tfwd_bwd
 
-        def tfwd():
-            with torch.no_grad():
-                F.max_pool2d(tx, k, s)
 
-        def tfwd_bwd():
-            tx.grad = None
-            F.max_pool2d(tx, k, s).backward(tdy)
+def cases(wanted):
+    """[(name, description, FLOPs of a forward or None, fns(be, torch))] of the selected shapes."""
+    out = []
+    for name, (shape, K, k, s, p) in CONV_SHAPES.items():
+        if not wanted or any(w in name for w in wanted):
+            N, C, H, W = shape
+            flops = 2.0 * N * K * conv_out_size(H, k, s, p) * conv_out_size(W, k, s, p) * C * k * k
+            out.append((name, f"{name} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}", flops,
+                        lambda be, torch, g=(shape, K, k, s, p): conv_fns(be, torch, conv_case(*g), g[3], g[4])))
+    for name, (shape, k, s) in POOL_SHAPES.items():
+        if not wanted or any(w in name for w in wanted):
+            out.append((name, f"{name} {'x'.join(map(str, shape))} s{s}", None,
+                        lambda be, torch, g=(shape, k, s): pool_fns(be, torch, *g)))
+    return out
 
-    t_f, tt_f = median_times([lambda: be.max_pool2d_forward(x, k, s), tfwd], repeats, warmup, clock=clock, settle=SETTLE)
-    t_fb, tt_fb = median_times([fwd_bwd, tfwd_bwd], repeats, warmup, clock=clock, settle=SETTLE)
-    return [desc, ms(t_f), "-", ms(tt_f), ratio(tt_f, t_f), ms(t_fb), "-", ms(tt_fb), ratio(tt_fb, t_fb)]
+
+def measure(fns, repeats, warmup, clock):
+    """[forward, forward+backward] median seconds."""
+    return [median_times([f], repeats, warmup, clock=clock)[0] for f in fns]
 
 
 def startup_times():
@@ -164,6 +169,7 @@ def startup_times():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (3 instead of 15)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per measurement")
@@ -175,6 +181,7 @@ def main(argv=None):
                     help="time CPU seconds instead of wall seconds (needs --threads 1): "
                          "steadier figures on a machine shared with other jobs")
     ap.add_argument("--no-startup", action="store_true", help="skip the compile/start-up subprocesses")
+    ap.add_argument("--torch-only", action="store_true", help="internal: time PyTorch alone, print JSON medians")
     args = ap.parse_args(argv)
     if args.cpu_time and args.threads != 1:
         ap.error("--cpu-time needs --threads 1 (CPU time of several threads is not a duration)")
@@ -182,28 +189,32 @@ def main(argv=None):
     repeats = args.repeats or (3 if args.quick else 15)
     warmup = 1 if args.quick else 3
     wanted = [s.strip() for s in args.shapes.split(",") if s.strip()]
-
-    def selected(name):
-        return not wanted or any(s in name for s in wanted)
+    if args.torch_only:
+        torch = load_torch(args.threads)
+        times = {name: measure(fns(None, torch), repeats, warmup, clock) for name, _, _, fns in cases(wanted)}
+        print(json.dumps({"label": torch_label(torch), "times": times, "numba_layer": numba_layer()}))
+        return
 
     if args.threads:
         numba.set_num_threads(args.threads)
     threads = numba.get_num_threads()
-    torch = load_torch(threads)
+    theirs = {"label": "n/a (not installed)", "times": {}}
+    if importlib.util.find_spec("torch") is not None:   # PyTorch first, in its own process, before our pool starts
+        theirs = run_json_child(__file__, argv + ["--torch-only", "--threads", str(threads)])
     be = get_backend("cpu")
     be.conv2d_forward(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32))  # starts the pool
-    print(f"numba {numba.__version__} (threads={threads}, layer {numba.threading_layer()}), "
-          f"torch {'n/a' if torch is None else torch.__version__ + f' (threads={torch.get_num_threads()})'}, "
+    print(f"numba {numba.__version__} (threads={threads}, layer {numba_layer()}), "
+          f"{theirs['label']} in its own process, measured first, "
           f"repeats={repeats}, median {'CPU' if args.cpu_time else 'wall'} ms, "
           f"load average {os.getloadavg()[0]:.1f} (timings need an idle machine)")
     rows = []
-    for name, (shape, K, k, s, p) in CONV_SHAPES.items():
-        if selected(name):
-            rows.append(bench_conv(be, torch, name, shape, K, k, s, p, repeats, warmup, clock))
-            print(rows[-1][0], "done", file=sys.stderr, flush=True)
-    for name, (shape, k, s) in POOL_SHAPES.items():
-        if selected(name):
-            rows.append(bench_pool(be, torch, name, shape, k, s, repeats, warmup, clock))
+    for name, desc, flops, fns in cases(wanted):
+        t_f, t_fb = measure(fns(be, None), repeats, warmup, clock)
+        tt_f, tt_fb = theirs["times"].get(name, (None, None))
+        gf = (lambda n, t: "-") if flops is None else (lambda n, t: gflops(n * flops, t))
+        rows.append([desc, ms(t_f), gf(1, t_f), ms(tt_f), ratio(tt_f, t_f),
+                     ms(t_fb), gf(3, t_fb), ms(tt_fb), ratio(tt_fb, t_fb)])
+        print(desc, "done", file=sys.stderr, flush=True)
     headers = ["layer", "fwd ms", "GF/s", "torch ms", "ratio", "fwd+bwd ms", "GF/s", "torch ms", "ratio"]
     print(format_table(headers, rows))
     print("ratio = PyTorch time / ours (> 1: we are faster); fwd+bwd = forward + input, weight, bias grads")

@@ -7,7 +7,10 @@ figure and the ratio beside ours when PyTorch is installed.
 """
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 
 
@@ -78,6 +81,39 @@ def load_torch(threads: int | None = None):
     if threads is not None:
         torch.set_num_threads(int(threads))
     return torch
+
+
+def torch_label(torch) -> str:
+    """'torch VERSION (threads=N, ATen parallel backend: OpenMP)': what PyTorch's CPU side ran on."""
+    info = torch.__config__.parallel_info().strip().splitlines()
+    backend = next((ln.split(":", 1)[1].strip() for ln in info if "parallel backend" in ln), "?")
+    return f"torch {torch.__version__} (threads={torch.get_num_threads()}, ATen parallel backend {backend})"
+
+
+def numba_layer() -> str:
+    """Numba's threading layer in this process, or 'not started' before its first parallel call."""
+    import numba
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "not started"
+
+
+def run_json_child(script, argv) -> dict:
+    """Run ``python script *argv`` in a fresh process and return the JSON object on its last stdout line.
+
+    The benchmarks time the other engine (PyTorch, ONNX Runtime) this way, so
+    neither process holds the other's thread pool: an OpenMP pool left
+    spinning in the same process slows whatever runs beside it (PyTorch's
+    LeNet-5 step: 22-26 ms beside ours, 13.8 ms alone), and numbacnn picks
+    its threading layer from what was imported before it (numbacnn/config.py).
+    The child's stderr (progress lines) goes straight to ours.
+    """
+    r = subprocess.run([sys.executable, str(script), *argv], stdout=subprocess.PIPE, text=True)
+    lines = r.stdout.strip().splitlines()
+    if r.returncode != 0 or not lines:
+        raise RuntimeError(f"{script} {' '.join(argv)}: child process failed (exit {r.returncode})")
+    return json.loads(lines[-1])
 
 
 def ratio(torch_s, ours_s) -> str:
