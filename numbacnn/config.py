@@ -22,6 +22,12 @@ OPENBLAS_NUM_THREADS       defaulted to 1 with it: OpenBLAS's threads and the sp
                            imported before numbacnn this comes too late, so that process
                            alone (not its child processes) keeps ``workqueue``, whose
                            workers do not spin
+GOMP_SPINCOUNT             defaulted to 1000: GNU OpenMP workers spin only briefly before
+                           sleeping.  With libgomp's default (long spinning) two numbacnn
+                           processes on 2 cores collapse (LeNet-5 batch 32: 60 ms a step
+                           each, against 2.1 ms alone); with 1000: 2.3-2.5 ms alone, 5.4-6.2
+                           ms each for two processes, 5.1-5.4 ms beside a busy core
+                           (workqueue: 6.6, 5.6 and 5.0 ms)
 OPENBLAS_THREAD_TIMEOUT    defaulted to 4 (short spinning where OpenBLAS is threaded)
 NUMBA_ENABLE_CUDASIM       set by the CUDA-simulator test process; read here only
 """
@@ -52,6 +58,7 @@ _blas_threads_fixed = "numpy" in sys.modules and "OPENBLAS_NUM_THREADS" not in o
 _layer_chosen_here = "NUMBA_THREADING_LAYER" not in os.environ
 _setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp workqueue tbb")
 _setdefault("OPENBLAS_NUM_THREADS", "1")
+_setdefault("GOMP_SPINCOUNT", "1000")
 _setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 if _blas_threads_fixed and _layer_chosen_here:
     import numba  # numpy came first: OpenBLAS keeps its threads, so this process avoids spinning OpenMP
