@@ -46,7 +46,7 @@ import numbacnn  # noqa: E402,F401  (our process: before numpy, so Numba gets nu
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench_layers import CONV_SHAPES, POOL_SHAPES  # noqa: E402
+from bench_layers import CONV_SHAPES, POOL_SHAPES, conv_case  # noqa: E402
 from common import (format_table, load_torch, median_times, ms, numba_layer, ratio, run_json_child,  # noqa: E402
                     torch_label)
 from numbacnn.backends import cuda_available, get_backend  # noqa: E402
@@ -109,17 +109,6 @@ def timed(fn, sync, repeats, warmup, clock):
 
 
 # ---------------------------------------------------------------- layers
-def conv_case(shape, K, k, s, p):
-    """Seeded host arrays (x, w, b, dy) of one convolution shape, the same in both processes."""
-    rng = np.random.default_rng(0)
-    N, C, H, W = shape
-    OH, OW = conv_out_size(H, k, s, p), conv_out_size(W, k, s, p)
-    return (rng.standard_normal(shape).astype(np.float32),
-            (rng.standard_normal((K, C, k, k)) * 0.1).astype(np.float32),
-            rng.standard_normal(K).astype(np.float32),
-            rng.standard_normal((N, K, OH, OW)).astype(np.float32))
-
-
 def pool_case(shape, k, s):
     """Seeded host arrays (x, dy) of one max-pool shape."""
     rng = np.random.default_rng(0)
