@@ -31,46 +31,10 @@ import numbacnn  # noqa: E402,F401  (our process: before numpy, so Numba gets nu
 import numpy as np  # noqa: E402
 
 from common import format_table, median_time, ms, numba_layer, run_json_child  # noqa: E402
+from numbacnn.onnx.light import light_graph  # noqa: E402
 
 MODELS = {"alexnet": "light_bvlc_alexnet", "googlenet": "light_inception_v1", "resnet50": "light_resnet50"}
 BATCHES = (1, 16)
-
-
-def light_graph(name, seed=0):
-    """The light graph ``name`` with its ConstantOfShape weights replaced by seeded random initializers."""
-    import onnx
-    from onnx import numpy_helper
-    path = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", name + ".onnx")
-    proto = onnx.load(path)
-    g, rng = proto.graph, np.random.default_rng(seed)
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    role = {}
-    for n in g.node:
-        for i, inp in enumerate(n.input):
-            role.setdefault(inp, (n.op_type, i))
-    keep, new = [], []
-    for n in g.node:
-        if n.op_type != "ConstantOfShape":
-            keep.append(n)
-            continue
-        shape = tuple(int(d) for d in inits[n.input[0]])
-        op, i = role.get(n.output[0], ("", 0))
-        if op == "BatchNormalization" and i in (1, 4):
-            a = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-        else:
-            fan_in = (int(np.prod(shape[1:])) if shape[0] > 1 else shape[-1]) if len(shape) >= 2 else 400
-            a = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
-        new.append(numpy_helper.from_array(a, n.output[0]))
-    used = {i for n in keep for i in n.input}
-    old = [t for t in g.initializer if t.name in used]
-    del g.node[:], g.initializer[:]
-    g.node.extend(keep)
-    g.initializer.extend(old + new)
-    inputs = [i for i in g.input if i.name not in inits]
-    del g.input[:]
-    g.input.extend(inputs)
-    proto.ir_version = max(proto.ir_version, 4)
-    return proto
 
 
 def dynamic_batch(proto):

@@ -22,6 +22,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from numbacnn.onnx import OnnxExportError, OnnxImportError, export_onnx, import_onnx  # noqa: E402
+from numbacnn.onnx.light import light_graph, light_model_path  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 CONVERTED = os.path.join(DATA, "pytorch-converted")
@@ -111,55 +112,15 @@ def test_pytorch_converted_unsupported_case_fails_clearly(case):
 
 
 # ---------------------------------------------------------------- the classic graphs
-def randomize_constant_weights(proto, seed=0):
-    """Replace every ConstantOfShape (the light models' stand-in weights) by a seeded random initializer.
-
-    Conv/Gemm weights get He-scaled normals, biases and batch-norm shifts/means small normals,
-    batch-norm scales and variances uniform values in [0.5, 1.5].
-    """
-    rng = np.random.default_rng(seed)
-    g = proto.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    role = {}
-    for n in g.node:
-        for i, name in enumerate(n.input):
-            role.setdefault(name, (n.op_type, i))
-    keep, new = [], []
-    for n in g.node:
-        if n.op_type != "ConstantOfShape":
-            keep.append(n)
-            continue
-        shape = tuple(int(d) for d in inits[n.input[0]])
-        op, i = role.get(n.output[0], ("", 0))
-        if op == "BatchNormalization" and i in (1, 4):
-            a = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-        elif len(shape) >= 2:
-            fan_in = int(np.prod(shape[1:])) if shape[0] > 1 else shape[-1]
-            a = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
-        else:
-            a = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.05)
-        new.append(numpy_helper.from_array(a, n.output[0]))
-    used = {i for n in keep for i in n.input}
-    old = [t for t in g.initializer if t.name in used]
-    del g.node[:], g.initializer[:]
-    g.node.extend(keep)
-    g.initializer.extend(old + new)
-    inputs = [i for i in g.input if i.name not in inits]  # initializers need not be listed as inputs
-    del g.input[:]
-    g.input.extend(inputs)
-    proto.ir_version = max(proto.ir_version, 4)  # IR 3 would want every initializer listed as a graph input
-    return proto
-
-
 LIGHT = ["light_bvlc_alexnet", "light_zfnet512", "light_squeezenet", "light_inception_v1", "light_resnet50",
          "light_vgg19"]
 
 
 def load_light(name, seed=0):
-    path = os.path.join(DATA, "light", name + ".onnx")
+    path = light_model_path(name)
     if not os.path.exists(path):
         pytest.skip(f"{path} is not in this onnx package")
-    return randomize_constant_weights(onnx.load(path), seed)
+    return light_graph(name, seed)
 
 
 def strip_softmax(proto):
