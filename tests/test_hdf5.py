@@ -6,21 +6,12 @@ import h5py
 import numpy as np
 import pytest
 
-from numbacnn.graph import Model
 from numbacnn.io import ModelFileError, load_model, load_weights_by_name, save_model
 from numbacnn.io import hdf5 as hdf5_module
-from numbacnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from numbacnn.optim import Adam, optimizer_from_state
 
 
-BE = "cpu"
-
-
-def small(classes=3, seed=0):
-    m = Model.sequential("small", (1, 8, 8), [
-        Conv2D(4, 3, padding=1, name="conv"), BatchNorm(name="bn"), ReLU(name="relu"), MaxPool2D(2, name="pool"),
-        Flatten(name="flat"), Dropout(0.3, name="drop"), Dense(classes, name="fc")])
-    return m.build(BE, seed=seed)
+from small_models import BE, small  # noqa: E402  (tests/ is on sys.path)
 
 
 def _trained(tmp_path):

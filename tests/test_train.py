@@ -4,23 +4,14 @@ import time
 import numpy as np
 import pytest
 
-from numbacnn.graph import Model
 from numbacnn.io import ModelFileError, load_model, save_model
-from numbacnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from numbacnn.models import lenet5
 from numbacnn.optim import SGD, Adam
 from numbacnn.schedules import Cosine, ReduceOnPlateau, StepDecay
 from numbacnn.train import evaluate, fit, frozen_prefix_split, predict, resume
 
 
-BE = "cpu"
-
-
-def small(classes=3, seed=0):
-    m = Model.sequential("small", (1, 8, 8), [
-        Conv2D(4, 3, padding=1, name="conv"), BatchNorm(name="bn"), ReLU(name="relu"), MaxPool2D(2, name="pool"),
-        Flatten(name="flat"), Dropout(0.3, name="drop"), Dense(classes, name="fc")])
-    return m.build(BE, seed=seed)
+from small_models import BE, small  # noqa: E402  (tests/ is on sys.path)
 
 
 def bars(n=120, size=8, classes=3, seed=0):
