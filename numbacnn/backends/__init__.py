@@ -11,9 +11,21 @@ _INSTANCES: dict = {}
 NAMES = ("cpu", "cuda", "reference", "auto")
 
 
+def numba_cuda_missing_reason() -> str | None:
+    """None when the maintained numba-cuda package is installed, else why the CUDA backend cannot run.
+
+    Numba still ships a deprecated built-in ``numba.cuda``, which ``from numba import cuda``
+    falls back to without numba-cuda; the kernels here are written for numba-cuda.
+    """
+    import importlib.util
+    if importlib.util.find_spec("numba_cuda") is None:
+        return "the numba-cuda package is not installed (pip install 'numbacnn[cuda]')"
+    return None
+
+
 def cuda_available() -> bool:
-    """True when a real CUDA GPU (not the simulator) can be used."""
-    if config.CUDASIM:
+    """True when a real CUDA GPU (not the simulator) can be used through numba-cuda."""
+    if config.CUDASIM or numba_cuda_missing_reason():
         return False
     try:
         from numba import cuda
@@ -48,4 +60,4 @@ def get_backend(name: str = "cpu") -> Backend:
     return _INSTANCES[name]
 
 
-__all__ = ["Backend", "get_backend", "cuda_available", "NAMES"]
+__all__ = ["Backend", "get_backend", "cuda_available", "numba_cuda_missing_reason", "NAMES"]

@@ -32,11 +32,17 @@ class CUDABackend(KernelBackend):
     name = "cuda"
 
     def __init__(self):
+        from . import numba_cuda_missing_reason
+
+        missing = numba_cuda_missing_reason()
+        if missing:
+            raise RuntimeError(f"the CUDA backend needs numba-cuda: {missing}")
         from numba import cuda
 
         if not config.CUDASIM and not cuda.is_available():
-            raise RuntimeError("CUDA requested but no CUDA GPU is available (numba.cuda.is_available() is False); "
-                               "use the cpu backend, or set NUMBA_ENABLE_CUDASIM=1 to run on Numba's CUDA simulator")
+            raise RuntimeError("no CUDA GPU is available (numba.cuda.is_available() is False); use --device cpu, "
+                               "or run on Numba's CUDA simulator (slow, for testing): set NUMBA_ENABLE_CUDASIM=1 "
+                               "in the environment, e.g. NUMBA_ENABLE_CUDASIM=1 numbacnn train --device cuda")
         from ..kernels.cuda import conv2d, dense, elementwise, norm, pad, pool2d
 
         self._cuda = cuda

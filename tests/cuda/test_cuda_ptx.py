@@ -2,9 +2,12 @@
 (compute capability 9.0) with explicit float32 signatures, and uses no float64.
 
 Runs in the normal pytest process (no GPU needed, no simulator): ``numba.cuda.compile_ptx``
-needs only libNVVM, which the project's ``cuda`` extra installs (``pip install -e '.[cuda]'``
-brings ``numba-cuda[cu13]``, whose ``cuda-toolkit[nvvm,nvrtc,...]`` wheels carry it).
-Skips with the reason when the simulator is on or libNVVM cannot be loaded.
+of the maintained **numba-cuda** package needs only libNVVM, which the project's ``cuda``
+extra installs (``pip install -e '.[cuda]'`` brings ``numba-cuda[cu13]``, whose
+``cuda-toolkit[nvvm,nvrtc,...]`` wheels carry it).  Skips with the reason when the simulator
+is on, when numba-cuda is not installed (numba's deprecated built-in ``numba.cuda`` types some
+kernels differently, so a machine with a CUDA toolkit but no numba-cuda must not run these),
+or when libNVVM cannot be loaded.
 
 The signatures are those the launchers produce: C-contiguous float32 views, Python ints as
 int64, scalars passed as ``np.float32``, flags as booleans.
@@ -21,6 +24,11 @@ from numbacnn import config
 if config.CUDASIM:
     pytest.skip("PTX compilation needs the real numba.cuda, not the simulator (NUMBA_ENABLE_CUDASIM=1)",
                 allow_module_level=True)
+
+from numbacnn.backends import numba_cuda_missing_reason  # noqa: E402
+
+if numba_cuda_missing_reason():
+    pytest.skip(f"PTX checks need numba-cuda: {numba_cuda_missing_reason()}", allow_module_level=True)
 
 from numba import boolean, cuda, float32, int32, int64, uint8, uint64  # noqa: E402
 
