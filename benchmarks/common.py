@@ -1,4 +1,4 @@
-"""Timing helpers shared by the benchmark scripts (DESIGN.md convention 9).
+"""Timing helpers shared by the benchmark scripts (docs/ARCHITECTURE.md, "Benchmarks").
 
 A benchmark warms up (so JIT compilation stays out of the timing), calls a
 synchronisation hook before stopping the clock (``backend.synchronize`` on a

@@ -36,6 +36,7 @@ class Model:
         self.output = None
         self.backend = None
         self.output_shapes: dict = {}
+        self._plans: dict = {}   # node -> [its ancestors and itself, in topological order]
 
     # ------------------------------------------------------------ building the graph
     def add(self, layer: Layer, inputs=None, name: str | None = None) -> str:
@@ -67,6 +68,7 @@ class Model:
                 raise ValueError(f"model {self.name!r}: node {name!r} takes unknown input {src!r}")
         layer.name = name
         self._nodes[name] = (layer, inputs)
+        self._plans = {}
         self.output = name
         return name
 
@@ -165,20 +167,39 @@ class Model:
         if dead:
             raise ValueError(f"model {self.name!r}: node(s) {dead} do not feed the output {self.output!r}")
 
-    def build(self, backend="cpu", seed: int = 0) -> "Model":
+    def build(self, backend="cpu", seed: int = 0, initialize: bool = True) -> "Model":
         """Infer shapes, then initialise every parameter on ``backend``.
 
         Each layer draws from its own Generator seeded by (``seed``, crc32 of
         its name), so a layer's initial values do not depend on the node order.
+        ``initialize=False`` fills the parameters with zeros instead (fast), for
+        a caller that loads weights next (model files, ONNX import).
         """
         from .backends import get_backend
-        be = get_backend(backend)
+        self.backend = get_backend(backend)
         self.infer_shapes()
-        for name, layer in self.layers.items():
-            layer.set_backend(be)
-            layer.init_params(np.random.default_rng([int(seed), zlib.crc32(name.encode())]))
-        self.backend = be
+        self.reinitialize(list(self._nodes), seed, initialize)
         return self
+
+    def reinitialize(self, names, seed: int = 0, initialize: bool = True):
+        """Fresh initial values for the layers ``names`` (as ``build`` draws them) on the model's backend."""
+        be = self._require_built()
+        for name in self._layer_names(names):
+            layer = self._nodes[name][0]
+            layer.set_backend(be)
+            layer.init_params(np.random.default_rng([int(seed), zlib.crc32(name.encode())]), zeros=not initialize)
+
+    def replace(self, name: str, layer: Layer):
+        """Put ``layer`` in node ``name``'s place, fed by the same inputs; shapes are inferred again.
+
+        The new layer has no parameters until ``reinitialize([name])``.
+        """
+        if name not in self._nodes:
+            raise ValueError(f"model {self.name!r} has no layer {name!r}")
+        layer.name = name
+        self._nodes[name] = (layer, self._nodes[name][1])
+        self._plans = {}
+        self.infer_shapes()
 
     def set_backend(self, backend) -> "Model":
         from .backends import get_backend
@@ -194,8 +215,47 @@ class Model:
         return self.backend
 
     # ------------------------------------------------------------ compute
-    def forward(self, x, training: bool = False):
-        """x : (N, *input_shape) host or backend array -> the output node's array (N, ...)."""
+    def plan(self, until=None) -> list:
+        """The nodes needed to compute ``until`` (default: the output), in topological order."""
+        until = self.output if until is None else until
+        if until not in self._plans:
+            if until not in self._nodes:
+                raise ValueError(f"model {self.name!r} has no node {until!r}")
+            need, stack = set(), [until]
+            while stack:
+                n = stack.pop()
+                if n != INPUT and n not in need:
+                    need.add(n)
+                    stack.extend(self._nodes[n][1])
+            self._plans[until] = [n for n in self._nodes if n in need]
+        return self._plans[until]
+
+    def _probability_node(self):
+        """The layer producing probabilities that the output is (maybe through reshapes), or None."""
+        n = self.output
+        while True:
+            layer, ins = self._nodes[n]
+            if layer.outputs_probabilities and len(ins) == 1 and ins[0] != INPUT:
+                return n
+            if not layer.reshapes_only or len(ins) != 1 or ins[0] == INPUT:
+                return None
+            n = ins[0]
+
+    def outputs_probabilities(self) -> bool:
+        """True when the graph ends in a probability layer (a Softmax, maybe followed by reshapes)."""
+        return self._probability_node() is not None
+
+    def logits_node(self) -> str:
+        """The node a loss on logits reads: the output, or the input of the probability layer the graph
+        ends in (a final Softmax, as in imported classifiers), so that softmax is never applied twice."""
+        p = self._probability_node()
+        return self.output if p is None else self._nodes[p][1][0]
+
+    def forward(self, x, training: bool = False, until=None, hook=None):
+        """x : (N, *input_shape) host or backend array -> the array of node ``until`` (default: the output).
+
+        ``hook(name, y)``, when given, is called after each node with its output (timing, feature maps).
+        """
         be = self._require_built()
         if isinstance(x, np.ndarray):
             x = be.asarray(x)
@@ -203,26 +263,33 @@ class Model:
             raise ValueError(f"model {self.name!r}: input shape {shape_str(x.shape)} does not match "
                              f"(N, {', '.join(map(str, self.input_shape))})")
         acts = {INPUT: x}
-        for n, (layer, ins) in self._nodes.items():
+        for n in self.plan(until):
+            layer, ins = self._nodes[n]
             acts[n] = layer.forward([acts[i] for i in ins], training)
-        return acts[self.output]
+            if hook is not None:
+                hook(n, acts[n])
+        return acts[self.output if until is None else until]
 
     __call__ = forward
 
-    def backward(self, dy):
-        """Backpropagate ``dy`` (the output's gradient) in reverse topological order.
+    def backward(self, dy, start=None, hook=None):
+        """Backpropagate ``dy``, the gradient of node ``start`` (default: the output), in reverse topological order.
 
-        Fills every layer's ``grads``; where one output feeds several nodes
-        their gradients are summed (``backend.add_inplace`` on a private copy).
-        Returns the gradient with respect to the model input.
+        Fills the ``grads`` of every layer ``start`` depends on; where one output feeds several
+        nodes their gradients are summed (``backend.add_inplace`` on a private copy).  Returns
+        the gradient with respect to the model input.  ``hook(name, dxs)``, when given, is
+        called after each node's backward with the gradients it returned.
         """
         be = self._require_built()
         if isinstance(dy, np.ndarray):
             dy = be.asarray(dy)
-        grads, owned = {self.output: dy}, set()
-        for n in reversed(self._nodes):
+        start = self.output if start is None else start
+        grads, owned = {start: dy}, set()
+        for n in reversed(self.plan(start)):
             layer, ins = self._nodes[n]
             dxs = layer.backward(grads.pop(n))
+            if hook is not None:
+                hook(n, dxs)
             if len(dxs) != len(ins):
                 raise ValueError(f"{layer.describe()}: backward returned {len(dxs)} gradients for {len(ins)} inputs")
             for src, dx in zip(ins, dxs):
@@ -234,6 +301,16 @@ class Model:
                     owned.add(src)
                 be.add_inplace(grads[src], dx)
         return grads.get(INPUT)
+
+    # ------------------------------------------------------------ random state (dropout)
+    def random_state(self) -> dict:
+        """{layer: its random-number state} for layers that draw random numbers (dropout masks)."""
+        return {n: s for n, (layer, _) in self._nodes.items() if (s := layer.get_random_state()) is not None}
+
+    def set_random_state(self, state: dict):
+        for n, s in state.items():
+            if n in self._nodes:
+                self._nodes[n][0].set_random_state(s)
 
     # ------------------------------------------------------------ parameters
     def named_parameters(self):

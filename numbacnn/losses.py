@@ -28,6 +28,12 @@ def _register(cls):
     return cls
 
 
+def _rows(a):
+    """(N, ...) -> (N, K) view: a (N, C, 1, 1) output (an imported classifier's) is scored like (N, C)."""
+    n = int(a.shape[0])
+    return a if len(a.shape) == 2 else a.reshape(n, int(np.prod(a.shape[1:], dtype=np.int64)))
+
+
 def get_loss(name_or_loss="cross_entropy"):
     """A loss by name (``cross_entropy`` | ``mse``), or the loss object itself."""
     if not isinstance(name_or_loss, str):
@@ -51,14 +57,14 @@ class SoftmaxCrossEntropy:
     name = "cross_entropy"
 
     def __call__(self, backend, logits, labels):
-        """Return ``(loss, dlogits, probs)``; logits (N, K), labels (N,) int."""
-        loss, probs = backend.softmax_cross_entropy_forward(logits, labels)
+        """Return ``(loss, dlogits, probs)``; logits (N, K) (or (N, K, 1, 1)), labels (N,) int."""
+        loss, probs = backend.softmax_cross_entropy_forward(_rows(logits), labels)
         dlogits = backend.softmax_cross_entropy_backward(probs, labels)
-        return float(loss), dlogits, probs
+        return float(loss), dlogits.reshape(logits.shape), probs
 
     def value(self, backend, logits, labels):
         """Only ``(loss, probs)``, for evaluation (no gradient)."""
-        loss, probs = backend.softmax_cross_entropy_forward(logits, labels)
+        loss, probs = backend.softmax_cross_entropy_forward(_rows(logits), labels)
         return float(loss), probs
 
 

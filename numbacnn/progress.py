@@ -1,6 +1,6 @@
 """Keras-like training feedback: a progress bar per epoch, or one plain line per epoch.
 
-``ProgressBar`` is a ``train.Callback``.  On a terminal it redraws one line
+``ProgressBar`` is a callback (``numbacnn.callbacks``).  On a terminal it redraws one line
 per epoch while the batches run (at most ten times a second)::
 
     Epoch 3/10
@@ -66,14 +66,14 @@ class ProgressBar:
         self._write(f"Training on {info['samples']:,} images{val}: {info['batches']:,} batches of "
                     f"{info['batch_size']} per epoch{first}\n")
 
-    def on_epoch_begin(self, epoch, lr):
+    def on_epoch_begin(self, epoch, logs):
         self._epoch = epoch + 1
         self._images_per_s = 0.0
         self._last_draw = 0.0
         if self.tty:
             self._write(f"Epoch {epoch + 1}/{self.epochs}\n")
 
-    def on_batch_end(self, info):
+    def on_batch_end(self, batch, info):
         self._images_per_s = info["images_per_s"]
         if not self.tty:
             return
@@ -94,7 +94,7 @@ class ProgressBar:
         self._line_len = len(line)
         self._write("\r" + line + " " * pad)
 
-    def on_epoch_end(self, logs):
+    def on_epoch_end(self, epoch, logs):
         self._epoch_times.append(logs["time"])
         done = logs["epoch"]
         left = (self.epochs - done) * sum(self._epoch_times) / len(self._epoch_times)
@@ -107,10 +107,6 @@ class ProgressBar:
         else:
             self._write(f"epoch {done}/{self.epochs} - {summary}"
                         + (f" - left {format_duration(left)}" if done < self.epochs else "") + "\n")
-
-    def on_train_end(self, history):
-        if history and history[-1]["epoch"] < self.epochs:
-            self._write(f"Stopped early after epoch {history[-1]['epoch']}\n")
 
 
 __all__ = ["ProgressBar", "format_duration", "format_metrics"]

@@ -108,7 +108,7 @@ def test_train_options_val_split_early_stop_schedules(data_dir, tmp_path):
     assert rows[0]["val_accuracy"] != ""
     assert float(rows[1]["lr"]) == pytest.approx(0.005)              # step decay x0.1 every epoch
     ts = load_model(out).training_state
-    assert ts["monitor"] == "val_loss"
+    assert ts["early_stopping"]["monitor"] == "val_loss"
 
 
 def test_freeze_and_init_from(trained, data_dir, tmp_path):
@@ -141,9 +141,10 @@ def test_evaluate_report_json_and_roc(trained, data_dir, tmp_path):
     out, train_res = trained
     res = run("evaluate", out, "--data", data_dir / "tiny.npz", "--json", tmp_path / "r.json",
               "--roc", tmp_path / "roc.csv")
-    assert "held-out split" in res.stdout and "confusion matrix" in res.stdout and "macro" in res.stdout
+    assert "test split: 50 images held out at training" in res.stdout
+    assert "confusion matrix" in res.stdout and "macro" in res.stdout
     rep = json.loads((tmp_path / "r.json").read_text())
-    assert f"on {rep['n']} images of the held-out split" in train_res.stdout   # the same held-out images
+    assert f"on {rep['n']:,} images held out" in train_res.stdout   # the same held-out images
     assert len(rep["confusion_matrix"]) == 10 and np.sum(rep["confusion_matrix"]) == rep["n"] == 50
     assert rep["accuracy"] == pytest.approx(load_model(out).metadata["test_accuracy"])
     for key in ("precision", "recall", "specificity", "f1", "auc"):
@@ -154,6 +155,9 @@ def test_evaluate_report_json_and_roc(trained, data_dir, tmp_path):
     assert rows[0]["threshold"] == "inf" and float(rows[0]["fpr"]) == 0.0
     res = run("evaluate", out, "--data", data_dir / "tiny.npz", "--split", "all")
     assert "accuracy" in res.stdout and "on 240 samples" in res.stdout
+    assert "all 240 images, 190 of which were used in training" in res.stdout
+    res = run("evaluate", out)                                   # no --data: the data it was tested on
+    assert "on its test data (test split: 50 images held out at training)" in res.stdout
 
 
 # ---------------------------------------------------------------- predict
@@ -231,12 +235,12 @@ def test_progress_bar_terminal_and_plain():
     def drive(bar):
         bar.on_train_begin({"epochs": 2, "start_epoch": 0, "samples": 64, "batches": 2, "batch_size": 32,
                             "val_samples": 0})
-        bar.on_epoch_begin(0, 0.1)
+        bar.on_epoch_begin(0, {"lr": 0.1})
         for b in (1, 2):
-            bar.on_batch_end({"epoch": 1, "batch": b, "batches": 2, "size": 32, "loss": 1.0, "accuracy": 0.5,
+            bar.on_batch_end(b - 1, {"epoch": 1, "batch": b, "batches": 2, "size": 32, "loss": 1.0, "accuracy": 0.5,
                               "epoch_loss": 1.5, "epoch_accuracy": 0.25, "images_per_s": 1000.0,
                               "elapsed": 0.1 * b, "lr": 0.1})
-        bar.on_epoch_end({"epoch": 1, "loss": 1.5, "accuracy": 0.25, "val_loss": None, "val_accuracy": None,
+        bar.on_epoch_end(0, {"epoch": 1, "loss": 1.5, "accuracy": 0.25, "val_loss": None, "val_accuracy": None,
                           "lr": 0.1, "time": 0.2})
         return bar.stream.getvalue()
 
@@ -314,7 +318,6 @@ def test_evaluate_and_predict_errors(trained, data_dir, tmp_path):
     assert_one_line_error(run("evaluate", tmp_path / "other.h5", "--data", data_dir / "tiny.npz", ok=False),
                           "other.h5")
     assert_one_line_error(run("evaluate", out, "--data", data_dir / "rgb.npz", ok=False), "(1, 28, 28)", "rgb.npz")
-    assert_one_line_error(run("evaluate", out, ok=False), "--data")
     assert_one_line_error(run("predict", out, tmp_path / "nothing.png", ok=False), "nothing.png")
     (tmp_path / "fake.png").write_bytes(b"GIF89a....")
     assert_one_line_error(run("predict", out, tmp_path / "fake.png", ok=False), "fake.png")

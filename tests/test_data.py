@@ -371,7 +371,8 @@ def test_png_errors(tmp_path):
              (png_bytes(img, 3), "palette PNG without a PLTE"),
              (png_bytes(img, 0)[:40], "truncated PNG"),
              (b"\x89PNG\r\n\x1a\n" + b"\x00" * 4, "truncated PNG"),
-             (b"GIF89a....", "unsupported image format")]
+             (b"GIF89a....", "GIF images are not supported yet"),
+             (b"\x00\x01\x02....", "unsupported image format")]
     good = bytearray(png_bytes(img, 0))
     good[20] ^= 0xFF                                   # inside IHDR: CRC no longer matches
     cases.append((bytes(good), "fails its CRC check"))

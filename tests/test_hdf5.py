@@ -33,7 +33,8 @@ def _trained(tmp_path):
 def test_round_trip_and_plain_h5py_layout(tmp_path):
     m, opt, x = _trained(tmp_path)
     path = tmp_path / "m.h5"
-    state = {"epoch": 2, "step": 7, "best": 0.5, "history": [{"epoch": 1, "loss": 1.0}],
+    state = {"epoch": 2, "step": 7, "early_stopping": {"monitor": "loss", "best": 0.5, "best_epoch": 1, "wait": 1},
+             "history": [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.9}],
              "rng_state": np.random.default_rng(3).bit_generator.state, "best_weights": m.get_weights()}
     save_model(path, m, opt, training_state=state)
 
@@ -54,7 +55,8 @@ def test_round_trip_and_plain_h5py_layout(tmp_path):
         for name, a in arrays.items():
             np.testing.assert_array_equal(loaded.get_weights()[layer][name], a, err_msg=f"{layer}/{name}")
     np.testing.assert_array_equal(loaded.forward(x), m.forward(x))
-    assert ts["epoch"] == 2 and ts["step"] == 7 and ts["best"] == 0.5 and ts["history"] == state["history"]
+    assert ts["epoch"] == 2 and ts["step"] == 7 and ts["early_stopping"]["best"] == 0.5
+    assert ts["history"] == state["history"]
     assert ts["rng_state"] == state["rng_state"]
     np.testing.assert_array_equal(ts["best_weights"]["conv"]["weight"], state["best_weights"]["conv"]["weight"])
     opt2 = optimizer_from_state(opt_state)
@@ -194,7 +196,7 @@ def test_load_weights_by_name_skips_other_shapes(tmp_path):
 def test_no_pickle_in_files(tmp_path):
     m, opt, _ = _trained(tmp_path)
     p = tmp_path / "m.h5"
-    save_model(p, m, opt, training_state={"epoch": 1, "history": []})
+    save_model(p, m, opt, training_state={"epoch": 1, "history": [{"epoch": 1, "loss": 1.0}]})
     kinds = set()
     with h5py.File(p, "r") as f:
         f.visititems(lambda n, o: kinds.add(o.dtype.kind) if isinstance(o, h5py.Dataset) else None)

@@ -76,7 +76,7 @@ def test_lenet5_sgd_momentum_matches_pytorch():
     losses = []
 
     class Losses:
-        def on_batch_end(self, info):
+        def on_batch_end(self, batch, info):
             losses.append(info["loss"])
 
     fit(model, x, y, epochs=1, batch_size=batch, shuffle=False, callbacks=[Losses()],

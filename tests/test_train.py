@@ -4,6 +4,7 @@ import time
 import numpy as np
 import pytest
 
+from numbacnn.callbacks import Callback
 from numbacnn.io import ModelFileError, load_model, save_model
 from numbacnn.models import lenet5
 from numbacnn.optim import SGD, Adam
@@ -87,7 +88,7 @@ def test_early_stopping_restores_best_weights():
     seen = []
 
     class Record:
-        def on_epoch_end(self, logs):
+        def on_epoch_end(self, epoch, logs):
             seen.append((logs["val_loss"], m.get_weights()))
 
     h = fit(m, x, y, epochs=30, batch_size=16, optimizer=SGD(0.1, momentum=0.9), validation_data=(xv, yv),
@@ -135,15 +136,16 @@ def test_precompute_frozen_rejects_non_prefix():
     with pytest.raises(ValueError, match="needs frozen layers"):
         frozen_prefix_split(m)
     m.freeze("bn")
-    with pytest.raises(ValueError, match="frozen layer 'bn' takes trainable layer"):
+    with pytest.raises(ValueError, match="trainable layer 'conv' reads the model input"):
         frozen_prefix_split(m)
     m.unfreeze()
     m.freeze()
     with pytest.raises(ValueError, match="output layer 'fc' is frozen"):
         frozen_prefix_split(m)
     m.unfreeze()
-    m.freeze(["conv", "bn", "relu", "pool", "flat"])
+    m.freeze(["conv", "bn"])          # the parameter-free layers after them join the prefix; dropout does not
     prefix, boundary, head = frozen_prefix_split(m)
+    assert prefix == ["conv", "bn", "relu", "pool", "flat"]
     assert boundary == "flat" and list(head.layers) == ["drop", "fc"] and head.input_shape == (64,)
     with pytest.raises(ValueError, match="augment"):
         fit(m, *bars(), precompute_frozen=True, augment=jitter)
@@ -154,13 +156,13 @@ def test_callbacks_predict_evaluate_and_stop():
     m = small()
     batches, epochs = [], []
 
-    class Progress:
-        def on_batch_end(self, info):
+    class Progress(Callback):
+        def on_batch_end(self, batch, info):
             batches.append(info)
 
-        def on_epoch_end(self, logs):
+        def on_epoch_end(self, epoch, logs):
             epochs.append(logs)
-            return True                      # ask to stop after the first epoch
+            self.trainer.stop_training = True          # ask to stop after the first epoch
 
     h = fit(m, x, y, epochs=5, batch_size=50, callbacks=[Progress()], optimizer=SGD(0.05))
     assert len(h) == 1 and len(epochs) == 1
@@ -183,7 +185,7 @@ def test_last_batch_of_one_is_folded():
     sizes = []
 
     class Sizes:
-        def on_batch_end(self, info):
+        def on_batch_end(self, batch, info):
             sizes.append(info["size"])
 
     fit(small(), x, y, epochs=1, batch_size=16, callbacks=[Sizes()])
@@ -203,7 +205,7 @@ def test_bad_arguments():
     m = small()
     with pytest.raises(ValueError, match="either val_split or validation_data"):
         fit(m, x, y, val_split=0.2, validation_data=(x, y))
-    with pytest.raises(ValueError, match="needs val_split or validation_data"):
+    with pytest.raises(ValueError, match="early stopping on val_loss needs validation data"):
         fit(m, x, y, early_stopping=2)
     with pytest.raises(ValueError, match="does not match the model input"):
         fit(m, x[:, :, :4], y)

@@ -195,7 +195,19 @@ def read_image(path: str) -> np.ndarray:
         return decode_png(data, path)
     if data[:1] == b"P":
         return decode_pnm(data, path)
+    known = _known_format(data)
+    if known:
+        raise DataError(f"{path}: {known} images are not supported yet (use PNG, PGM or PPM)")
     raise DataError(f"{path}: unsupported image format (expected PNG, PGM or PPM)")
+
+
+def _known_format(data: bytes) -> str | None:
+    """The name of an image format recognised by its magic bytes (JPEG, GIF, BMP, TIFF, WebP), else None."""
+    for magic, name in ((b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+                        (b"MM\x00*", "TIFF")):
+        if data.startswith(magic):
+            return name
+    return "WebP" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
 
 
 def to_channels(img: np.ndarray, channels: int, path: str = "<image>") -> np.ndarray:

@@ -13,7 +13,8 @@ The layout is plain h5py (no pickle anywhere; numbers and strings only)::
     /training_state/best_weights/<layer>/<name>   float32 (early stopping's best weights)
     /metadata                attrs: what using the model needs besides the graph (the CLI's class
                              names, training options), numbers as numbers, else JSON strings
-    /metadata/<name>         float32 datasets (e.g. the standardisation mean and std)
+    /metadata/<name>         float32 datasets (e.g. the standardisation mean and std) and int64
+                             ones (split_train/split_val/split_test: the run's data split indices)
 
 ``save_model`` writes a temporary file in the destination's directory, fsyncs
 it and ``os.replace``s it over the destination, so a crash leaves either the
@@ -147,7 +148,8 @@ def _write_metadata(f, metadata):
     for k, v in metadata.items():
         _check_name("metadata", k)
         if isinstance(v, np.ndarray):
-            g.create_dataset(k, data=np.ascontiguousarray(v, dtype=np.float32))
+            dtype = np.int64 if np.issubdtype(v.dtype, np.integer) else np.float32
+            g.create_dataset(k, data=np.ascontiguousarray(v, dtype=dtype))
         else:
             _write_attr(g, k, v)
 
@@ -158,7 +160,7 @@ def save_model(path, model, optimizer=None, training_state=None, metadata=None):
     optimizer      : an ``optim.Optimizer`` or its ``state_dict()``
     training_state : dict (see ``train.fit``): ints/floats/JSON-able values and
                      optionally ``best_weights`` ({layer: {name: array}})
-    metadata       : dict of JSON-able values and numpy arrays (stored as float32 datasets)
+    metadata       : dict of JSON-able values and numpy arrays (float32 datasets; integer arrays as int64)
     The write is atomic (temporary file, fsync, ``os.replace``).
     """
     config = model.to_config()
@@ -216,15 +218,21 @@ def _read_optimizer(g):
             "arrays": arrays}
 
 
-def _read_training(g):
+def _read_training(g, path):
+    from .state import check_training_state
     state = {k: _read_attr(v) for k, v in g.attrs.items()}
     state["best_weights"] = _read_arrays(g["best_weights"]) if "best_weights" in g else None
-    return state
+    try:
+        return check_training_state(state)
+    except ValueError as exc:
+        raise ModelFileError(f"model file {path}: {exc}") from None
 
 
 def _read_metadata(g):
     meta = {k: _read_attr(v) for k, v in g.attrs.items()}
-    meta.update({k: np.asarray(d[()], dtype=np.float32) for k, d in g.items() if isinstance(d, h5py.Dataset)})
+    for k, d in g.items():
+        if isinstance(d, h5py.Dataset):
+            meta[k] = np.asarray(d[()], dtype=np.int64 if np.issubdtype(d.dtype, np.integer) else np.float32)
     return meta
 
 
@@ -302,7 +310,7 @@ def load_model(path, backend="cpu") -> ModelFile:
                 raise ModelFileError(f"model file {path}: model_config is not valid JSON: {exc}") from None
             try:
                 model = Model.from_config(config)
-                model.build(backend=backend, seed=0)
+                model.build(backend=backend, seed=0, initialize=False)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ModelFileError(f"model file {path}: invalid model_config: {exc}") from None
             if "model_weights" not in f:
@@ -311,7 +319,7 @@ def load_model(path, backend="cpu") -> ModelFile:
             _check_fit(path, model, weights)
             model.set_weights(weights)
             opt_state = _read_optimizer(f["optimizer_state"]) if "optimizer_state" in f else None
-            training_state = _read_training(f["training_state"]) if "training_state" in f else None
+            training_state = _read_training(f["training_state"], path) if "training_state" in f else None
             metadata = _read_metadata(f["metadata"]) if "metadata" in f else {}
         except ModelFileError:
             raise

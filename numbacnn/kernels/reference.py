@@ -9,7 +9,7 @@ batch variance and unbiased running variance, LocalResponseNorm's window).
 The references compute in the dtype they are given, so the tests can run
 them in float64 against central finite differences.  Layout is NCHW, conv
 weights OIHW, dense weights (out, in).  This module imports nothing else of
-the package (DESIGN.md: import rules).
+the package (docs/ARCHITECTURE.md: import rules).
 """
 from __future__ import annotations
 

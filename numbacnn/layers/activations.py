@@ -83,10 +83,12 @@ class Tanh(_Elementwise):
 class Softmax(_Elementwise):
     """Softmax over the features.  (N, F) -> (N, F).
 
-    Models trained with ``softmax_cross_entropy`` end with logits instead.
+    A graph that ends in Softmax is trained and evaluated with the cross-entropy on
+    the Softmax's input (``Model.logits_node``); ``predict`` shows its output as is.
     """
 
     uses_output = True
+    outputs_probabilities = True
 
     def _build(self, shapes):
         s = shapes[0]

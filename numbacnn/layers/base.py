@@ -123,6 +123,14 @@ class Layer:
 
     #: number of inputs the layer takes; None means one or more (merge layers)
     num_inputs = 1
+    #: True for layers whose training output is random (dropout): never pre-computed, state saved
+    random = False
+    #: True for layers whose output is a probability distribution (Softmax): losses read their input
+    outputs_probabilities = False
+    #: True for layers that only change the shape of their input (Flatten, Reshape)
+    reshapes_only = False
+    #: the config key holding the number of outputs (units, filters), for rebuilding a classifier head
+    outputs_key = None
 
     def __init__(self, name=None, trainable=True):
         if name is not None and not isinstance(name, str):
@@ -206,11 +214,13 @@ class Layer:
         return int(np.prod(self.output_shape, dtype=np.int64)) if self.output_shape else 0
 
     # ------------------------------------------------------------ parameters
-    def init_params(self, rng: np.random.Generator):
-        """Create parameters on the host (seeded by ``rng``), then move them to ``self.backend``."""
+    def init_params(self, rng: np.random.Generator, zeros: bool = False):
+        """Create parameters on the host (seeded by ``rng``; zeros with ``zeros=True``, for weights loaded
+        next), then move them to ``self.backend``."""
         if self.input_shapes is None:
             raise ValueError(f"{self.describe()}: build() must run before init_params()")
-        params = {k: initializers.initialize(init, shape, rng) for k, (shape, init) in self._param_specs.items()}
+        params = {k: np.zeros(shape, np.float32) if zeros else initializers.initialize(init, shape, rng)
+                  for k, (shape, init) in self._param_specs.items()}
         buffers = {k: np.full(shape, fill, dtype=np.float32) for k, (shape, fill) in self._buffer_specs.items()}
         self._set_host_state(params, buffers)
 
@@ -242,6 +252,13 @@ class Layer:
         out = {k: np.array(to_host(v), dtype=np.float32, copy=True) for k, v in self.params.items()}
         out.update({k: np.array(to_host(v), dtype=np.float32, copy=True) for k, v in self.buffers.items()})
         return out
+
+    def get_random_state(self):
+        """JSON-able state of the layer's random draws (dropout's seed and step), or None."""
+        return None
+
+    def set_random_state(self, state):
+        """Restore ``get_random_state()``'s output."""
 
     # ------------------------------------------------------------ compute
     def forward(self, inputs: list, training: bool):  # pragma: no cover - abstract

@@ -14,6 +14,8 @@ class Conv2D(Layer):
     (top, bottom, left, right) that must be symmetric (see ``as_padding``).
     """
 
+    outputs_key = "filters"
+
     def __init__(self, filters, kernel_size=3, strides=1, padding=0, dilation=1, groups=1, use_bias=True,
                  kernel_initializer="he_normal", name=None, trainable=True):
         super().__init__(name, trainable)

@@ -11,6 +11,8 @@ from .base import Layer, register
 class Dense(Layer):
     """y = x @ weight.T + bias.  x : (N, F) -> y : (N, units); weight : (units, F), bias : (units,)."""
 
+    outputs_key = "units"
+
     def __init__(self, units, use_bias=True, kernel_initializer="he_normal", name=None, trainable=True):
         super().__init__(name, trainable)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
@@ -50,6 +52,8 @@ class Dense(Layer):
 @register
 class Flatten(Layer):
     """(N, C, H, W) -> (N, C*H*W) by ``.reshape`` (a view for numpy and numba device arrays)."""
+
+    reshapes_only = True
 
     def __init__(self, name=None, trainable=True):
         super().__init__(name, trainable)
@@ -92,6 +96,8 @@ class Dropout(Layer):
     given to ``init_params``).  Any input shape.
     """
 
+    random = True
+
     def __init__(self, rate=0.5, seed=None, name=None, trainable=True):
         super().__init__(name, trainable)
         if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
@@ -103,10 +109,16 @@ class Dropout(Layer):
         self.step = 0
         self._mask = None
 
-    def init_params(self, rng):
-        super().init_params(rng)
+    def init_params(self, rng, zeros=False):
+        super().init_params(rng, zeros)
         self._base_seed = int(rng.integers(2 ** 31)) if self.seed is None else self.seed
         self.step = 0
+
+    def get_random_state(self):
+        return [int(self._base_seed), int(self.step)]
+
+    def set_random_state(self, state):
+        self._base_seed, self.step = int(state[0]), int(state[1])
 
     def flops(self):
         return int(np.prod(self.output_shape, dtype=np.int64))

@@ -13,6 +13,8 @@ class Reshape(Layer):
     ``target_shape`` excludes the batch dimension and holds ints >= 1 (no -1).
     """
 
+    reshapes_only = True
+
     def __init__(self, target_shape=(1,), name=None, trainable=True):
         super().__init__(name, trainable)
         if (not isinstance(target_shape, (list, tuple)) or not target_shape

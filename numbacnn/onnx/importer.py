@@ -101,15 +101,21 @@ def load_onnx_proto(source):
     return proto, label
 
 
-def import_onnx(source, backend="cpu", name: str | None = None) -> Model:
+def import_onnx(source, backend="cpu", name: str | None = None, log=None) -> Model:
     """Import an ONNX model (path, bytes or ``onnx.ModelProto``) as a built numbacnn ``Model``.
 
     The model is built on ``backend`` with the ONNX weights loaded (batch-norm
     running statistics included), ready for ``forward`` or ``io.hdf5.save_model``.
+    ``log`` receives a line before each step that can take a while on a large model.
     """
+    log = log or (lambda msg: None)
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+        log(f"Reading and checking {os.fspath(source)} ({os.path.getsize(source) / 2 ** 20:,.0f} MiB) ...")
     proto, label = load_onnx_proto(source)
+    log(f"Converting {len(proto.graph.node)} ONNX nodes (opset "
+        f"{max((o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx')), default='?')}) ...")
     model, weights = _Importer(proto, label, name).run()
-    model.build(backend, seed=0)
+    model.build(backend, seed=0, initialize=False)
     model.set_weights(weights, strict=True)
     return model
 

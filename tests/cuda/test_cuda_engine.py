@@ -90,7 +90,7 @@ def _train(make, backend, optimizer, batch_size=N, epochs=3):
     losses = []
 
     class Record:
-        def on_batch_end(self, info):
+        def on_batch_end(self, batch, info):
             losses.append(info["loss"])
 
     fit(model, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, seed=1, callbacks=[Record()])

@@ -368,7 +368,7 @@ def test_invalid_arguments(backend, case):
 
 
 # The CPU backend computes all conv gradients in one fused kernel (conv2d_backward); the
-# single-direction kernels stay public in numbacnn.kernels.cpu.conv2d (DESIGN.md convention 1)
+# single-direction kernels stay public in numbacnn.kernels.cpu.conv2d (docs/ARCHITECTURE.md, "One op, three twins")
 # and are checked here directly against their references.
 @given(g=conv_geometries(), seed=seeds)
 @with_examples("g", CONV_EDGE_CASES, seed=1)

@@ -2,7 +2,7 @@
 
 No im2col and no BLAS: every direction is one hot loop that adds a few
 weighted, shifted copies of a contiguous run of a scratch image into an
-accumulator run (DESIGN.md, performance notes).
+accumulator run (docs/ARCHITECTURE.md, "Performance notes").
 
 How any stride and dilation become one stride-1 loop
 -----------------------------------------------------

@@ -1,7 +1,7 @@
 """Shared pieces of the CUDA kernels: launch geometry, block reductions, views.
 
 Launch sizes are always computed here, from the problem size, and passed to
-the kernels as the launch configuration (DESIGN.md convention 7); kernels
+the kernels as the launch configuration (docs/ARCHITECTURE.md, "CUDA kernels"); kernels
 themselves loop grid-stride, so any grid size is correct.  Small problems get
 small blocks, which also keeps the CUDA simulator (one Python thread per CUDA
 thread) fast in the tests.
