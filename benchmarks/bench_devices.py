@@ -4,14 +4,14 @@ For every device present (the CPU always; the GPU when ``numba.cuda`` sees
 one) it prints, beside PyTorch on the same device when PyTorch is installed
 (cuDNN on the GPU):
 
-* per layer, on the shapes of ``bench_layers.py``: forward and backward
+* per layer, on the benchmark cases of the op table (``numbacnn/ops.py``): forward and backward
   (input, weight and bias gradients) median milliseconds, the inputs already
   on the device;
 * training throughput of LeNet-5 (batch 256, 1x28x28) and ResNet-20 (batch
   128, 3x32x32): one SGD-momentum step as ``train.fit`` takes it (host batch
   to the device, forward, softmax cross-entropy, backward, optimizer step,
   loss and argmax back to the host), in ms per step and images/s.  PyTorch
-  runs the same graph (converted layer by layer from ours).
+  runs the same graph (``numbacnn.torch_twin.torch_model``).
 
 Ratios are PyTorch time / ours (> 1: we are faster).  Every timed run ends
 with a device synchronisation (``backend.synchronize()``,
@@ -46,14 +46,13 @@ import numbacnn  # noqa: E402,F401  (our process: before numpy, so Numba gets nu
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench_layers import CONV_SHAPES, POOL_SHAPES, conv_case  # noqa: E402
-from common import (format_table, load_torch, median_times, ms, numba_layer, ratio, run_json_child,  # noqa: E402
-                    torch_label)
+from common import (format_table, load_torch, median_times, ms, numba_layer, op_cases, our_op_fns,  # noqa: E402
+                    ratio, run_json_child, torch_label, torch_op_fns)
 from numbacnn.backends import cuda_available, get_backend  # noqa: E402
-from numbacnn.kernels.reference import conv_out_size  # noqa: E402
 from numbacnn.losses import get_loss  # noqa: E402
 from numbacnn.models import build_model  # noqa: E402
 from numbacnn.optim import SGD  # noqa: E402
+from numbacnn.torch_twin import torch_model  # noqa: E402
 
 # model: (batch size, input shape)
 TRAIN_MODELS = {"lenet5": (256, (1, 28, 28)), "resnet20": (128, (3, 32, 32))}
@@ -109,146 +108,13 @@ def timed(fn, sync, repeats, warmup, clock):
 
 
 # ---------------------------------------------------------------- layers
-def pool_case(shape, k, s):
-    """Seeded host arrays (x, dy) of one max-pool shape."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(np.float32)
-    oh, ow = conv_out_size(shape[2], k, s, 0), conv_out_size(shape[3], k, s, 0)
-    return x, rng.standard_normal(shape[:2] + (oh, ow)).astype(np.float32)
-
-
-def ours_conv(be, case, s, p, repeats, warmup, clock):
-    """(forward, backward) median seconds of our conv2d on ``be``."""
-    x, w, b, dy = (be.asarray(a) for a in case)
-    return (timed(lambda: be.conv2d_forward(x, w, b, s, p), be.synchronize, repeats, warmup, clock),
-            timed(lambda: be.conv2d_backward(dy, x, w, s, p, has_bias=True), be.synchronize, repeats, warmup,
-                  clock))
-
-
-def torch_conv(tt, case, s, p, repeats, warmup, clock):
-    """(forward, backward) median seconds of PyTorch's conv2d on ``tt``'s device."""
-    F = tt.torch.nn.functional
-    xh, wh, bh, dyh = case
-    tx, tw, tb, tdy = tt.tensor(xh, True), tt.tensor(wh, True), tt.tensor(bh, True), tt.tensor(dyh)
-
-    def fwd():
-        with tt.torch.no_grad():
-            F.conv2d(tx, tw, tb, s, p)
-
-    ty = F.conv2d(tx, tw, tb, s, p)
-
-    def bwd():   # backward alone: the graph is kept, the grads reset
-        tx.grad = tw.grad = tb.grad = None
-        ty.backward(tdy, retain_graph=True)
-
-    return timed(fwd, tt.sync, repeats, warmup, clock), timed(bwd, tt.sync, repeats, warmup, clock)
-
-
-def ours_pool(be, case, k, s, repeats, warmup, clock):
-    x, dy = (be.asarray(a) for a in case)
-    _, arg = be.max_pool2d_forward(x, k, s)
-    return (timed(lambda: be.max_pool2d_forward(x, k, s), be.synchronize, repeats, warmup, clock),
-            timed(lambda: be.max_pool2d_backward(dy, arg, case[0].shape), be.synchronize, repeats, warmup, clock))
-
-
-def torch_pool(tt, case, k, s, repeats, warmup, clock):
-    F = tt.torch.nn.functional
-    tx, tdy = tt.tensor(case[0], True), tt.tensor(case[1])
-
-    def fwd():
-        with tt.torch.no_grad():
-            F.max_pool2d(tx, k, s)
-
-    ty = F.max_pool2d(tx, k, s)
-
-    def bwd():
-        tx.grad = None
-        ty.backward(tdy, retain_graph=True)
-
-    return timed(fwd, tt.sync, repeats, warmup, clock), timed(bwd, tt.sync, repeats, warmup, clock)
-
-
-def layer_cases(wanted):
-    """[(name, description, case, kind, geometry)] of the selected layer shapes, in table order."""
-    out = []
-    for name, (shape, K, k, s, p) in CONV_SHAPES.items():
-        if not wanted or any(w in name for w in wanted):
-            N, C, H, W = shape
-            out.append((name, f"{name} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}", "conv", (shape, K, k, s, p)))
-    for name, (shape, k, s) in POOL_SHAPES.items():
-        if not wanted or any(w in name for w in wanted):
-            out.append((name, f"{name} {'x'.join(map(str, shape))} s{s}", "pool", (shape, k, s)))
-    return out
-
-
-def bench_layer(run_conv, run_pool, kind, geo, repeats, warmup, clock):
-    """(forward, backward) seconds of one layer case with our or PyTorch's runners."""
-    if kind == "conv":
-        shape, K, k, s, p = geo
-        return run_conv(conv_case(shape, K, k, s, p), s, p, repeats, warmup, clock)
-    shape, k, s = geo
-    return run_pool(pool_case(shape, k, s), k, s, repeats, warmup, clock)
+def layer_times(fns, sync, repeats, warmup, clock):
+    """(forward, backward) median seconds of an op case's (forward, backward, forward+backward) callables."""
+    fwd, bwd, _ = fns
+    return timed(fwd, sync, repeats, warmup, clock), timed(bwd, sync, repeats, warmup, clock)
 
 
 # ---------------------------------------------------------------- training
-def torch_net(torch, model):
-    """The same graph as our ``model`` (built) in PyTorch, layer by layer (its own initial weights)."""
-    nn, F = torch.nn, torch.nn.functional
-
-    class Merge(nn.Module):
-        def __init__(self, kind, before=0, after=0):
-            super().__init__()
-            self.kind, self.before, self.after = kind, before, after
-
-        def forward(self, *xs):
-            if self.kind == "Add":
-                return sum(xs[1:], xs[0])
-            if self.kind == "Concatenate":
-                return torch.cat(xs, dim=1)
-            return F.pad(xs[0], (0, 0, 0, 0, self.before, self.after))   # ChannelPad
-
-    def convert(layer):
-        kind, shape = type(layer).__name__, layer.input_shapes[0]
-        if kind == "Conv2D":
-            return nn.Conv2d(shape[0], layer.filters, layer._k, layer._s, layer._p, layer._d, layer.groups,
-                             layer.use_bias)
-        if kind == "Dense":
-            return nn.Linear(shape[0], layer.units, layer.use_bias)
-        if kind == "BatchNorm":
-            return (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(shape[0], layer.eps, layer.momentum)
-        if kind == "MaxPool2D":
-            return nn.MaxPool2d(layer._k, layer._s, layer._p)
-        if kind == "AvgPool2D":
-            return nn.AvgPool2d(layer._k, layer._s, layer._p, count_include_pad=layer.count_include_pad)
-        if kind == "GlobalAvgPool2D":
-            return nn.AdaptiveAvgPool2d(1)
-        if kind == "Dropout":
-            return nn.Dropout(layer.rate)
-        if kind == "LRN":
-            return nn.LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
-        if kind in ("Add", "Concatenate", "ChannelPad"):
-            return Merge(kind, getattr(layer, "before", 0), getattr(layer, "after", 0))
-        simple = {"ReLU": nn.ReLU, "Tanh": nn.Tanh, "Sigmoid": nn.Sigmoid, "Flatten": nn.Flatten}
-        if kind not in simple:
-            raise ValueError(f"bench_devices: no PyTorch twin for {layer.describe()}")
-        return simple[kind]()
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.names = list(model.layers)
-            self.inputs = [model.inputs_of(n) for n in self.names]
-            self.mods = nn.ModuleList(convert(layer) for layer in model.layers.values())
-
-        def forward(self, x):
-            acts = {"input": x}
-            for name, ins, mod in zip(self.names, self.inputs, self.mods):
-                acts[name] = mod(*(acts[i] for i in ins))
-            return acts[self.names[-1]]
-
-    return Net()
-
-
 def train_case(name):
     """(batch, input shape, seeded host images, seeded labels) of one training benchmark."""
     batch, in_shape = TRAIN_MODELS[name]
@@ -279,7 +145,7 @@ def torch_train(tt, name, repeats, warmup, clock):
     torch = tt.torch
     batch, in_shape, xh, yh = train_case(name)
     model = build_model(name, num_classes=10, input_shape=in_shape).build("reference", seed=0)
-    net = torch_net(torch, model).to(tt.device).train()
+    net = torch_model(torch, model).to(tt.device).train()
     topt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
     def step():
@@ -302,8 +168,8 @@ def parse(argv):
     ap.add_argument("--quick", action="store_true", help="fewer repeats (3 instead of 10) and one warm-up")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per measurement")
     ap.add_argument("--devices", default="cpu,cuda", help="comma-separated: cpu, cuda (default both)")
-    ap.add_argument("--shapes", default="", help="comma-separated substrings of layer shape names "
-                    f"(names: {', '.join(list(CONV_SHAPES) + list(POOL_SHAPES))})")
+    ap.add_argument("--shapes", default="", help="comma-separated substrings of layer case labels "
+                    f"(names: {', '.join(key for key, _, _ in op_cases())})")
     ap.add_argument("--models", default=",".join(TRAIN_MODELS), help="models for the training part")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer part")
     ap.add_argument("--no-train", action="store_true", help="skip the training part")
@@ -342,10 +208,10 @@ def torch_only(args):
             continue
         clock, res = clock_for(args, device), {"label": tt.label(), "layers": {}, "train": {}}
         if not args.no_layers:
-            for name, desc, kind, geo in layer_cases(args.wanted):
-                res["layers"][name] = bench_layer(lambda *a: torch_conv(tt, *a), lambda *a: torch_pool(tt, *a),
-                                                  kind, geo, args.repeats, args.warmup, clock)
-                print(f"torch {device} {desc} done", file=sys.stderr, flush=True)
+            for key, op, bench in op_cases(args.wanted):
+                res["layers"][key] = layer_times(torch_op_fns(torch, op, bench, tt.device), tt.sync, args.repeats,
+                                                 args.warmup, clock)
+                print(f"torch {device} {bench.label} done", file=sys.stderr, flush=True)
         if not args.no_train:
             for name in args.model_list:
                 res["train"][name] = torch_train(tt, name, args.repeats, args.warmup, clock)
@@ -390,12 +256,11 @@ def main(argv=None):
               f"{tt['label'] if tt else 'no PyTorch for this device'}")
         if not args.no_layers:
             rows = []
-            for name, desc, kind, geo in layer_cases(args.wanted):
-                t_f, t_b = bench_layer(lambda *a: ours_conv(be, *a), lambda *a: ours_pool(be, *a),
-                                       kind, geo, args.repeats, args.warmup, clock)
-                tt_f, tt_b = tt["layers"][name] if tt else (None, None)
-                rows.append([desc, ms(t_f), ms(tt_f), ratio(tt_f, t_f), ms(t_b), ms(tt_b), ratio(tt_b, t_b)])
-                print(desc, "done", file=sys.stderr, flush=True)
+            for key, op, bench in op_cases(args.wanted):
+                t_f, t_b = layer_times(our_op_fns(be, op, bench), be.synchronize, args.repeats, args.warmup, clock)
+                tt_f, tt_b = tt["layers"][key] if tt else (None, None)
+                rows.append([bench.label, ms(t_f), ms(tt_f), ratio(tt_f, t_f), ms(t_b), ms(tt_b), ratio(tt_b, t_b)])
+                print(bench.label, "done", file=sys.stderr, flush=True)
             print(format_table(["layer", "fwd ms", "torch", "ratio", "bwd ms", "torch", "ratio"], rows))
         if not args.no_train:
             rows = []

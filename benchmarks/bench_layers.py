@@ -1,4 +1,5 @@
-"""Layer benchmark: conv2d and max-pool forward and forward+backward on the CPU backend.
+"""Layer benchmark: every benchmark case of the op table (``numbacnn/ops.py``), forward and
+forward+backward on the CPU backend.
 
 For every shape it prints our median time (compile excluded), GFLOP/s,
 PyTorch's time measured in the same run with the same thread count, and the
@@ -39,22 +40,9 @@ import numbacnn  # noqa: E402,F401  (our process: before numpy, so Numba gets nu
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import (format_table, gflops, load_torch, median_times, ms, numba_layer, ratio,  # noqa: E402
-                    run_json_child, torch_label)
+from common import (format_table, gflops, load_torch, median_times, ms, numba_layer, op_cases,  # noqa: E402
+                    our_op_fns, ratio, run_json_child, torch_label, torch_op_fns)
 from numbacnn.backends import get_backend  # noqa: E402
-from numbacnn.kernels.reference import conv_out_size  # noqa: E402
-
-# name: (N, C, H, W), K, kernel, stride, padding
-CONV_SHAPES = {
-    "lenet-c1": ((64, 1, 28, 28), 6, 5, 1, 2),
-    "lenet-c2": ((64, 6, 14, 14), 16, 5, 1, 0),
-    "c16-32x32-3x3": ((64, 16, 32, 32), 16, 3, 1, 1),
-    "c32-16x16-3x3": ((64, 32, 16, 16), 32, 3, 1, 1),
-    "c64-8x8-3x3": ((64, 64, 8, 8), 64, 3, 1, 1),
-    "c64-16x16-1x1": ((64, 64, 16, 16), 32, 1, 1, 0),
-    "alexnet-c1": ((16, 3, 224, 224), 64, 11, 4, 2),
-}
-POOL_SHAPES = {"maxpool-2x2": ((64, 16, 32, 32), 2, 2)}
 
 _STARTUP_SCRIPT = """
 import time
@@ -74,77 +62,14 @@ print(time.perf_counter() - t0)
 """
 
 
-def conv_case(shape, K, k, s, p):
-    """Seeded arrays (x, w, b, dy) of one convolution shape, the same in both processes."""
-    rng = np.random.default_rng(0)
-    N, C, H, W = shape
-    OH, OW = conv_out_size(H, k, s, p), conv_out_size(W, k, s, p)
-    return (rng.standard_normal(shape).astype(np.float32),
-            (rng.standard_normal((K, C, k, k)) * 0.1).astype(np.float32),
-            rng.standard_normal(K).astype(np.float32),
-            rng.standard_normal((N, K, OH, OW)).astype(np.float32))
-
-
-def conv_fns(be, torch, case, s, p):
-    """(forward, forward+backward) callables of our conv2d on ``be``, or of PyTorch's when ``torch`` is given."""
-    x, w, b, dy = case
-    if torch is None:
-        def fwd_bwd():
-            be.conv2d_forward(x, w, b, s, p)
-            return be.conv2d_backward(dy, x, w, s, p, has_bias=True)
-        return (lambda: be.conv2d_forward(x, w, b, s, p)), fwd_bwd
-    F = torch.nn.functional
-    tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
-    tdy = torch.from_numpy(dy)
-
-    def tfwd():
-        with torch.no_grad():
-            F.conv2d(tx, tw, tb, s, p)
-
-    def tfwd_bwd():
-        tx.grad = tw.grad = tb.grad = None
-        F.conv2d(tx, tw, tb, s, p).backward(tdy)
-    return tfwd, tfwd_bwd
-
-
-def pool_fns(be, torch, shape, k, s):
-    """(forward, forward+backward) callables of our max-pool, or of PyTorch's when ``torch`` is given."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(np.float32)
-    dy = rng.standard_normal(shape[:2] + (conv_out_size(shape[2], k, s, 0),
-                                          conv_out_size(shape[3], k, s, 0))).astype(np.float32)
-    if torch is None:
-        def fwd_bwd():
-            _, a = be.max_pool2d_forward(x, k, s)
-            return be.max_pool2d_backward(dy, a, x.shape)
-        return (lambda: be.max_pool2d_forward(x, k, s)), fwd_bwd
-    F = torch.nn.functional
-    tx, tdy = torch.from_numpy(x.copy()).requires_grad_(True), torch.from_numpy(dy)
-
-    def tfwd():
-        with torch.no_grad():
-            F.max_pool2d(tx, k, s)
-
-    def tfwd_bwd():
-        tx.grad = None
-        F.max_pool2d(tx, k, s).backward(tdy)
-    return tfwd, tfwd_bwd
-
-
 def cases(wanted):
-    """[(name, description, FLOPs of a forward or None, fns(be, torch))] of the selected shapes."""
-    out = []
-    for name, (shape, K, k, s, p) in CONV_SHAPES.items():
-        if not wanted or any(w in name for w in wanted):
-            N, C, H, W = shape
-            flops = 2.0 * N * K * conv_out_size(H, k, s, p) * conv_out_size(W, k, s, p) * C * k * k
-            out.append((name, f"{name} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}", flops,
-                        lambda be, torch, g=(shape, K, k, s, p): conv_fns(be, torch, conv_case(*g), g[3], g[4])))
-    for name, (shape, k, s) in POOL_SHAPES.items():
-        if not wanted or any(w in name for w in wanted):
-            out.append((name, f"{name} {'x'.join(map(str, shape))} s{s}", None,
-                        lambda be, torch, g=(shape, k, s): pool_fns(be, torch, *g)))
-    return out
+    """[(key, description, FLOPs of a forward or None, fns(be, torch))]: every benchmark case of the op table."""
+    def fns(op, bench):
+        def make(be, torch):
+            f, _, fb = our_op_fns(be, op, bench) if torch is None else torch_op_fns(torch, op, bench)
+            return f, fb
+        return make
+    return [(key, bench.label, bench.flops, fns(op, bench)) for key, op, bench in op_cases(wanted)]
 
 
 def measure(fns, repeats, warmup, clock):
@@ -173,8 +98,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (3 instead of 15)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per measurement")
-    ap.add_argument("--shapes", default="", help="comma-separated substrings of shape names to run "
-                    f"(names: {', '.join(list(CONV_SHAPES) + list(POOL_SHAPES))})")
+    ap.add_argument("--shapes", default="", help="comma-separated substrings of case labels to run "
+                    f"(names: {', '.join(key for key, _, _ in op_cases())})")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for Numba and PyTorch alike (default: Numba's default)")
     ap.add_argument("--cpu-time", action="store_true",

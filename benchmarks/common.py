@@ -145,3 +145,70 @@ def format_table(headers, rows) -> str:
 
     rule = "  ".join("-" * wd for wd in widths)
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+# ---------------------------------------------------------------- ops of the op table, ours and PyTorch's
+def op_cases(wanted=()):
+    """[(key, op, bench case)] of every benchmark case the op table declares (``numbacnn.ops``), filtered by
+    substrings of their labels."""
+    from numbacnn.ops import OPS
+    return [(bench.label.split()[0], op, bench) for op in OPS.values() for bench in op.bench
+            if not wanted or any(w in bench.label for w in wanted)]
+
+
+def _host_case(op, bench):
+    """(inputs, kwargs, dy) on the host, seeded: the same in both processes."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    inputs, kwargs = bench.make(rng)
+    from numbacnn.backends import get_backend
+    out = getattr(get_backend("reference"), op.forward)(*inputs, **kwargs)
+    y = out[0] if isinstance(out, tuple) else out
+    return inputs, kwargs, rng.standard_normal(y.shape).astype(np.float32)
+
+
+def our_op_fns(be, op, bench):
+    """(forward, backward alone, forward + backward) callables of ``op`` on backend ``be``, inputs on it."""
+    import numpy as np
+    inputs, kwargs, dy_host = _host_case(op, bench)
+    xs = [None if a is None else be.asarray(a) if isinstance(a, np.ndarray) else a for a in inputs]
+    dy = be.asarray(dy_host)
+    forward, backward = getattr(be, op.forward), getattr(be, f"{op.name}_backward")
+    outs = forward(*xs, **kwargs)
+
+    def fwd_bwd():
+        args, kw = op.grad(dy, xs, forward(*xs, **kwargs), kwargs)
+        return backward(*args, **kw)
+
+    args, kw = op.grad(dy, xs, outs, kwargs)
+    return (lambda: forward(*xs, **kwargs)), (lambda: backward(*args, **kw)), fwd_bwd
+
+
+def torch_op_fns(torch, op, bench, device="cpu"):
+    """The same three callables with PyTorch's twin of ``op`` (``Op.torch``), autograd for the backward."""
+    import numpy as np
+    inputs, kwargs, dy_host = _host_case(op, bench)
+    F = torch.nn.functional
+    ts = [None if a is None else torch.from_numpy(a.copy()).to(device).requires_grad_(True)
+          if isinstance(a, np.ndarray) else a for a in inputs]
+    tdy = torch.from_numpy(dy_host).to(device)
+
+    def fwd():
+        with torch.no_grad():
+            op.torch(F, *ts, **kwargs)
+
+    def fwd_bwd():
+        for t in ts:
+            if t is not None:
+                t.grad = None
+        op.torch(F, *ts, **kwargs).backward(tdy)
+
+    ty = op.torch(F, *ts, **kwargs)
+
+    def bwd():   # backward alone: the graph is kept, the grads reset
+        for t in ts:
+            if t is not None:
+                t.grad = None
+        ty.backward(tdy, retain_graph=True)
+
+    return fwd, bwd, fwd_bwd

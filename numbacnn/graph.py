@@ -1,5 +1,12 @@
 """The DAG executor: a node list in topological order (darknet's forward_network,
-micrograd's reverse-topological backward).  It knows only the Layer interface.
+micrograd's reverse-topological backward).  It knows only the Layer interface,
+and is handed Backend objects (a backend name is resolved through
+``registry.resolve_backend``: this module imports no backend).
+
+One executor: ``forward(x, training, until=node, hook=fn)`` and
+``backward(dy, start=node, hook=fn)`` serve training (the loss reads the
+logits node), ``numbacnn time`` (a timing hook), feature maps (``until``) and
+the benchmarks.
 
 Config document (what HDF5 files store as ``model_config``)::
 
@@ -22,6 +29,7 @@ import zlib
 import numpy as np
 
 from .layers.base import Layer, assign, layer_from_config, shape_str
+from .registry import resolve_backend
 
 INPUT = "input"
 
@@ -101,20 +109,20 @@ class Model:
         while pending:  # passes in document order: a topologically ordered document keeps its order
             progress = False
             for n, (layer, ins) in list(pending.items()):
-                if all(i == INPUT or i in m._nodes for i in ins):
+                if all(i == INPUT or i in m for i in ins):
                     m.add(pending.pop(n)[0], ins, n)
                     progress = True
             if not progress:
-                bad = {n: [i for i in ins if i != INPUT and i not in m._nodes] for n, (_, ins) in pending.items()}
+                bad = {n: [i for i in ins if i != INPUT and i not in m] for n, (_, ins) in pending.items()}
                 raise ValueError(f"model {m.name!r}: unknown inputs or a cycle among nodes {bad}")
-        if cfg["output"] not in m._nodes:
+        if cfg["output"] not in m:
             raise ValueError(f"model {m.name!r}: output {cfg['output']!r} is not a node")
         m.output = cfg["output"]
         return m
 
     def to_config(self) -> dict:
         return {"name": self.name, "input_shape": list(self.input_shape),
-                "nodes": [{"name": n, "class_name": type(layer).__name__,
+                "nodes": [{"name": n, "class_name": layer.registered_name or type(layer).__name__,
                            "config": {k: v for k, v in layer.get_config().items() if k != "name"},
                            "inputs": list(ins)} for n, (layer, ins) in self._nodes.items()],
                 "output": self.output}
@@ -138,6 +146,10 @@ class Model:
     def layers(self) -> dict:
         """{node name: Layer} in topological order."""
         return {n: layer for n, (layer, _) in self._nodes.items()}
+
+    def __contains__(self, name) -> bool:
+        """True when ``name`` is a node of the graph."""
+        return name in self._nodes
 
     def inputs_of(self, name: str) -> list:
         return list(self._nodes[name][1])
@@ -175,15 +187,14 @@ class Model:
         ``initialize=False`` fills the parameters with zeros instead (fast), for
         a caller that loads weights next (model files, ONNX import).
         """
-        from .backends import get_backend
-        self.backend = get_backend(backend)
+        self.backend = resolve_backend(backend)
         self.infer_shapes()
         self.reinitialize(list(self._nodes), seed, initialize)
         return self
 
     def reinitialize(self, names, seed: int = 0, initialize: bool = True):
         """Fresh initial values for the layers ``names`` (as ``build`` draws them) on the model's backend."""
-        be = self._require_built()
+        be = self.require_built()
         for name in self._layer_names(names):
             layer = self._nodes[name][0]
             layer.set_backend(be)
@@ -202,14 +213,13 @@ class Model:
         self.infer_shapes()
 
     def set_backend(self, backend) -> "Model":
-        from .backends import get_backend
-        be = get_backend(backend)
+        be = resolve_backend(backend)
         for layer in self.layers.values():
             layer.set_backend(be)
         self.backend = be
         return self
 
-    def _require_built(self):
+    def require_built(self):
         if self.backend is None:
             raise ValueError(f"model {self.name!r} is not built: call build() first")
         return self.backend
@@ -256,7 +266,7 @@ class Model:
 
         ``hook(name, y)``, when given, is called after each node with its output (timing, feature maps).
         """
-        be = self._require_built()
+        be = self.require_built()
         if isinstance(x, np.ndarray):
             x = be.asarray(x)
         if tuple(int(d) for d in x.shape[1:]) != self.input_shape or len(x.shape) != len(self.input_shape) + 1:
@@ -280,7 +290,7 @@ class Model:
         the gradient with respect to the model input.  ``hook(name, dxs)``, when given, is
         called after each node's backward with the gradients it returned.
         """
-        be = self._require_built()
+        be = self.require_built()
         if isinstance(dy, np.ndarray):
             dy = be.asarray(dy)
         start = self.output if start is None else start
@@ -332,7 +342,7 @@ class Model:
         param/buffer that ``weights`` lacks raises ValueError.  strict=False
         skips and reports them (mismatches and unknown names in ``skipped``).
         """
-        self._require_built()
+        self.require_built()
         layers, loaded, skipped = self.layers, [], []
         for ln, state in weights.items():
             layer = layers.get(ln)
@@ -393,6 +403,6 @@ class Model:
         """[{name, type, inputs, output_shape, params, flops}] per layer; flops for one sample."""
         if not self.output_shapes:
             self.infer_shapes()
-        return [{"name": n, "type": type(layer).__name__, "inputs": list(ins),
+        return [{"name": n, "type": layer.registered_name or type(layer).__name__, "inputs": list(ins),
                  "output_shape": tuple(layer.output_shape), "params": layer.count_params(),
                  "flops": int(layer.flops())} for n, (layer, ins) in self._nodes.items()]

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-LOSSES = {}
+from .registry import Registry
+
+LOSSES = Registry("loss", normalize=lambda n: n.lower().replace("-", "_"),
+                  aliases={"softmax_cross_entropy": "cross_entropy", "categorical_crossentropy": "cross_entropy",
+                           "sparse_categorical_crossentropy": "cross_entropy", "mean_squared_error": "mse"})
 
 
 def _register(cls):
-    LOSSES[cls.name] = cls
-    return cls
+    return LOSSES.register(cls.name)(cls)
 
 
 def _rows(a):
@@ -38,12 +41,7 @@ def get_loss(name_or_loss="cross_entropy"):
     """A loss by name (``cross_entropy`` | ``mse``), or the loss object itself."""
     if not isinstance(name_or_loss, str):
         return name_or_loss
-    key = name_or_loss.lower().replace("-", "_")
-    key = {"softmax_cross_entropy": "cross_entropy", "categorical_crossentropy": "cross_entropy",
-           "mean_squared_error": "mse"}.get(key, key)
-    if key not in LOSSES:
-        raise ValueError(f"unknown loss {name_or_loss!r}: choose one of {', '.join(sorted(LOSSES))}")
-    return LOSSES[key]()
+    return LOSSES.lookup(name_or_loss)()
 
 
 @_register

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 
-OPTIMIZERS = {}
+from .registry import Registry
+
+OPTIMIZERS = Registry("optimizer", normalize=str.lower)
 
 
 def _register(cls):
-    OPTIMIZERS[cls.__name__] = cls
-    return cls
+    return OPTIMIZERS.register(cls.__name__)(cls)
 
 
 class Optimizer:
@@ -198,11 +199,7 @@ class Adam(Optimizer):
 
 def get_optimizer(name: str, **kwargs) -> Optimizer:
     """An optimizer by (case-insensitive) class name: ``sgd`` or ``adam``."""
-    by_lower = {k.lower(): v for k, v in OPTIMIZERS.items()}
-    cls = by_lower.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(sorted(by_lower))}")
-    return cls(**kwargs)
+    return OPTIMIZERS.lookup(name)(**kwargs)
 
 
 def optimizer_from_state(state: dict) -> Optimizer:

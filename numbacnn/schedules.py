@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import math
 
-SCHEDULES = {}
+from .registry import Registry
+
+SCHEDULES = Registry("schedule", normalize=str.lower)
 
 
 def _register(cls):
-    SCHEDULES[cls.name] = cls
-    return cls
+    return SCHEDULES.register(cls.name)(cls)
 
 
 class Schedule:
@@ -177,10 +178,7 @@ class ReduceOnPlateau(Schedule):
 
 def get_schedule(name: str, lr: float, **kwargs) -> Schedule:
     """A schedule by name: ``constant`` | ``step`` | ``cosine`` | ``plateau``."""
-    cls = SCHEDULES.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown schedule {name!r}: choose one of {', '.join(sorted(SCHEDULES))}")
-    return cls(lr=lr, **kwargs)
+    return SCHEDULES.lookup(name)(lr=lr, **kwargs)
 
 
 def schedule_from_json(doc: dict) -> Schedule:

@@ -200,7 +200,7 @@ class Trainer:
     def __init__(self, model, optimizer=None, schedule=None, loss="cross_entropy", batch_size=32, augment=None,
                  seed=0, shuffle=True, callbacks=(), precompute_frozen=False):
         self.model = model
-        self.backend = model._require_built()
+        self.backend = model.require_built()
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.optimizer = optimizer if optimizer is not None else SGD(lr=0.01)

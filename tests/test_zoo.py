@@ -10,6 +10,7 @@ import pytest
 from layers.gradcheck import BACKENDS, load_backend
 from numbacnn.graph import Model
 from numbacnn.models import ZOO, build_model
+from numbacnn.torch_twin import torch_model
 
 # LeNet-5 by hand: conv1 6*(1*5*5)+6 = 156, conv2 16*(6*5*5)+16 = 2,416, fc1 400*120+120 = 48,120,
 # fc2 120*84+84 = 10,164, fc3 84*10+10 = 850
@@ -77,43 +78,15 @@ def test_training_step_lowers_loss(name, backend_name):
         return float(loss)
 
     for layer in m.layers.values():  # dropout off so the batch loss is deterministic
-        if type(layer).__name__ == "Dropout":
+        if layer.random:
             layer.rate = 0.0
     losses = [step(0.01) for _ in range(4)]
     assert losses[-1] < losses[0], losses
 
 
 # ---------------------------------------------------------------- PyTorch oracle
-def _torch_sequential(model: Model):
-    """The same sequential net in PyTorch, with our weights copied in."""
-    torch = pytest.importorskip("torch")
-    nn = torch.nn
-    mods = []
-    w = model.get_weights()
-    for name, layer in model.layers.items():
-        cfg, kind = layer.get_config(), type(layer).__name__
-        if kind == "Conv2D":
-            mod = nn.Conv2d(layer.input_shapes[0][0], cfg["filters"], cfg["kernel_size"], cfg["strides"],
-                            cfg["padding"], cfg["dilation"], cfg["groups"], cfg["use_bias"])
-        elif kind == "Dense":
-            mod = nn.Linear(layer.input_shapes[0][0], cfg["units"], cfg["use_bias"])
-        elif kind == "BatchNorm":
-            mod = nn.BatchNorm2d(layer.input_shapes[0][0], cfg["eps"], cfg["momentum"])
-        elif kind == "MaxPool2D":
-            mod = nn.MaxPool2d(cfg["pool_size"], cfg["strides"], cfg["padding"])
-        else:
-            mod = {"ReLU": nn.ReLU, "Flatten": nn.Flatten}[kind]()
-        if name in w:
-            with torch.no_grad():
-                for ours, theirs in (("weight", "weight"), ("gamma", "weight"), ("bias", "bias"), ("beta", "bias"),
-                                     ("running_mean", "running_mean"), ("running_var", "running_var")):
-                    if ours in w[name]:
-                        getattr(mod, theirs).copy_(torch.from_numpy(w[name][ours]))
-        mods.append(mod)
-    return torch, nn.Sequential(*mods)
-
-
-@pytest.mark.parametrize("name, kwargs", [("lenet5", {}), ("vgg", {"width": 0.125})])
+@pytest.mark.parametrize("name, kwargs", [("lenet5", {}), ("vgg", {"width": 0.125}), ("resnet20", {}),
+                                          ("inception", {"width": 0.125}), ("alexnet32", {})])
 def test_matches_pytorch(name, kwargs):
     m = ZOO[name](**kwargs).build("reference", seed=0)
     rng = np.random.default_rng(0)
@@ -123,7 +96,11 @@ def test_matches_pytorch(name, kwargs):
             state["running_mean"] = rng.standard_normal(state["running_mean"].shape).astype(np.float32)
             state["running_var"] = rng.uniform(0.5, 2, state["running_var"].shape).astype(np.float32)
     m.set_weights(w)
-    torch, net = _torch_sequential(m)
+    for layer in m.layers.values():  # dropout off: the two engines draw different masks in training
+        if layer.random:
+            layer.rate = 0.0
+    torch = pytest.importorskip("torch")
+    net = torch_model(torch, m, copy_weights=True)
     assert sum(p.numel() for p in net.parameters()) == m.count_params()[0]
     x = rng.standard_normal((3,) + m.input_shape).astype(np.float32)
     net.eval()
@@ -137,4 +114,5 @@ def test_matches_pytorch(name, kwargs):
     yt.backward(torch.from_numpy(dy))
     np.testing.assert_allclose(m.backward(dy), xt.grad.numpy(), rtol=1e-3, atol=1e-4)
     first = next(n for n, layer in m.layers.items() if layer.params)
-    np.testing.assert_allclose(m.layers[first].grads["weight"], net[0].weight.grad.numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(m.layers[first].grads["weight"], net.nodes[first].weight.grad.numpy(), rtol=1e-3,
+                               atol=1e-3)

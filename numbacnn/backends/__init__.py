@@ -5,6 +5,7 @@ Every backend has the same public API (see ``numbacnn.backends.base``).
 from __future__ import annotations
 
 from .. import config  # noqa: F401  (sets Numba's threading defaults before numba loads)
+from ..registry import provide_backends
 from .base import Backend
 
 _INSTANCES: dict = {}
@@ -59,5 +60,7 @@ def get_backend(name: str = "cpu") -> Backend:
             raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(NAMES)}")
     return _INSTANCES[name]
 
+
+provide_backends(get_backend)
 
 __all__ = ["Backend", "get_backend", "cuda_available", "numba_cuda_missing_reason", "NAMES"]

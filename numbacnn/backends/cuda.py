@@ -7,28 +7,17 @@ per CUDA thread: that is how CI checks every kernel without a GPU.
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
 from .. import config
-from .base import KernelBackend
-
-
-def _table(*modules):
-    ns = {}
-    for m in modules:
-        for name in m.__all__:
-            ns[name] = getattr(m, name)
-    return SimpleNamespace(**ns)
-
+from .base import Backend, kernel_table
 
 def _on_device(a) -> bool:
     """True for numba device arrays (real or simulated: both have ``copy_to_host``)."""
     return hasattr(a, "copy_to_host")
 
 
-class CUDABackend(KernelBackend):
+class CUDABackend(Backend):
     name = "cuda"
 
     def __init__(self):
@@ -43,11 +32,11 @@ class CUDABackend(KernelBackend):
             raise RuntimeError("no CUDA GPU is available (numba.cuda.is_available() is False); use --device cpu, "
                                "or run on Numba's CUDA simulator (slow, for testing): set NUMBA_ENABLE_CUDASIM=1 "
                                "in the environment, e.g. NUMBA_ENABLE_CUDASIM=1 numbacnn train --device cuda")
-        from ..kernels.cuda import conv2d, dense, elementwise, norm, pad, pool2d
+        from ..kernels.cuda import elementwise
 
         self._cuda = cuda
         self._ew = elementwise
-        self.k = _table(conv2d, pool2d, dense, elementwise, norm, pad)
+        self.k = kernel_table("cuda")
 
     # ------------------------------------------------------------ arrays
     def asarray(self, a, dtype=np.float32):

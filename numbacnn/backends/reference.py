@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import reference as R
-from .base import KernelBackend
+from .base import Backend
 
 
 class HostArrays:
@@ -32,12 +32,12 @@ class HostArrays:
 
 
 class _RefTable:
-    """The ``*_ref`` functions of ``kernels.reference`` under their op names."""
+    """The ``*_ref`` functions of ``kernels.reference`` under their kernel names (None where there is none)."""
 
     def __getattr__(self, name):
-        return getattr(R, name + "_ref")
+        return getattr(R, name + "_ref", None)
 
 
-class ReferenceBackend(HostArrays, KernelBackend):
+class ReferenceBackend(HostArrays, Backend):
     name = "reference"
     k = _RefTable()

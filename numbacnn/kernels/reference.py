@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .geometry import out_size
+
 
 # ----------------------------------------------------------------- geometry
-def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """Output length of a convolution/pooling along one axis (floor mode)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def _tap_slice(start: int, stride: int, count: int) -> slice:
     return slice(start, start + stride * (count - 1) + 1, stride)
 
@@ -44,8 +41,8 @@ def conv2d_forward_ref(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1,
     K, Cg, KH, KW = w.shape
     sh, sw = stride
     dh, dw = dilation
-    OH = conv_out_size(H, KH, sh, padding[0], dh)
-    OW = conv_out_size(W, KW, sw, padding[1], dw)
+    OH = out_size(H, KH, sh, padding[0], dh)
+    OW = out_size(W, KW, sw, padding[1], dw)
     Kg = K // groups
     xp = _pad(x, padding)
     y = np.zeros((N, K, OH, OW), dtype=np.result_type(x, w))
@@ -119,8 +116,8 @@ def max_pool2d_forward_ref(x, kernel=(2, 2), stride=(2, 2), padding=(0, 0)):
     KH, KW = kernel
     sh, sw = stride
     ph, pw = padding
-    OH = conv_out_size(H, KH, sh, ph)
-    OW = conv_out_size(W, KW, sw, pw)
+    OH = out_size(H, KH, sh, ph)
+    OW = out_size(W, KW, sw, pw)
     xp = _pad(x, padding, -np.inf)
     y = np.full((N, C, OH, OW), -np.inf, dtype=x.dtype)
     arg = np.zeros((N, C, OH, OW), dtype=np.int64)
@@ -163,8 +160,8 @@ def avg_pool2d_forward_ref(x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), coun
     """
     N, C, H, W = x.shape
     KH, KW = kernel
-    OH = conv_out_size(H, KH, stride[0], padding[0])
-    OW = conv_out_size(W, KW, stride[1], padding[1])
+    OH = out_size(H, KH, stride[0], padding[0])
+    OW = out_size(W, KW, stride[1], padding[1])
     xp = _pad(x, padding)
     y = np.zeros((N, C, OH, OW), dtype=x.dtype)
     for i in range(KH):

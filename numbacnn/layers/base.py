@@ -17,8 +17,12 @@ A layer is configuration plus parameters:
   kernels only through ``self.backend``.  ``backward`` overwrites
   ``self.grads``; a layer keeps what it needs from its last forward.
 
-Layers are found by class name in ``LAYERS`` (``@register``), never through
-an if-chain.
+Layers are found by class name in ``LAYERS`` (``@register``, a
+``registry.Registry``), never through an if-chain; a registered class knows its
+name as ``registered_name``.  What other modules need to know about a layer is
+a public class attribute here (``random``, ``outputs_probabilities``,
+``reshapes_only``, ``outputs_key``, ``optional_bias``) or a method, never its
+class name or a private field.
 """
 from __future__ import annotations
 
@@ -27,23 +31,22 @@ import inspect
 import numpy as np
 
 from .. import init as initializers
+from ..registry import Registry
+from ..kernels.geometry import out_size  # noqa: F401  (re-exported for the layer modules)
 
-LAYERS: dict = {}
+LAYERS = Registry("layer class")
 
 
 def register(cls):
-    """Class decorator: make ``cls`` constructible by name from a config."""
-    if cls.__name__ in LAYERS and LAYERS[cls.__name__] is not cls:
-        raise ValueError(f"layer class name {cls.__name__!r} is registered twice")
-    LAYERS[cls.__name__] = cls
+    """Class decorator: make ``cls`` constructible by name from a config (its ``registered_name``)."""
+    LAYERS.register()(cls)
+    cls.registered_name = cls.__name__
     return cls
 
 
 def layer_from_config(class_name: str, config: dict):
     """Build the registered layer ``class_name`` from its ``get_config()`` dict."""
-    cls = LAYERS.get(class_name)
-    if cls is None:
-        raise ValueError(f"unknown layer class {class_name!r}; known: {', '.join(sorted(LAYERS))}")
+    cls = LAYERS.lookup(class_name)
     if not isinstance(config, dict):
         raise ValueError(f"config of layer class {class_name!r} must be a dict, got {type(config).__name__}")
     params = inspect.signature(cls.__init__).parameters
@@ -54,11 +57,6 @@ def layer_from_config(class_name: str, config: dict):
 
 
 # ------------------------------------------------------------------ helpers
-def out_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """Output length of a convolution or pooling window along one axis (floor mode)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def jsonable(v):
     """Tuples become lists (recursively), numpy scalars become Python scalars."""
     if isinstance(v, (tuple, list)):
@@ -131,6 +129,10 @@ class Layer:
     reshapes_only = False
     #: the config key holding the number of outputs (units, filters), for rebuilding a classifier head
     outputs_key = None
+    #: True for layers with a ``use_bias`` switch and a per-output ``bias`` (a constant add can fold into it)
+    optional_bias = False
+    #: the name the layer class is registered under (set by ``@register``)
+    registered_name = None
 
     def __init__(self, name=None, trainable=True):
         if name is not None and not isinstance(name, str):
@@ -154,7 +156,7 @@ class Layer:
         return {p: jsonable(getattr(self, p)) for p in names}
 
     def describe(self) -> str:
-        return f"layer {self.name!r} ({type(self).__name__})"
+        return f"layer {self.name!r} ({self.registered_name or type(self).__name__})"
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

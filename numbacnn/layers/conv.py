@@ -11,10 +11,12 @@ class Conv2D(Layer):
 
     x : (N, C, H, W) -> y : (N, filters, OH, OW); weight : (filters, C // groups, KH, KW),
     bias : (filters,).  ``padding`` is an int, a pair (ph, pw) or a 4-list
-    (top, bottom, left, right) that must be symmetric (see ``as_padding``).
+    (top, bottom, left, right) that must be symmetric (see ``as_padding``).  The normalised
+    pairs are public: ``kernel_hw``, ``stride_hw``, ``padding_hw``, ``dilation_hw``.
     """
 
     outputs_key = "filters"
+    optional_bias = True
 
     def __init__(self, filters, kernel_size=3, strides=1, padding=0, dilation=1, groups=1, use_bias=True,
                  kernel_initializer="he_normal", name=None, trainable=True):
@@ -28,10 +30,10 @@ class Conv2D(Layer):
         self.padding, self.dilation, self.groups = padding, dilation, groups
         self.use_bias = bool(use_bias)
         self.kernel_initializer = check_kernel_initializer(kernel_initializer, self.describe())
-        self._k = as_pair(self, "kernel_size", kernel_size, 1)
-        self._s = as_pair(self, "strides", strides, 1)
-        self._p = as_padding(self, padding)
-        self._d = as_pair(self, "dilation", dilation, 1)
+        self.kernel_hw = as_pair(self, "kernel_size", kernel_size, 1)
+        self.stride_hw = as_pair(self, "strides", strides, 1)
+        self.padding_hw = as_padding(self, padding)
+        self.dilation_hw = as_pair(self, "dilation", dilation, 1)
         self._x = None
 
     def _build(self, shapes):
@@ -41,13 +43,12 @@ class Conv2D(Layer):
         C, H, W = s
         if C % self.groups:
             raise self.shape_error(f"groups={self.groups} must divide the input channels", s)
-        OH = out_size(H, self._k[0], self._s[0], self._p[0], self._d[0])
-        OW = out_size(W, self._k[1], self._s[1], self._p[1], self._d[1])
+        k, st, p, d = self.kernel_hw, self.stride_hw, self.padding_hw, self.dilation_hw
+        OH, OW = out_size(H, k[0], st[0], p[0], d[0]), out_size(W, k[1], st[1], p[1], d[1])
         if OH < 1 or OW < 1:
-            raise self.shape_error(f"kernel {self._k} (dilation {self._d}, padding {self._p}) does not fit; "
-                                   f"output would be {OH}x{OW}", s, f"H >= {self._k[0]} and W >= {self._k[1]} "
-                                   f"after padding")
-        self.add_param("weight", (self.filters, C // self.groups) + self._k, self.kernel_initializer, regularize=True)
+            raise self.shape_error(f"kernel {k} (dilation {d}, padding {p}) does not fit; output would be {OH}x{OW}",
+                                   s, f"H >= {k[0]} and W >= {k[1]} after padding")
+        self.add_param("weight", (self.filters, C // self.groups) + k, self.kernel_initializer, regularize=True)
         if self.use_bias:
             self.add_param("bias", (self.filters,), "zeros")
         return self.filters, OH, OW
@@ -55,19 +56,19 @@ class Conv2D(Layer):
     def flops(self):
         C = self.input_shapes[0][0]
         K, OH, OW = self.output_shape
-        f = 2 * K * OH * OW * (C // self.groups) * self._k[0] * self._k[1]
+        f = 2 * K * OH * OW * (C // self.groups) * self.kernel_hw[0] * self.kernel_hw[1]
         return f + (K * OH * OW if self.use_bias else 0)
 
     def forward(self, inputs, training):
         x = inputs[0]
         self._x = x
-        return self.backend.conv2d_forward(x, self.params["weight"], self.params.get("bias"), self._s, self._p,
-                                           self._d, self.groups)
+        return self.backend.conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride_hw,
+                                           self.padding_hw, self.dilation_hw, self.groups)
 
     def backward(self, dy):
         x = self._need_forward("_x")
-        dx, dw, db = self.backend.conv2d_backward(dy, x, self.params["weight"], self._s, self._p, self._d,
-                                                  self.groups, self.use_bias)
+        dx, dw, db = self.backend.conv2d_backward(dy, x, self.params["weight"], self.stride_hw, self.padding_hw,
+                                                  self.dilation_hw, self.groups, self.use_bias)
         self.grads["weight"] = dw
         if self.use_bias:
             self.grads["bias"] = db

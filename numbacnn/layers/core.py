@@ -12,6 +12,7 @@ class Dense(Layer):
     """y = x @ weight.T + bias.  x : (N, F) -> y : (N, units); weight : (units, F), bias : (units,)."""
 
     outputs_key = "units"
+    optional_bias = True
 
     def __init__(self, units, use_bias=True, kernel_initializer="he_normal", name=None, trainable=True):
         super().__init__(name, trainable)

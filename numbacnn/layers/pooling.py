@@ -8,17 +8,19 @@ class _Pool2D(Layer):
     """Shared geometry: ``pool_size``, ``strides`` (None = pool_size), ``padding``.
 
     ``padding`` is an int, a pair or a symmetric 4-list (top, bottom, left,
-    right), at most half the window (as in PyTorch).
+    right), at most half the window (as in PyTorch).  The normalised pairs are
+    public: ``kernel_hw``, ``stride_hw``, ``padding_hw``.
     """
 
     def __init__(self, pool_size=2, strides=None, padding=0, name=None, trainable=True):
         super().__init__(name, trainable)
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
-        self._k = as_pair(self, "pool_size", pool_size, 1)
-        self._s = self._k if strides is None else as_pair(self, "strides", strides, 1)
-        self._p = as_padding(self, padding)
-        if self._p[0] > self._k[0] // 2 or self._p[1] > self._k[1] // 2:
-            raise ValueError(f"{self.describe()}: padding {self._p} must be at most half the window {self._k}")
+        self.kernel_hw = as_pair(self, "pool_size", pool_size, 1)
+        self.stride_hw = self.kernel_hw if strides is None else as_pair(self, "strides", strides, 1)
+        self.padding_hw = as_padding(self, padding)
+        if self.padding_hw[0] > self.kernel_hw[0] // 2 or self.padding_hw[1] > self.kernel_hw[1] // 2:
+            raise ValueError(f"{self.describe()}: padding {self.padding_hw} must be at most half the window "
+                             f"{self.kernel_hw}")
         self._x_shape = None
 
     def _build(self, shapes):
@@ -26,16 +28,16 @@ class _Pool2D(Layer):
         if len(s) != 3:
             raise self.shape_error("needs a (C, H, W) input", s, "(C, H, W)")
         C, H, W = s
-        OH = out_size(H, self._k[0], self._s[0], self._p[0])
-        OW = out_size(W, self._k[1], self._s[1], self._p[1])
+        k, st, p = self.kernel_hw, self.stride_hw, self.padding_hw
+        OH, OW = out_size(H, k[0], st[0], p[0]), out_size(W, k[1], st[1], p[1])
         if OH < 1 or OW < 1:
-            raise self.shape_error(f"window {self._k} with padding {self._p} does not fit", s,
-                                   f"H >= {self._k[0] - 2 * self._p[0]} and W >= {self._k[1] - 2 * self._p[1]}")
+            raise self.shape_error(f"window {k} with padding {p} does not fit", s,
+                                   f"H >= {k[0] - 2 * p[0]} and W >= {k[1] - 2 * p[1]}")
         return C, OH, OW
 
     def flops(self):
         C, OH, OW = self.output_shape
-        return C * OH * OW * self._k[0] * self._k[1]
+        return C * OH * OW * self.kernel_hw[0] * self.kernel_hw[1]
 
     def clear_cache(self):
         self._x_shape = None
@@ -47,7 +49,7 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, inputs, training):
         x = inputs[0]
-        y, self._argmax = self.backend.max_pool2d_forward(x, self._k, self._s, self._p)
+        y, self._argmax = self.backend.max_pool2d_forward(x, self.kernel_hw, self.stride_hw, self.padding_hw)
         self._x_shape = tuple(x.shape)
         return y
 
@@ -70,11 +72,13 @@ class AvgPool2D(_Pool2D):
     def forward(self, inputs, training):
         x = inputs[0]
         self._x_shape = tuple(x.shape)
-        return self.backend.avg_pool2d_forward(x, self._k, self._s, self._p, self.count_include_pad)
+        return self.backend.avg_pool2d_forward(x, self.kernel_hw, self.stride_hw, self.padding_hw,
+                                               self.count_include_pad)
 
     def backward(self, dy):
         x_shape = self._need_forward("_x_shape")
-        return [self.backend.avg_pool2d_backward(dy, x_shape, self._k, self._s, self._p, self.count_include_pad)]
+        return [self.backend.avg_pool2d_backward(dy, x_shape, self.kernel_hw, self.stride_hw, self.padding_hw,
+                                                 self.count_include_pad)]
 
 
 @register

@@ -15,13 +15,16 @@ resnet18       torchvision's ResNet-18 (11,689,512 params at 1000 classes)     (
 """
 from __future__ import annotations
 
+from ..registry import Registry
 from .alexnet import alexnet, alexnet32
 from .inception import inception
 from .lenet import lenet5
 from .resnet import resnet18, resnet20
 from .vgg import vgg
 
-ZOO = {f.__name__: f for f in (lenet5, alexnet, alexnet32, vgg, inception, resnet20, resnet18)}
+ZOO = Registry("model")
+for _builder in (lenet5, alexnet, alexnet32, vgg, inception, resnet20, resnet18):
+    ZOO.register()(_builder)
 
 #: one line per zoo entry, shown by ``numbacnn models``
 DESCRIPTIONS = {
@@ -37,9 +40,7 @@ DESCRIPTIONS = {
 
 def build_model(name: str, **kwargs):
     """``ZOO[name](**kwargs)`` with a clear error for an unknown name."""
-    if name not in ZOO:
-        raise ValueError(f"unknown model {name!r}; the zoo has {', '.join(ZOO)}")
-    return ZOO[name](**kwargs)
+    return ZOO.lookup(name)(**kwargs)
 
 
 __all__ = ["ZOO", "DESCRIPTIONS", "build_model", "lenet5", "alexnet", "alexnet32", "vgg", "inception", "resnet20", "resnet18"]

@@ -34,7 +34,7 @@ def _ints(a, what):
     return [int(v) for v in a.reshape(-1)]
 
 
-def _axes(inputs, attrs, opset, attr_until, index=1):
+def axes_arg(inputs, attrs, opset, attr_until, index=1):
     """Axes from the attribute (opset < attr_until) or from input ``index``; None when absent."""
     if opset < attr_until:
         return attrs.get("axes")
@@ -100,7 +100,7 @@ def gather(inputs, attrs, opset):
 
 
 def unsqueeze(inputs, attrs, opset):
-    axes = _axes(inputs, attrs, opset, 13)
+    axes = axes_arg(inputs, attrs, opset, 13)
     if axes is None:
         raise FoldError("Unsqueeze needs axes")
     x = inputs[0]
@@ -111,7 +111,7 @@ def unsqueeze(inputs, attrs, opset):
 
 
 def squeeze(inputs, attrs, opset):
-    axes = _axes(inputs, attrs, opset, 13)
+    axes = axes_arg(inputs, attrs, opset, 13)
     x = inputs[0]
     return [np.squeeze(x) if axes is None else np.squeeze(x, axis=tuple(a % x.ndim for a in axes))]
 

@@ -33,6 +33,11 @@ Constant subgraphs (initializers, ``Constant``, ``ConstantOfShape``,
 ``fold.py``).  The first dimension of the graph input is the batch; a graph
 with a fixed batch size (often 1) imports as a model taking any batch size.
 
+The mapping of each operator is a function in ``mapping.py`` (the ``IMPORT``
+registry); this module is the engine that walks the graph, folds constants and
+offers the mapping functions their building blocks (``runtime``, ``const``,
+``add``, ``set``, ``chain``, ``spatial``, ``window``, ``as_2d``, ``back_1d``).
+
 Anything else ends in ONE ``OnnxImportError`` naming the file, the operator,
 the node and, where it is an attribute's value that is not supported, the
 attribute.  Supported opsets: 6 to 21 of the default domain (a later opset
@@ -47,9 +52,9 @@ import re
 import numpy as np
 
 from ..graph import INPUT, Model
-from ..layers import (LRN, Add, AvgPool2D, BatchNorm, ChannelPad, Concatenate, Conv2D, Dense, Dropout, Flatten,
-                      GlobalAvgPool2D, LeakyReLU, MaxPool2D, Pad2D, ReLU, Reshape, Sigmoid, Softmax, Tanh)
+from ..layers import Reshape
 from . import fold as F
+from .mapping import IMPORT, pairs
 
 MIN_OPSET, MAX_OPSET = 6, 21
 
@@ -118,27 +123,6 @@ def import_onnx(source, backend="cpu", name: str | None = None, log=None) -> Mod
     model.build(backend, seed=0, initialize=False)
     model.set_weights(weights, strict=True)
     return model
-
-
-# ---------------------------------------------------------------- helpers
-def _pairs(v, what):
-    return tuple(int(a) for a in v)
-
-
-
-def _attrs_to_2d(node):
-    """Rewrite a 1-D Conv/pool's list attributes for the (L, 1) image it becomes."""
-    a = node.attrs
-    for key in ("kernel_shape", "strides", "dilations"):
-        if key in a:
-            a[key] = list(a[key])[:1] + [1]
-    if "pads" in a:
-        p = list(a["pads"]) + [0, 0]
-        a["pads"] = [p[0], 0, p[1], 0]
-
-
-def _conv_out(size, k, s, pad, d=1):
-    return (size + pad - d * (k - 1) - 1) // s + 1
 
 
 class _Node:
@@ -269,17 +253,17 @@ class _Importer:
             for name, value in zip(node.outputs, outs):
                 self.consts[name] = value
             return
-        handler = getattr(self, "_op_" + node.op, None)
+        handler = IMPORT.get(node.op)
         if handler is None:
             raise node.error("this operator is not supported" +
                              (" on a non-constant input" if node.op in F.FOLDERS else ""))
-        handler(node)
+        handler(self, node)
         for extra in node.outputs[1:]:
             if extra and self.uses.get(extra):
                 raise node.error(f"its output {extra!r} is used, but only the first output is supported")
 
     # ------------------------------------------------------------ building blocks
-    def _runtime(self, node, i=0, rank=None):
+    def runtime(self, node, i=0, rank=None):
         """(numbacnn node name, full shape) of the runtime input i; constants and wrong ranks raise."""
         name = node.input(i)
         if name is None or name not in self.tensors:
@@ -291,7 +275,7 @@ class _Importer:
                              f"input {i} has shape {list(shape)}; only inputs of rank {sorted(rank)} are supported")
         return src, shape
 
-    def _const(self, node, i, required=True):
+    def const(self, node, i, required=True):
         name = node.input(i)
         if name is None:
             if required:
@@ -301,7 +285,7 @@ class _Importer:
             raise node.error(f"input {i} ({name!r}) must be a constant (an initializer or a foldable subgraph)")
         return self.consts[name]
 
-    def _unique(self, base):
+    def unique(self, base):
         base = re.sub(r"[^A-Za-z0-9_.\-]", "_", base) or "node"
         name, i = base, 1
         while name in self.layers or name == INPUT or name in (".", ".."):
@@ -309,9 +293,9 @@ class _Importer:
             name = f"{base}_{i}"
         return name
 
-    def _add(self, node, layer, inputs, weights=None, suffix=""):
+    def add(self, node, layer, inputs, weights=None, suffix=""):
         """Append ``layer`` fed by numbacnn nodes ``inputs`` (with their full shapes); returns (name, shape)."""
-        name = self._unique(node.name + suffix)
+        name = self.unique(node.name + suffix)
         srcs = [s for s, _ in inputs]
         layer.name = name
         try:
@@ -324,19 +308,19 @@ class _Importer:
             self.weights[name] = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
         return name, (inputs[0][1][0],) + tuple(out)
 
-    def _set(self, node, result, i=0):
+    def set(self, node, result, i=0):
         self.tensors[node.outputs[i]] = result
 
-    def _chain(self, node, x, steps):
+    def chain(self, node, x, steps):
         """Apply [(layer, weights)] one after another from x; returns the last (name, shape)."""
         for k, (layer, w) in enumerate(steps):
-            x = self._add(node, layer, [x], w, suffix="" if k == len(steps) - 1 else f"_{type(layer).__name__.lower()}")
+            x = self.add(node, layer, [x], w, suffix="" if k == len(steps) - 1 else f"_{layer.registered_name.lower()}")
         return x
 
     # ------------------------------------------------------------ spatial geometry
-    def _spatial(self, node, x_shape, kernel, *, dilations=(1, 1), ceil=False):
+    def spatial(self, node, x_shape, kernel, *, dilations=(1, 1), ceil=False):
         """ONNX pads (or auto_pad) -> (top, bottom, left, right) for a 2-D window, ceil_mode extra included."""
-        strides = _pairs(node.attrs.get("strides", [1, 1]), "strides")
+        strides = pairs(node.attrs.get("strides", [1, 1]), "strides")
         auto = node.attrs.get("auto_pad", "NOTSET")
         H, W = x_shape[2], x_shape[3]
         if auto in ("NOTSET", ""):
@@ -364,7 +348,7 @@ class _Importer:
                 pads[2 * axis + 1] += max(0, (out - 1) * s + d * (k - 1) + 1 - (size + lo + hi))
         return strides, tuple(pads)
 
-    def _window(self, node, x_shape):
+    def window(self, node, x_shape):
         kernel = node.attrs.get("kernel_shape")
         if kernel is None or len(kernel) != 2:
             raise node.error(f"kernel_shape {kernel} must hold 2 sizes (only 2-D pooling is supported)",
@@ -372,334 +356,14 @@ class _Importer:
         if any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
             raise node.error(f"dilations {node.attrs['dilations']} are not supported for pooling", "dilations")
         ceil = bool(node.attrs.get("ceil_mode", 0))
-        strides, pads = self._spatial(node, x_shape, kernel, ceil=ceil)
+        strides, pads = self.spatial(node, x_shape, kernel, ceil=ceil)
         return tuple(kernel), strides, pads, ceil
 
     # ------------------------------------------------------------ 1-D through 2-D
-    def _as_2d(self, node, x, w=None):
+    def as_2d(self, node, x, w=None):
         """A (N, C, L) input as (N, C, L, 1) through a Reshape; returns (x, w with a trailing 1) or None."""
-        x = self._add(node, Reshape((x[1][1], x[1][2], 1)), [x], suffix="_to2d")
+        x = self.add(node, Reshape((x[1][1], x[1][2], 1)), [x], suffix="_to2d")
         return x, (None if w is None else w[..., None])
 
-    def _back_1d(self, node, y):
-        return self._add(node, Reshape((y[1][1], y[1][2])), [y], suffix="_to1d")
-
-    # ------------------------------------------------------------ operators
-    def _op_Conv(self, node):
-        node.check_attrs({"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"})
-        x = self._runtime(node, 0, (3, 4))
-        w = self._const(node, 1)
-        b = self._const(node, 2, required=False)
-        one_d = len(x[1]) == 3
-        if w.ndim != len(x[1]):
-            raise node.error(f"weight shape {list(w.shape)} does not match input shape {list(x[1])}")
-        if one_d:
-            _attrs_to_2d(node)
-            x, w = self._as_2d(node, x, w)
-        kernel = tuple(int(d) for d in w.shape[2:])
-        if "kernel_shape" in node.attrs and tuple(node.attrs["kernel_shape"]) != kernel:
-            raise node.error(f"kernel_shape {node.attrs['kernel_shape']} does not match the weight shape "
-                             f"{list(w.shape)}", "kernel_shape")
-        dil = _pairs(node.attrs.get("dilations", [1, 1]), "dilations")
-        groups = int(node.attrs.get("group", 1))
-        strides, (t, bt, l, r) = self._spatial(node, x[1], kernel, dilations=dil)
-        sym = (min(t, bt), min(l, r))
-        steps = []
-        if (t, bt) != (sym[0], sym[0]) or (l, r) != (sym[1], sym[1]):
-            steps.append((Pad2D((t - sym[0], bt - sym[0], l - sym[1], r - sym[1]), 0.0), None))
-        weights = {"weight": w}
-        if b is not None:
-            weights["bias"] = b.reshape(-1)
-        steps.append((Conv2D(int(w.shape[0]), kernel, strides, sym, dil, groups, use_bias=b is not None), weights))
-        y = self._chain(node, x, steps)
-        self._set(node, self._back_1d(node, y) if one_d else y)
-
-    def _pool(self, node, kind):
-        if kind == "max":
-            node.check_attrs({"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "dilations",
-                              "storage_order"})
-        else:
-            node.check_attrs({"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad"})
-        x = self._runtime(node, 0, (3, 4))
-        one_d = len(x[1]) == 3
-        if one_d:
-            _attrs_to_2d(node)
-            x, _ = self._as_2d(node, x)
-        k, s, (t, b, l, r), ceil = self._window(node, x[1])
-        H, W = x[1][2], x[1][3]
-        even = t == b and l == r and t <= k[0] // 2 and l <= k[1] // 2
-        if kind == "max":
-            steps = [(MaxPool2D(k, s, (t, l)), None)] if even else \
-                [(Pad2D((t, b, l, r), float("-inf")), None), (MaxPool2D(k, s, 0), None)]
-        elif even:
-            steps = [(AvgPool2D(k, s, (t, l), bool(node.attrs.get("count_include_pad", 0))), None)]
-        elif ceil and self._spatial(node, x[1], k)[1] != (t, b, l, r):
-            raise node.error("ceil_mode=1 is not supported for AveragePool where it changes the output size",
-                             "ceil_mode")
-        elif node.attrs.get("count_include_pad", 0):
-            steps = [(Pad2D((t, b, l, r), 0.0), None), (AvgPool2D(k, s, 0, True), None)]
-        else:
-            # Average only the real cells: pad evenly by the larger side with the engine's exclusive
-            # divisor, then crop the windows that start before the requested top/left padding.
-            ph, pw = max(t, b), max(l, r)
-            if ph > k[0] // 2 or pw > k[1] // 2 or (ph - t) % s[0] or (pw - l) % s[1]:
-                raise node.error(f"pads (top, bottom, left, right)={(t, b, l, r)} with kernel {k}, strides {s} "
-                                 f"and count_include_pad=0 cannot be expressed", "pads")
-            OH, OW = _conv_out(H + t + b, k[0], s[0], 0), _conv_out(W + l + r, k[1], s[1], 0)
-            SH, SW = _conv_out(H, k[0], s[0], 2 * ph), _conv_out(W, k[1], s[1], 2 * pw)
-            ct, cl = (ph - t) // s[0], (pw - l) // s[1]
-            steps = [(AvgPool2D(k, s, (ph, pw), False), None)]
-            if (ct, SH - ct - OH, cl, SW - cl - OW) != (0, 0, 0, 0):
-                steps.append((Pad2D((-ct, -(SH - ct - OH), -cl, -(SW - cl - OW)), 0.0), None))
-        y = self._chain(node, x, steps)
-        self._set(node, self._back_1d(node, y) if one_d else y)
-
-    def _op_MaxPool(self, node):
-        self._pool(node, "max")
-
-    def _op_AveragePool(self, node):
-        self._pool(node, "avg")
-
-    def _op_GlobalAveragePool(self, node):
-        node.check_attrs(set())
-        self._set(node, self._add(node, GlobalAvgPool2D(), [self._runtime(node, 0, 4)]))
-
-    def _dense(self, node, x, w, b):
-        """x : runtime (N, in); w : (out, in); b : (out,) or None."""
-        weights = {"weight": w}
-        if b is not None:
-            weights["bias"] = b
-        return self._add(node, Dense(int(w.shape[0]), use_bias=b is not None), [x], weights)
-
-    def _op_Gemm(self, node):
-        node.check_attrs({"alpha", "beta", "transA", "transB", "broadcast"})
-        if node.attrs.get("transA", 0):
-            raise node.error("transA=1 on a non-constant input is not supported", "transA")
-        x = self._runtime(node, 0, 2)
-        bmat = self._const(node, 1)
-        w = (bmat if node.attrs.get("transB", 0) else bmat.T) * np.float32(node.attrs.get("alpha", 1.0))
-        c = self._const(node, 2, required=False)
-        bias = None
-        if c is not None:
-            bias = self._bias_vector(node, c * np.float32(node.attrs.get("beta", 1.0)), 2, w.shape[0])
-        self._set(node, self._dense(node, x, w, bias))
-
-    def _op_MatMul(self, node):
-        node.check_attrs(set())
-        x = self._runtime(node, 0, 2)
-        b = self._const(node, 1)
-        if b.ndim != 2:
-            raise node.error(f"only a 2-D constant right operand is supported, got shape {list(b.shape)}")
-        self._set(node, self._dense(node, x, b.T, None))
-
-    def _bias_vector(self, node, c, rank, channels):
-        """A constant that broadcasts per channel (axis 1) against a rank-``rank`` tensor -> (channels,), or raise."""
-        c = np.asarray(c, dtype=np.float32)
-        if c.ndim > rank:
-            raise node.error(f"constant of shape {list(c.shape)} does not broadcast per channel")
-        s = (1,) * (rank - c.ndim) + c.shape
-        if any(d != 1 for i, d in enumerate(s) if i != 1) or s[1] not in (1, channels):
-            raise node.error(f"constant of shape {list(c.shape)} is not a per-channel bias of {channels} channels")
-        return np.broadcast_to(c.reshape(-1), (channels,)).copy()
-
-    def _op_Add(self, node):
-        node.check_attrs({"broadcast", "axis"})
-        a, b = node.input(0), node.input(1)
-        if a in self.tensors and b in self.tensors:
-            return self._merge(node, [a, b])
-        if a in self.consts:
-            a, b = b, a
-        src, shape = self.tensors[a]
-        layer = self.layers.get(src)
-        c = self.consts[b]
-        if not isinstance(layer, (Dense, Conv2D)) or self.uses.get(a, 0) != 1 or src not in self.weights:
-            raise node.error("adding a constant is only supported as the bias of the Conv, Gemm or MatMul "
-                             "just before it")
-        if node.attrs.get("broadcast") and "axis" in node.attrs and c.ndim:  # opset < 7 axis broadcast
-            c = c.reshape(c.shape + (1,) * (len(shape) - node.attrs["axis"] % len(shape) - c.ndim))
-        bias = self._bias_vector(node, c, len(shape), shape[1])
-        w = self.weights[src]
-        w["bias"] = w.get("bias", 0) + bias
-        if not layer.use_bias:
-            layer.use_bias = True
-            layer.build(layer.input_shapes)
-        self._set(node, (src, shape))
-
-    def _op_Sum(self, node):
-        node.check_attrs(set())
-        self._merge(node, node.inputs)
-
-    def _merge(self, node, names):
-        xs = []
-        for i, n in enumerate(names):
-            xs.append(self._runtime(node, i))
-            if xs[-1][1] != xs[0][1]:
-                raise node.error(f"inputs of shapes {list(xs[0][1])} and {list(xs[-1][1])}: broadcasting "
-                                 f"between computed tensors is not supported")
-        self._set(node, xs[0] if len(xs) == 1 else self._add(node, Add(), xs))
-
-    def _op_Concat(self, node):
-        node.check_attrs({"axis"})
-        xs = [self._runtime(node, i) for i in range(len(node.inputs))]
-        rank = len(xs[0][1])
-        if "axis" not in node.attrs or node.attrs["axis"] % rank != 1:
-            raise node.error(f"axis {node.attrs.get('axis')} is not supported: only the channel axis 1", "axis")
-        self._set(node, self._add(node, Concatenate(), xs))
-
-    def _op_BatchNormalization(self, node):
-        node.check_attrs({"epsilon", "momentum", "spatial", "is_test", "consumed_inputs", "training_mode"})
-        if node.attrs.get("training_mode", 0):
-            raise node.error("training_mode=1 is not supported (import inference graphs)", "training_mode")
-        x = self._runtime(node, 0, (2, 3, 4, 5))
-        if node.attrs.get("spatial", 1) == 0 and len(x[1]) != 2:
-            raise node.error("spatial=0 is not supported", "spatial")
-        scale, bias, mean, var = (self._const(node, i).reshape(-1) for i in (1, 2, 3, 4))
-        layer = BatchNorm(momentum=float(1.0 - node.attrs.get("momentum", 0.9)),
-                          eps=float(node.attrs.get("epsilon", 1e-5)))
-        weights = {"gamma": scale, "beta": bias, "running_mean": mean, "running_var": var}
-        shape = x[1]
-        if len(shape) in (3, 5):  # per-channel statistics do not care how the rest is laid out
-            x = self._add(node, Reshape((shape[1], int(np.prod(shape[2:])), 1)), [x], suffix="_to4d")
-        y = self._add(node, layer, [x], weights)
-        if len(shape) in (3, 5):
-            y = self._add(node, Reshape(shape[1:]), [y], suffix="_back")
-        self._set(node, y)
-
-    def _elementwise(self, node, layer, known=()):
-        node.check_attrs(set(known) | {"consumed_inputs"})
-        self._set(node, self._add(node, layer, [self._runtime(node)]))
-
-    def _op_Relu(self, node):
-        self._elementwise(node, ReLU())
-
-    def _op_LeakyRelu(self, node):
-        self._elementwise(node, LeakyReLU(float(node.attrs.get("alpha", 0.01))), {"alpha"})
-
-    def _op_Sigmoid(self, node):
-        self._elementwise(node, Sigmoid())
-
-    def _op_Tanh(self, node):
-        self._elementwise(node, Tanh())
-
-    def _op_Identity(self, node):
-        self._set(node, self._runtime(node))
-
-    def _op_Dropout(self, node):
-        node.check_attrs({"ratio", "is_test", "seed", "consumed_inputs"})
-        ratio = node.attrs.get("ratio", 0.5)
-        if self.opset >= 12:
-            r = self._const(node, 1, required=False)
-            ratio = 0.5 if r is None else float(np.asarray(r).reshape(-1)[0])
-            mode = self._const(node, 2, required=False)
-            if mode is not None and bool(np.asarray(mode).reshape(-1)[0]):
-                raise node.error("training_mode=True is not supported (import inference graphs)")
-        if not 0.0 <= ratio < 1.0:
-            raise node.error(f"ratio {ratio} must be in [0, 1)", "ratio")
-        self._set(node, self._add(node, Dropout(float(ratio)), [self._runtime(node)]))
-
-    def _op_LRN(self, node):
-        node.check_attrs({"size", "alpha", "beta", "bias"})
-        size = int(node.attrs.get("size", 0))
-        if size < 1 or size % 2 == 0:
-            raise node.error(f"size {size} is not supported: only odd sizes (ONNX centres even windows "
-                             f"differently from the engine)", "size")
-        layer = LRN(size, float(node.attrs.get("alpha", 1e-4)), float(node.attrs.get("beta", 0.75)),
-                    float(node.attrs.get("bias", 1.0)))
-        self._set(node, self._add(node, layer, [self._runtime(node, 0, 4)]))
-
-    def _op_Softmax(self, node):
-        node.check_attrs({"axis"})
-        x = self._runtime(node)
-        shape = x[1]
-        rank = len(shape)
-        axis = node.attrs.get("axis", 1 if self.opset < 13 else -1) % rank
-        if self.opset < 13:  # softmax over everything from ``axis`` on, per row
-            ok = axis == 1
-        else:  # softmax along one axis: the features when the others (but the batch) are 1
-            ok = rank >= 2 and all(d == 1 for i, d in enumerate(shape) if i not in (0, axis))
-        if not ok:
-            raise node.error(f"softmax over axis {node.attrs.get('axis', axis)} of an input of shape {list(shape)} "
-                             f"is not supported: only over the features of each sample", "axis")
-        if rank > 2:
-            x = self._add(node, Flatten(), [x], suffix="_flat")
-        y = self._add(node, Softmax(), [x])
-        if rank > 2:
-            y = self._add(node, Reshape(shape[1:]), [y], suffix="_back")
-        self._set(node, y)
-
-    def _op_Flatten(self, node):
-        node.check_attrs({"axis"})
-        x = self._runtime(node)
-        if node.attrs.get("axis", 1) % (len(x[1]) + 1) != 1:
-            raise node.error(f"axis {node.attrs['axis']} is not supported: only 1 (keep the batch)", "axis")
-        self._set(node, x if len(x[1]) == 2 else self._add(node, Flatten(), [x]))
-
-    def _op_Reshape(self, node):
-        node.check_attrs({"shape", "allowzero", "consumed_inputs"})
-        x = self._runtime(node)
-        target = node.attrs.get("shape") if self.opset < 5 else [int(v) for v in self._const(node, 1).reshape(-1)]
-        try:
-            out = F.resolve_reshape(x[1], target, node.attrs.get("allowzero", 0))
-        except F.FoldError as e:
-            raise node.error(str(e)) from None
-        self._set(node, self._reshape_to(node, x, out))
-
-    def _reshape_to(self, node, x, out):
-        """x viewed as the full shape ``out``: an alias, a Flatten or a Reshape; the batch must stay first."""
-        out = tuple(int(d) for d in out)
-        if not out or out[0] != x[1][0]:
-            raise node.error(f"reshaping {list(x[1])} to {list(out)} changes the first (batch) dimension")
-        if out == x[1]:
-            return x
-        return self._add(node, Flatten() if len(out) == 2 else Reshape(out[1:]), [x])
-
-    def _op_Unsqueeze(self, node):
-        node.check_attrs({"axes"})
-        x = self._runtime(node)
-        axes = F._axes([None] + [self._const(node, 1, required=False)], node.attrs, self.opset, 13)
-        if axes is None:
-            raise node.error("axes are required", "axes")
-        out = list(x[1])
-        for a in sorted(int(a) % (len(out) + len(axes)) for a in axes):
-            out.insert(a, 1)
-        self._set(node, self._reshape_to(node, x, out))
-
-    def _op_Squeeze(self, node):
-        node.check_attrs({"axes"})
-        x = self._runtime(node)
-        axes = F._axes([None] + [self._const(node, 1, required=False)], node.attrs, self.opset, 13)
-        rank = len(x[1])
-        drop = {int(a) % rank for a in axes} if axes is not None else {i for i, d in enumerate(x[1]) if d == 1}
-        if any(x[1][a] != 1 for a in drop):
-            raise node.error(f"cannot squeeze axes {sorted(drop)} of shape {list(x[1])}", "axes")
-        self._set(node, self._reshape_to(node, x, [d for i, d in enumerate(x[1]) if i not in drop]))
-
-    def _op_Pad(self, node):
-        node.check_attrs({"mode", "pads", "value", "paddings"})
-        x = self._runtime(node, 0, 4)
-        mode = node.attrs.get("mode", "constant")
-        if mode != "constant":
-            raise node.error(f"mode {mode!r} is not supported: only 'constant'", "mode")
-        if self.opset < 11:
-            pads, value = node.attrs.get("pads", node.attrs.get("paddings")), node.attrs.get("value", 0.0)
-        else:
-            pads = [int(v) for v in self._const(node, 1).reshape(-1)]
-            v = self._const(node, 2, required=False)
-            value = 0.0 if v is None else float(np.asarray(v).reshape(-1)[0])
-            axes = self._const(node, 3, required=False)
-            if axes is not None:
-                full = [0] * 8
-                ax = [int(a) % 4 for a in np.asarray(axes).reshape(-1)]
-                for i, a in enumerate(ax):
-                    full[a], full[a + 4] = pads[i], pads[i + len(ax)]
-                pads = full
-        if pads is None or len(pads) != 8 or pads[0] or pads[4] or (
-                (pads[1] or pads[5]) and (value != 0.0 or min(pads[1], pads[5]) < 0)):
-            raise node.error(f"pads {pads} are not supported: only H and W (any constant) and channels (zeros, "
-                             f"no cropping) may be padded", "pads")
-        steps = []
-        if pads[1] or pads[5]:
-            steps.append((ChannelPad(int(pads[1]), int(pads[5])), None))
-        if any(pads[i] for i in (2, 3, 6, 7)) or not steps:
-            steps.append((Pad2D((pads[2], pads[6], pads[3], pads[7]), float(value)), None))
-        self._set(node, self._chain(node, x, steps))
+    def back_1d(self, node, y):
+        return self.add(node, Reshape((y[1][1], y[1][2])), [y], suffix="_to1d")

@@ -1,5 +1,5 @@
-"""Every ``@cuda.jit`` kernel of ``numbacnn.kernels.cuda`` is exercised by the simulator tests
-and compiled by the PTX test.
+"""Every ``@cuda.jit`` kernel of ``numbacnn.kernels.cuda`` is declared by an op of the op table, so the
+simulator tests launch it and the PTX test compiles it.
 
 Kernels are discovered by walking the package's modules for numba CUDA kernel objects
 (``CUDADispatcher`` normally, ``FakeCUDAKernel`` under the simulator) that are not device
@@ -8,21 +8,9 @@ functions and are defined in that module.  Runs in both the normal and the simul
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import pkgutil
-from pathlib import Path
 
 import numbacnn.kernels.cuda as cuda_pkg
-
-HERE = Path(__file__).parent
-
-
-def _load(name):
-    """Import a sibling test module by path (tests/cuda is not a package; see conftest.py)."""
-    spec = importlib.util.spec_from_file_location(f"_numbacnn_cuda_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _is_kernel(obj):
@@ -54,18 +42,10 @@ def test_discovery_finds_the_kernels_of_every_module():
         assert f"numbacnn.kernels.cuda.{m}" in modules
 
 
-def test_every_kernel_is_in_the_simulator_tests():
-    listed = set().union(*_load("test_cuda_sim").KERNELS.values())
+def test_every_kernel_is_declared_by_an_op():
+    """The simulator test launches, and the PTX test compiles, exactly the kernels the op table declares."""
+    from numbacnn.ops import CUDA_HELPERS, OPS
+    declared = set(CUDA_HELPERS).union(*(op.cuda for op in OPS.values()))
     kernels = set(discover_kernels())
-    assert not kernels - listed, f"kernels no simulator test launches: {sorted(kernels - listed)}"
-    assert not listed - kernels, f"simulator tests list unknown kernels: {sorted(listed - kernels)}"
-
-
-def test_every_kernel_is_in_the_ptx_test():
-    source = (HERE / "test_cuda_ptx.py").read_text()
-    # the PTX module skips itself at import under the simulator, so read its table's keys from the source
-    listed = {line.split('"')[1] for line in source.splitlines() if line.strip().startswith('"') and
-              line.strip().split('"')[1].endswith("_kernel")}
-    kernels = set(discover_kernels())
-    assert not kernels - listed, f"kernels the PTX test does not compile: {sorted(kernels - listed)}"
-    assert not listed - kernels, f"PTX test lists unknown kernels: {sorted(listed - kernels)}"
+    assert not kernels - declared, f"kernels no op declares (numbacnn/ops.py): {sorted(kernels - declared)}"
+    assert not declared - kernels, f"ops declare unknown kernels: {sorted(declared - kernels)}"

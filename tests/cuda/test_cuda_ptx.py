@@ -9,8 +9,9 @@ is on, when numba-cuda is not installed (numba's deprecated built-in ``numba.cud
 kernels differently, so a machine with a CUDA toolkit but no numba-cuda must not run these),
 or when libNVVM cannot be loaded.
 
-The signatures are those the launchers produce: C-contiguous float32 views, Python ints as
-int64, scalars passed as ``np.float32``, flags as booleans.
+The kernels and their signatures come from the op table (``Op.cuda`` in ``numbacnn/ops.py``):
+the types the launchers produce (C-contiguous float32 views, Python ints as int64, scalars
+passed as ``np.float32``, flags as booleans).
 """
 from __future__ import annotations
 
@@ -32,68 +33,34 @@ if numba_cuda_missing_reason():
 
 from numba import boolean, cuda, float32, int32, int64, uint8, uint64  # noqa: E402
 
-from numbacnn.kernels.cuda import _common, conv2d, dense, elementwise, norm, pad, pool2d  # noqa: E402
+import numbacnn.kernels.cuda as cuda_pkg  # noqa: E402
+from numbacnn.ops import CUDA_HELPERS, OPS  # noqa: E402
 
 CC = (9, 0)
-F = float32
-A1, A2, A3, A4 = float32[::1], float32[:, ::1], float32[:, :, ::1], float32[:, :, :, ::1]
-I = int64
-U8 = uint8[::1]
-L64, L32 = int64[::1], int32[::1]
-B = boolean
+# the type codes of the op table's PTX signatures (numbacnn/ops.py's docstring)
+TYPES = {"A1": float32[::1], "A2": float32[:, ::1], "A3": float32[:, :, ::1], "A4": float32[:, :, :, ::1],
+         "F": float32, "I": int64, "B": boolean, "U8": uint8[::1], "u8": uint8, "u64": uint64,
+         "L64": int64[::1], "L32": int32[::1], "LA2": int64[:, ::1], "LA4": int64[:, :, :, ::1]}
 
-# kernel name -> (module, signature or list of signatures)
-PTX_SIGNATURES = {
-    # _common
-    "channel_sum_kernel": (_common, (A3, F, A1)),
-    # conv2d
-    "conv2d_forward_tiled_kernel": (conv2d, (A4, A4, A1, B, I, I, I, I, I, I, I, A4)),
-    "conv2d_forward_direct_kernel": (conv2d, (A4, A4, A1, B, I, I, I, I, I, I, I, A4)),
-    "conv2d_backward_input_kernel": (conv2d, (A4, A4, I, I, I, I, I, I, I, A4)),
-    "conv2d_backward_weight_kernel": (conv2d, (A4, A4, I, I, I, I, I, I, I, A4)),
-    # pool2d
-    "max_pool2d_forward_kernel": (pool2d, (A4, I, I, I, I, I, I, A4, int64[:, :, :, ::1])),
-    "max_pool2d_backward_kernel": (pool2d, (A2, int64[:, ::1], A2)),
-    "avg_pool2d_forward_kernel": (pool2d, (A4, I, I, I, I, I, I, B, A4)),
-    "avg_pool2d_backward_kernel": (pool2d, (A4, I, I, I, I, I, I, B, A4)),
-    "global_avg_pool2d_backward_kernel": (pool2d, (A1, F, A2)),
-    # dense
-    "dense_forward_kernel": (dense, (A2, A2, A1, B, A2)),
-    "dense_backward_input_kernel": (dense, (A2, A2, A2)),
-    "dense_backward_weight_kernel": (dense, (A2, A2, A2)),
-    # elementwise
-    "fill_kernel": (elementwise, [(A1, F), (U8, uint8)]),
-    "add_inplace_kernel": (elementwise, (A1, A1)),
-    "relu_forward_kernel": (elementwise, (A1, A1)),
-    "relu_backward_kernel": (elementwise, (A1, A1, A1)),
-    "leaky_relu_forward_kernel": (elementwise, (A1, F, A1)),
-    "leaky_relu_backward_kernel": (elementwise, (A1, A1, F, A1)),
-    "sigmoid_forward_kernel": (elementwise, (A1, A1)),
-    "sigmoid_backward_kernel": (elementwise, (A1, A1, A1)),
-    "tanh_forward_kernel": (elementwise, (A1, A1)),
-    "tanh_backward_kernel": (elementwise, (A1, A1, A1)),
-    "softmax_forward_kernel": (elementwise, (A2, A2)),
-    "softmax_backward_kernel": (elementwise, (A2, A2, A2)),
-    "softmax_cross_entropy_forward_kernel": (elementwise, [(A2, L64, A2, A1), (A2, L32, A2, A1)]),
-    "softmax_cross_entropy_backward_kernel": (elementwise, [(A2, L64, F, A2), (A2, L32, F, A2)]),
-    "argmax_kernel": (elementwise, (A2, L64)),
-    "dropout_forward_kernel": (elementwise, (A1, uint64, F, F, A1, U8)),
-    "dropout_backward_kernel": (elementwise, (A1, U8, F, A1)),
-    "concat_forward_kernel": (elementwise, (A3, I, A3)),
-    "concat_backward_kernel": (elementwise, (A3, I, A3)),
-    "sgd_update_kernel": (elementwise, (A1, A1, A1, F, F, B, F, F)),
-    "adam_update_kernel": (elementwise, (A1, A1, A1, A1, F, F, F, F, F, F, F, F, F, F)),
-    # norm
-    "batch_norm_stats_kernel": (norm, (A3, F, F, F, A1, A1, A1, A1)),
-    "batch_norm_eval_stats_kernel": (norm, (A1, A1, F, A1, A1)),
-    "batch_norm_apply_kernel": (norm, (A3, A1, A1, A1, A1, A3)),
-    "batch_norm_backward_reduce_kernel": (norm, (A3, A3, A1, A1, A1, A1)),
-    "batch_norm_backward_input_kernel": (norm, (A3, A3, A1, A1, A1, A1, A1, B, A3)),
-    "lrn_forward_kernel": (norm, (A3, I, F, F, F, A3, A3)),
-    "lrn_backward_kernel": (norm, (A3, A3, A3, A3, I, F, F, A3)),
-    # pad
-    "pad2d_kernel": (pad, (A3, I, I, F, A3)),
-}
+
+def _signatures(codes):
+    return [tuple(TYPES[c] for c in sig.split()) for sig in (codes if isinstance(codes, list) else [codes])]
+
+
+def _kernels():
+    """{kernel name: (kernel, [signatures])} of every kernel the op table declares."""
+    import importlib
+    import pkgutil
+    objects = {}
+    for info in pkgutil.iter_modules(cuda_pkg.__path__):
+        objects.update(vars(importlib.import_module(f"{cuda_pkg.__name__}.{info.name}")))
+    declared = dict(CUDA_HELPERS)
+    for op in OPS.values():
+        declared.update(op.cuda)
+    return {name: (objects[name], _signatures(codes)) for name, codes in declared.items()}
+
+
+PTX_SIGNATURES = _kernels()
 
 F64 = re.compile(r"\.f64\b|\bcvt\.\S*f64")
 
@@ -128,9 +95,8 @@ def nvvm_available(monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(PTX_SIGNATURES))
 def test_kernel_compiles_to_float32_ptx(nvvm_available, name):
-    module, sigs = PTX_SIGNATURES[name]
-    kernel = getattr(module, name)
-    for sig in sigs if isinstance(sigs, list) else [sigs]:
+    kernel, sigs = PTX_SIGNATURES[name]
+    for sig in sigs:
         ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=CC)
         assert ".entry" in ptx, f"{name}{sig}: no kernel entry in the PTX"
         bad = [line.strip() for line in ptx.splitlines() if F64.search(line)]

@@ -13,8 +13,8 @@ move through ``backend.asarray`` / ``backend.to_host`` only, so the same
 helper drives the CPU backend and the CUDA backend (simulator or GPU).
 
 How each op's backward is called (which forward outputs it takes, which
-forward keyword arguments) is a table, ``BACKWARD``, so that each op's test
-is a few lines.
+forward keyword arguments) is part of the op's declaration (``Op.grad`` in
+``numbacnn/ops.py``), so one helper checks every op.
 
 Tolerances, and why
 -------------------
@@ -50,11 +50,11 @@ dx/dw the contracted dimension, pooling the window (dx: the overlap).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from numbacnn.backends import get_backend
+from numbacnn.ops import OPS
 
 EPS32 = float(np.finfo(np.float32).eps)
 RTOL_ELEMENTWISE = 2e-6
@@ -72,50 +72,8 @@ ELEMENTWISE = dict(rtol=RTOL_ELEMENTWISE, atol=ATOL_ELEMENTWISE)
 EXACT = dict(rtol=0.0, atol=0.0)
 
 
-# ---------------------------------------------------------------- backward calls
-@dataclass(frozen=True)
-class Backward:
-    """How to call ``<op>_backward``: ``call(dy, inputs, outputs, kwargs) -> (args, kwargs)``.
-
-    ``inputs`` are the forward's positional inputs and ``outputs`` its results
-    (a tuple when it returns several), both on the backend being called.
-    ``upstream`` is False for ops whose backward takes no ``dy`` (the loss).
-    """
-
-    call: Callable
-    upstream: bool = True
-
-
 def _first(outs):
     return outs[0] if isinstance(outs, tuple) else outs
-
-
-def _pick(kw, *names):
-    return {n: kw[n] for n in names if n in kw}
-
-
-BACKWARD = {
-    "conv2d": Backward(lambda dy, i, o, kw: ((dy, i[0], i[1]), dict(kw, has_bias=i[2] is not None))),
-    "max_pool2d": Backward(lambda dy, i, o, kw: ((dy, o[1], tuple(i[0].shape)), {})),
-    "avg_pool2d": Backward(lambda dy, i, o, kw: ((dy, tuple(i[0].shape)), kw)),
-    "global_avg_pool2d": Backward(lambda dy, i, o, kw: ((dy, tuple(i[0].shape)), {})),
-    "dense": Backward(lambda dy, i, o, kw: ((dy, i[0], i[1]), dict(has_bias=i[2] is not None))),
-    "relu": Backward(lambda dy, i, o, kw: ((dy, i[0]), {})),
-    "leaky_relu": Backward(lambda dy, i, o, kw: ((dy, i[0]), kw)),
-    "sigmoid": Backward(lambda dy, i, o, kw: ((dy, o), {})),
-    "tanh": Backward(lambda dy, i, o, kw: ((dy, o), {})),
-    "softmax": Backward(lambda dy, i, o, kw: ((dy, o), {})),
-    "softmax_cross_entropy": Backward(lambda dy, i, o, kw: ((o[1], i[1]), {}), upstream=False),
-    "batch_norm": Backward(lambda dy, i, o, kw: ((dy, i[0], i[1], o[1], o[2]), _pick(kw, "training"))),
-    "dropout": Backward(lambda dy, i, o, kw: ((dy, o[1]), _pick(kw, "p", "training"))),
-    "lrn": Backward(lambda dy, i, o, kw: ((dy, i[0], o[0], o[1]), kw)),
-    "concat": Backward(lambda dy, i, o, kw: ((dy, [int(x.shape[1]) for x in i[0]]), {})),
-    "add": Backward(lambda dy, i, o, kw: ((dy, len(i[0])), {})),
-    "pad2d": Backward(lambda dy, i, o, kw: ((dy,), _pick(kw, "pads"))),
-    "argmax": None,      # no gradient: only the forward is compared
-    "sgd_update": None,  # in place: check_op compares the updated param and velocity
-    "adam_update": None,
-}
 
 
 # ---------------------------------------------------------------- moving trees of arrays
@@ -217,8 +175,8 @@ def check_op(backend, op, inputs, kwargs=None, *, rtol=RTOL_ELEMENTWISE, atol=AT
     """
     be, ref = get_backend(backend), get_backend(oracle)
     kwargs = dict(kwargs or {})
-    name = f"{op}_forward" if hasattr(ref, f"{op}_forward") else op
-    spec = BACKWARD[op]
+    spec = OPS[op]
+    name = spec.forward
     if input_atol is None:
         input_atol = atol[0] if isinstance(atol, (list, tuple)) else atol
     input_rtol = rtol[0] if isinstance(rtol, (list, tuple)) else rtol
@@ -235,7 +193,7 @@ def check_op(backend, op, inputs, kwargs=None, *, rtol=RTOL_ELEMENTWISE, atol=AT
     be_in_host = _to_host(be, be_in)
     assert_tree_close(f"{ctx}: inputs after forward", be_in_host, ref_in, input_rtol, input_atol)
     result = Checked(outputs=be_out_host, inputs=be_in_host)
-    if spec is None:
+    if spec.grad is None:
         return result
 
     # backward, from the same random upstream gradient on both sides
@@ -243,9 +201,9 @@ def check_op(backend, op, inputs, kwargs=None, *, rtol=RTOL_ELEMENTWISE, atol=AT
     if spec.upstream:
         y = _first(ref_out)
         dy = np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
-    ref_args, ref_kw = spec.call(dy, ref_in, ref_out, kwargs)
+    ref_args, ref_kw = spec.grad(dy, ref_in, ref_out, kwargs)
     be_dy = _to_backend(be, dy)
-    be_args, be_kw = spec.call(be_dy, be_in, be_out, kwargs)
+    be_args, be_kw = spec.grad(be_dy, be_in, be_out, kwargs)
     ref_grads = getattr(ref, f"{op}_backward")(*ref_args, **ref_kw)
     be_grads = getattr(be, f"{op}_backward")(*be_args, **be_kw)
     be.synchronize()

@@ -6,6 +6,12 @@ would reject is never passed through silently.  Invalid geometries have their
 own test (``test_ops.py::test_invalid_arguments``), which checks the
 ValueError names the argument at fault.
 
+``CASES`` maps every op of the op table (``numbacnn.ops.OPS``) to a strategy
+of ``Case``s (inputs, keyword arguments, tolerances); ``EDGES`` lists fixed
+cases every run sees.  The kernel tests (CPU and reference backends) and the
+CUDA simulator tests draw from the same strategies (``small=True`` for the
+simulator), so an op is tested on every backend by being declared here.
+
 Ranges (from the test plan): batch 1-4, channels 1-8, spatial 1-16 (height and
 width drawn independently), kernel 1-7, stride 1-3, padding 0-3 (pooling:
 at most half the kernel, PyTorch's rule), dilation 1-3, groups dividing both
@@ -15,12 +21,15 @@ examples cheap while geometry still shrinks to a minimal failing case.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from numbacnn.kernels.reference import conv_out_size
+from numbacnn.kernels.geometry import out_size
+
+from .check import ELEMENTWISE, EXACT, tol
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -55,8 +64,8 @@ class ConvGeom:
 
     @property
     def out_hw(self):
-        return (conv_out_size(self.h, self.kernel[0], self.stride[0], self.padding[0], self.dilation[0]),
-                conv_out_size(self.w, self.kernel[1], self.stride[1], self.padding[1], self.dilation[1]))
+        return (out_size(self.h, self.kernel[0], self.stride[0], self.padding[0], self.dilation[0]),
+                out_size(self.w, self.kernel[1], self.stride[1], self.padding[1], self.dilation[1]))
 
     @property
     def kwargs(self):
@@ -139,8 +148,8 @@ class PoolGeom:
 
     @property
     def out_hw(self):
-        return (conv_out_size(self.h, self.kernel[0], self.stride[0], self.padding[0]),
-                conv_out_size(self.w, self.kernel[1], self.stride[1], self.padding[1]))
+        return (out_size(self.h, self.kernel[0], self.stride[0], self.padding[0]),
+                out_size(self.w, self.kernel[1], self.stride[1], self.padding[1]))
 
     @property
     def kwargs(self):
@@ -200,3 +209,257 @@ def batch_norm_shapes(draw, training=True):
     if training:
         assume(n * (shape[2] * shape[3] if four_d else 1) >= 2)
     return shape
+
+
+# ====================================================================== cases of every op
+@dataclass
+class Case:
+    """One call of an op: positional host inputs, keyword arguments, tolerances for ``check_op``."""
+
+    inputs: list
+    kwargs: dict = field(default_factory=dict)
+    tol: dict = field(default_factory=lambda: dict(ELEMENTWISE))
+    seed: int = 0
+
+
+def normal(rng, shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def conv_case(g: ConvGeom, bias=True, seed=0):
+    rng = np.random.default_rng(seed)
+    x, w = normal(rng, g.x_shape), normal(rng, g.w_shape)
+    b = normal(rng, (g.k,)) if bias else None
+    wgrad = tol(g.weight_grad_terms)
+    return Case([x, w, b], g.kwargs, dict(**tol(g.forward_terms + 1), grad_rtol=wgrad["rtol"],
+                                          grad_atol=[tol(g.input_grad_terms)["atol"], wgrad["atol"], wgrad["atol"]]),
+                seed)
+
+
+def max_pool_case(g: PoolGeom, ties=False, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, g.x_shape).astype(np.float32) if ties else normal(rng, g.x_shape)
+    # the max is a choice, not a sum: values and argmax are exact; dx sums `overlap` terms
+    return Case([x], g.kwargs, dict(**EXACT, grad_atol=tol(g.overlap)["atol"], grad_rtol=tol(g.overlap)["rtol"]),
+                seed)
+
+
+def avg_pool_case(g: PoolGeom, count_include_pad=True, seed=0):
+    x = normal(np.random.default_rng(seed), g.x_shape)
+    return Case([x], dict(g.kwargs, count_include_pad=count_include_pad),
+                dict(**tol(g.window), grad_atol=tol(g.overlap)["atol"]), seed)
+
+
+def dense_case(n, n_in, n_out, bias=True, seed=0):
+    rng = np.random.default_rng(seed)
+    x, w = normal(rng, (n, n_in)), normal(rng, (n_out, n_in))
+    b = normal(rng, (n_out,)) if bias else None
+    return Case([x, w, b], {}, dict(**tol(n_in + 1), grad_atol=[tol(n_out)["atol"], tol(n)["atol"], tol(n)["atol"]]),
+                seed)
+
+
+def batch_norm_case(shape, training=True, momentum=0.1, eps=1e-5, seed=0):
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    inputs = [normal(rng, shape), normal(rng, (c,)), normal(rng, (c,)), normal(rng, (c,)),
+              rng.uniform(0.5, 2.0, c).astype(np.float32)]
+    x = inputs[0].astype(np.float64)
+    m = x.size // c
+    var = x.var(axis=(0, 2, 3) if x.ndim == 4 else (0,)) if training else inputs[4].astype(np.float64)
+    cond = float(np.max(1 / np.sqrt(var + eps)))   # invstd scales every rounding error of x - mean
+    t = tol(m, scale=max(cond, 1.0))
+    return Case(inputs, dict(training=training, momentum=momentum, eps=eps),
+                dict(**t, grad_atol=t["atol"] * max(cond, 1.0)), seed)
+
+
+def _params(rng, shape):
+    """Normal values with exact zeros sprinkled in (sign(0) = 0 for the L1 term)."""
+    p = normal(rng, shape)
+    p.reshape(-1)[::7] = 0.0
+    return p
+
+
+def _small(small, big, little):
+    return little if small else big
+
+
+@st.composite
+def _conv(draw, small=False):
+    g = draw(conv_geometries(max_batch=2, max_channels=4, max_size=7, max_kernel=3, max_stride=2, max_padding=1,
+                             max_dilation=2) if small else conv_geometries())
+    return conv_case(g, draw(st.booleans()), draw(seeds))
+
+
+@st.composite
+def _max_pool(draw, small=False):
+    g = draw(pool_geometries(max_batch=2, max_channels=3, max_size=7, max_kernel=3, max_stride=2) if small
+             else pool_geometries())
+    return max_pool_case(g, draw(st.booleans()), draw(seeds))
+
+
+@st.composite
+def _avg_pool(draw, small=False):
+    g = draw(pool_geometries(max_batch=2, max_channels=3, max_size=7, max_kernel=3, max_stride=2) if small
+             else pool_geometries())
+    return avg_pool_case(g, draw(st.booleans()), draw(seeds))
+
+
+@st.composite
+def _global_avg_pool(draw, small=False):
+    shape = draw(nchw_shapes(max_batch=2, max_channels=3, max_size=6) if small else nchw_shapes())
+    n_hw = shape[2] * shape[3]
+    return Case([normal(np.random.default_rng(draw(seeds)), shape)], {},
+                dict(**tol(n_hw, scale=1 / n_hw), grad_atol=ELEMENTWISE["atol"]))
+
+
+@st.composite
+def _dense(draw, small=False):
+    n, n_in, n_out = (draw(st.integers(1, hi)) for hi in _small(small, (8, 300, 40), (5, 40, 20)))
+    return dense_case(n, n_in, n_out, draw(st.booleans()), draw(seeds))
+
+
+def _activation(extra=None):
+    @st.composite
+    def draw_case(draw, small=False):
+        """Large scales push sigmoid and tanh into saturation (y rounds to 0 or 1)."""
+        shape = draw(any_shapes(max_dims=3, max_side=6) if small else any_shapes())
+        x = normal(np.random.default_rng(draw(seeds)), shape, draw(st.sampled_from([1.0, 10.0, 100.0])))
+        return Case([x], {} if extra is None else {extra[0]: draw(extra[1])}, dict(ELEMENTWISE))
+    return draw_case
+
+
+@st.composite
+def _softmax(draw, small=False):
+    n, k = draw(st.integers(1, 4 if small else 6)), draw(st.integers(1, 40))
+    x = normal(np.random.default_rng(draw(seeds)), (n, k), draw(st.sampled_from([1.0, 30.0])))
+    return Case([x], {}, tol(k))
+
+
+@st.composite
+def _softmax_cross_entropy(draw, small=False):
+    """Logits of magnitude 1e4 must neither overflow nor lose the loss (float32 ulp there is 1e-3)."""
+    rng = np.random.default_rng(draw(seeds))
+    n, k = draw(st.integers(1, 4 if small else 6)), draw(st.integers(1, 40))
+    labels = rng.integers(0, k, n).astype(draw(st.sampled_from([np.int64, np.int32])))
+    return Case([normal(rng, (n, k), draw(st.sampled_from([1.0, 30.0, 1e4]))), labels], {}, tol(k))
+
+
+@st.composite
+def _argmax(draw, small=False):
+    """np.argmax's rules: the first maximum on ties, the first NaN when a row holds one."""
+    rng = np.random.default_rng(draw(seeds))
+    n, k = draw(st.integers(1, 5 if small else 40)), draw(st.integers(1, 12))
+    x = rng.integers(0, 3, (n, k)).astype(np.float32) if draw(st.booleans()) else normal(rng, (n, k))
+    if draw(st.booleans()):
+        x[rng.integers(0, n), rng.integers(0, k)] = np.nan
+    return Case([x], {}, dict(EXACT))
+
+
+@st.composite
+def _batch_norm(draw, small=False):
+    training = draw(st.booleans())
+    shapes = batch_norm_shapes(training=training)
+    shape = draw(shapes.filter(lambda s: int(np.prod(s)) <= 200) if small else shapes)
+    momentum = draw(st.sampled_from([0.0, 0.1, 1.0])) if training else 0.1
+    return batch_norm_case(shape, training, momentum, draw(st.sampled_from([1e-5, 1e-3])), draw(seeds))
+
+
+@st.composite
+def _dropout(draw, small=False):
+    """The mask is a pure function of (seed, index): identical to the reference, bit for bit."""
+    shape = draw(any_shapes(max_dims=3, max_side=6) if small else any_shapes())
+    seed = draw(seeds)
+    kw = dict(p=draw(st.sampled_from([0.0, 0.1, 0.5, 0.9])), training=draw(st.booleans()), seed=seed)
+    return Case([normal(np.random.default_rng(seed), shape)], kw, dict(ELEMENTWISE), seed)
+
+
+@st.composite
+def _lrn(draw, small=False):
+    shape = draw(nchw_shapes(max_batch=2, max_channels=6, max_size=3) if small else nchw_shapes(max_size=8))
+    size = draw(st.integers(1, 7))
+    kw = dict(size=size, alpha=draw(st.sampled_from([1e-4, 1e-2, 1.0])), beta=draw(st.sampled_from([0.5, 0.75, 1.0])),
+              k=draw(st.sampled_from([1.0, 2.0])))
+    return Case([normal(np.random.default_rng(draw(seeds)), shape)], kw, tol(size))
+
+
+@st.composite
+def _concat(draw, small=False):
+    rng = np.random.default_rng(draw(seeds))
+    n, hw = draw(st.integers(1, 3 if small else 4)), draw(st.tuples(*[st.integers(1, 4 if small else 8)] * 2))
+    channels = draw(st.lists(st.integers(1, 4 if small else 5), min_size=1, max_size=3 if small else 4))
+    return Case([[normal(rng, (n, c) + hw) for c in channels]], {}, dict(EXACT))
+
+
+@st.composite
+def _add(draw, small=False):
+    rng = np.random.default_rng(draw(seeds))
+    shape, count = draw(any_shapes(max_dims=3, max_side=6) if small else any_shapes()), draw(st.integers(1, 4))
+    return Case([[normal(rng, shape) for _ in range(count)]], {}, tol(count))
+
+
+@st.composite
+def _pad2d(draw, small=False):
+    """Padding (negative pads crop) only moves values: exact."""
+    shape = draw(nchw_shapes(max_batch=2, max_channels=2, max_size=5) if small else nchw_shapes(max_size=8))
+    t, b, l, r = pads = draw(st.tuples(*[st.integers(-3, 3)] * 4))
+    assume(min(t, b) >= -shape[2] and min(l, r) >= -shape[3] and shape[2] + t + b >= 1 and shape[3] + l + r >= 1)
+    value = draw(st.sampled_from([0.0, -1.5, -np.inf]))
+    return Case([normal(np.random.default_rng(draw(seeds)), shape)], dict(pads=pads, value=value), dict(EXACT))
+
+
+@st.composite
+def _sgd_update(draw, small=False):
+    rng = np.random.default_rng(draw(seeds))
+    shape = draw(any_shapes(max_dims=3 if small else 4, max_side=6 if small else 9))
+    kw = dict(lr=draw(st.sampled_from([0.01, 0.5])), momentum=draw(st.sampled_from([0.0, 0.9])),
+              nesterov=draw(st.booleans()), weight_decay=draw(st.sampled_from([0.0, 5e-4, 0.1])),
+              l1=draw(st.sampled_from([0.0, 1e-3])))
+    if kw["nesterov"] and not kw["momentum"]:
+        kw["momentum"] = 0.9
+    velocity = normal(rng, shape) if draw(st.booleans()) else np.zeros(shape, np.float32)
+    return Case([_params(rng, shape), normal(rng, shape), velocity], kw, dict(ELEMENTWISE))
+
+
+@st.composite
+def _adam_update(draw, small=False):
+    rng = np.random.default_rng(draw(seeds))
+    shape = draw(any_shapes(max_dims=3 if small else 4, max_side=6 if small else 9))
+    betas = draw(st.sampled_from([(0.9, 0.999), (0.5, 0.9)]))
+    kw = dict(step=draw(st.sampled_from([1, 2, 1000])), lr=draw(st.sampled_from([1e-3, 0.1])), beta1=betas[0],
+              beta2=betas[1], eps=draw(st.sampled_from([1e-8, 1e-3])),
+              weight_decay=draw(st.sampled_from([0.0, 0.1])), l1=draw(st.sampled_from([0.0, 1e-3])))
+    m, v = normal(rng, shape, 0.1), np.abs(normal(rng, shape, 0.01))
+    return Case([_params(rng, shape), normal(rng, shape), m, v], kw, dict(ELEMENTWISE))
+
+
+#: op name -> (small=False) -> strategy of Cases; every op of numbacnn.ops.OPS must be here
+CASES = {
+    "conv2d": _conv, "max_pool2d": _max_pool, "avg_pool2d": _avg_pool, "global_avg_pool2d": _global_avg_pool,
+    "dense": _dense, "relu": _activation(), "sigmoid": _activation(), "tanh": _activation(),
+    "leaky_relu": _activation(("negative_slope", st.sampled_from([0.0, 0.01, 0.2, 1.5]))), "softmax": _softmax,
+    "softmax_cross_entropy": _softmax_cross_entropy, "argmax": _argmax, "batch_norm": _batch_norm,
+    "dropout": _dropout, "lrn": _lrn, "concat": _concat, "add": _add, "pad2d": _pad2d, "sgd_update": _sgd_update,
+    "adam_update": _adam_update,
+}
+
+#: op name -> fixed cases every run sees (edge cases; ``small`` ones fit the CUDA simulator)
+EDGES = {
+    "conv2d": [conv_case(g, True, 1) for g in CONV_EDGE_CASES] + [
+        # the simulator's tiled kernel: outputs larger than a 16x16 tile, partial tiles, a tall strided kernel
+        conv_case(ConvGeom(1, 2, 1, 18, 17, (3, 3), padding=(1, 1)), True, 3),
+        conv_case(ConvGeom(1, 1, 2, 52, 9, (7, 3), stride=(3, 3), padding=(2, 1)), False, 4),
+        # a dilated kernel spanning 51 rows does not fit the CUDA shared region: the direct kernel runs
+        conv_case(ConvGeom(1, 2, 2, 52, 3, (3, 2), dilation=(25, 1)), True, 5)],
+    "max_pool2d": [max_pool_case(g, i % 2 == 0, 2) for i, g in enumerate(POOL_EDGE_CASES)],
+    "avg_pool2d": [avg_pool_case(g, False, 3) for g in POOL_EDGE_CASES],
+    "dense": [dense_case(1, 1, 1), dense_case(17, 33, 18)],
+    "batch_norm": [batch_norm_case((2, 3)), batch_norm_case((1, 2, 1, 2)), batch_norm_case((1, 3), training=False)],
+    "dropout": [Case([normal(np.random.default_rng(1), (3, 5, 7))], dict(p=0.5, training=True, seed=2**32 - 1))],
+    "lrn": [Case([normal(np.random.default_rng(0), (2, 8, 3, 3))], dict(size=5, alpha=1e-4, beta=0.75, k=1.0), tol(5)),
+            Case([normal(np.random.default_rng(0), (1, 3, 2, 2))], dict(size=6, alpha=1.0, beta=0.75, k=1.0), tol(6))],
+    "softmax_cross_entropy": [Case([normal(np.random.default_rng(0), (3, 10), 1e4), np.array([0, 9, 4])], {}, tol(10)),
+                              Case([normal(np.random.default_rng(0), (4, 5)), np.array([0, 4, 2, 2], np.int32)], {},
+                                   tol(5))],
+    "pad2d": [Case([normal(np.random.default_rng(0), (1, 2, 3, 4))], dict(pads=(1, -1, -2, 2), value=-np.inf),
+                   dict(EXACT))],
+}

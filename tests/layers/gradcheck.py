@@ -20,6 +20,7 @@ class Float64Reference(ReferenceBackend):
     """The reference backend with float64 arrays (float32 requests become float64)."""
 
     name = "reference64"
+    float_dtype = np.float64
 
     @staticmethod
     def _dt(dtype):
@@ -30,9 +31,6 @@ class Float64Reference(ReferenceBackend):
 
     def zeros(self, shape, dtype=np.float32):
         return np.zeros(shape, dtype=self._dt(dtype))
-
-    def _check_array(self, name, a, ndim=None, dtype=np.float32):
-        super()._check_array(name, a, ndim, None if dtype is None else self._dt(dtype))
 
 
 F64 = Float64Reference()

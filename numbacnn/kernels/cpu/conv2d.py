@@ -49,22 +49,20 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..geometry import out_size
+
 __all__ = ["conv2d_forward", "conv2d_backward", "conv2d_backward_input", "conv2d_backward_weight",
            "conv2d_backward_bias"]
 
 
 # ------------------------------------------------------------------ geometry
-def _out_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def _geometry(H, W, KH, KW, stride, padding, dilation):
     """Sizes shared by the three directions (see the module docstring)."""
     sh, sw = int(stride[0]), int(stride[1])
     ph, pw = int(padding[0]), int(padding[1])
     dh, dw = int(dilation[0]), int(dilation[1])
-    OH = _out_size(H, KH, sh, ph, dh)
-    OW = _out_size(W, KW, sw, pw, dw)
+    OH = out_size(H, KH, sh, ph, dh)
+    OW = out_size(W, KW, sw, pw, dw)
     if OH < 1 or OW < 1:
         raise ValueError(f"conv2d: kernel {KH}x{KW} (dilation {(dh, dw)}) does not fit a {H}x{W} input "
                          f"with padding {(ph, pw)}")

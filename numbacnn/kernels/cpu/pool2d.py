@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from ..reference import conv_out_size
+from ..geometry import out_size
 
 __all__ = [
     "max_pool2d_forward", "max_pool2d_backward",
@@ -167,7 +167,7 @@ def max_pool2d_forward(x, kernel, stride, padding):
     """
     N, C, H, W = x.shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
-    OH, OW = conv_out_size(H, KH, sh, ph), conv_out_size(W, KW, sw, pw)
+    OH, OW = out_size(H, KH, sh, ph), out_size(W, KW, sw, pw)
     y = np.empty((N * C, OH, OW), dtype=x.dtype)
     arg = np.empty((N * C, OH, OW), dtype=np.int64)
     if (KH, KW, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
@@ -263,7 +263,7 @@ def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
     """
     N, C, H, W = x.shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
-    OH, OW = conv_out_size(H, KH, sh, ph), conv_out_size(W, KW, sw, pw)
+    OH, OW = out_size(H, KH, sh, ph), out_size(W, KW, sw, pw)
     div = _avg_divisor(H, W, kernel, stride, padding, OH, OW, count_include_pad, x.dtype)
     y = np.empty((N * C, OH, OW), dtype=x.dtype)
     _avg_pool_fwd(_planes(x), y, div, KH, KW, sh, sw, ph, pw)

@@ -20,14 +20,12 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32
 
+from ..geometry import out_size
+
 from ._common import MAX_BLOCKS, RED_TPB, as3d, block_sum, channel_sum, dummy_f32, grid_1d, reduce_tpb
 
 TILE = 16    # largest output tile edge (threads per block edge) of the tiled forward
 REGION = 48  # edge of the shared input region of the tiled forward (9 KiB of float32)
-
-
-def _out_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 @cuda.jit
@@ -181,7 +179,7 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
     N, C, H, W = x.shape
     K, Cg, KH, KW = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    OH, OW = _out_size(H, KH, sh, ph, dh), _out_size(W, KW, sw, pw, dw)
+    OH, OW = out_size(H, KH, sh, ph, dh), out_size(W, KW, sw, pw, dw)
     y = cuda.device_array((N, K, OH, OW), dtype=np.float32)
     has_bias = b is not None
     bias = b if has_bias else dummy_f32()

@@ -17,11 +17,8 @@ import numpy as np
 from numba import cuda, float32, int64
 
 from ._common import channel_sum, grid_1d
+from ..geometry import out_size
 from .elementwise import zeros
-
-
-def _out_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 @cuda.jit
@@ -135,8 +132,8 @@ def global_avg_pool2d_backward_kernel(dy, hw, dx):
 def max_pool2d_forward(x, kernel=(2, 2), stride=(2, 2), padding=(0, 0)):
     """x : (N, C, H, W) -> (y (N, C, OH, OW) float32, argmax (N, C, OH, OW) int64); device arrays."""
     N, C, H, W = x.shape
-    OH = _out_size(H, kernel[0], stride[0], padding[0])
-    OW = _out_size(W, kernel[1], stride[1], padding[1])
+    OH = out_size(H, kernel[0], stride[0], padding[0])
+    OW = out_size(W, kernel[1], stride[1], padding[1])
     y = cuda.device_array((N, C, OH, OW), dtype=np.float32)
     argmax = cuda.device_array((N, C, OH, OW), dtype=np.int64)
     max_pool2d_forward_kernel[grid_1d(y.size)](x, kernel[0], kernel[1], stride[0], stride[1], padding[0],
@@ -157,8 +154,8 @@ def max_pool2d_backward(dy, argmax, x_shape):
 def avg_pool2d_forward(x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), count_include_pad=True):
     """x : (N, C, H, W) -> y : (N, C, OH, OW); device float32."""
     N, C, H, W = x.shape
-    OH = _out_size(H, kernel[0], stride[0], padding[0])
-    OW = _out_size(W, kernel[1], stride[1], padding[1])
+    OH = out_size(H, kernel[0], stride[0], padding[0])
+    OW = out_size(W, kernel[1], stride[1], padding[1])
     y = cuda.device_array((N, C, OH, OW), dtype=np.float32)
     avg_pool2d_forward_kernel[grid_1d(y.size)](x, kernel[0], kernel[1], stride[0], stride[1], padding[0],
                                                padding[1], bool(count_include_pad), y)
