@@ -451,6 +451,13 @@ def models():
     click.echo("\n".join(_table(rows, right=(2,))))
 
 
+@cli.command(name="ops")
+def ops_cmd():
+    """List the kernel API: every op of the op table, its methods with their arguments and shapes."""
+    from .ops import describe
+    click.echo(describe())
+
+
 # ====================================================================== time
 @cli.command(name="time")
 @click.argument("model_spec", metavar="MODEL")

@@ -694,5 +694,19 @@ declare(Op("adam_update", "elementwise", (Method("adam_update", adam_update),),
            cuda={"adam_update_kernel": "A1 A1 A1 A1 F F F F F F F F F F"}))
 
 
-__all__ = ["Op", "Method", "Bench", "OPS", "CUDA_HELPERS", "declare", "helpers", "methods", "families", "check_array",
+def describe() -> str:
+    """The op table as text: each op, its public methods with their signatures, its CUDA kernels."""
+    import inspect
+    lines = []
+    for op in OPS.values():
+        lines.append(f"{op.name}  (kernels/cpu/{op.family}.py, kernels/cuda/{op.family}.py; "
+                     f"{len(op.cuda)} CUDA kernel(s), {len(op.bench)} benchmark case(s))")
+        for m in op.methods:
+            doc = (m.check.__doc__ or "").strip().splitlines()
+            lines.append(f"    {m.name}{inspect.signature(m.check)}")
+            lines.extend(f"        {d.strip()}" for d in doc)
+    return "\n".join(lines)
+
+
+__all__ = ["Op", "Method", "Bench", "OPS", "describe", "CUDA_HELPERS", "declare", "helpers", "methods", "families", "check_array",
            "check_same", "check_vector", "conv_geometry", "pool_geometry", "pair", "shape_of"]

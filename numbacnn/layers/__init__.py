@@ -1,14 +1,12 @@
-"""Layers: config + parameters, registered by class name (see ``layers.base``)."""
-from .base import LAYERS, Layer, layer_from_config, register
-from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .conv import Conv2D
-from .core import Dense, Dropout, Flatten
-from .merge import Add, ChannelPad, Concatenate
-from .norm import LRN, BatchNorm
-from .pad import Pad2D
-from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from .reshape import Reshape
+"""Layers: config + parameters, registered by class name (see ``layers.base``).
 
-__all__ = ["LAYERS", "Layer", "layer_from_config", "register", "Conv2D", "Dense", "Flatten", "Dropout",
-           "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "BatchNorm", "LRN", "MaxPool2D", "AvgPool2D",
-           "GlobalAvgPool2D", "Add", "Concatenate", "ChannelPad", "Pad2D", "Reshape"]
+Importing this package imports every family module, whose ``@register``
+classes land in ``LAYERS``; every registered class is exported from here by
+its name, so a new layer in a family module needs no line in this file.
+"""
+from . import activations, conv, core, merge, norm, pad, pooling, reshape  # noqa: F401  (they register layers)
+from .base import LAYERS, Layer, layer_from_config, register
+
+globals().update(LAYERS)
+
+__all__ = ["LAYERS", "Layer", "layer_from_config", "register", *sorted(LAYERS)]

@@ -6,43 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from kernels.strategies import LAYER_CASES
 
 from numbacnn import layers as L
 from numbacnn.layers import LAYERS, layer_from_config
 
 from .gradcheck import BACKENDS, F64, assert_grad_close, load_backend, numeric_grad
 
-# (layer, input shapes without the batch, training) -- together they cover every registered layer
-CASES = {
-    "conv": (lambda: L.Conv2D(3, 3, strides=2, padding=1), [(4, 7, 7)], True),
-    "conv_groups_dilation": (lambda: L.Conv2D(4, (3, 2), strides=(1, 2), padding=(2, 1), dilation=2, groups=2,
-                                              kernel_initializer="glorot_uniform"), [(4, 7, 6)], True),
-    "conv_nobias": (lambda: L.Conv2D(2, 1, use_bias=False, padding=[1, 1, 0, 0]), [(3, 3, 4)], True),
-    "maxpool": (lambda: L.MaxPool2D(3, 2, padding=1), [(2, 7, 7)], True),
-    "avgpool": (lambda: L.AvgPool2D(3, 2, padding=1), [(2, 7, 6)], True),
-    "avgpool_nopad": (lambda: L.AvgPool2D((3, 2), (2, 1), padding=(1, 1), count_include_pad=False),
-                      [(2, 5, 6)], True),
-    "gap": (lambda: L.GlobalAvgPool2D(), [(3, 4, 5)], True),
-    "dense": (lambda: L.Dense(4, kernel_initializer="he_uniform"), [(6,)], True),
-    "flatten": (lambda: L.Flatten(), [(2, 3, 3)], True),
-    "relu": (lambda: L.ReLU(), [(3, 4, 4)], True),
-    "leaky": (lambda: L.LeakyReLU(0.1), [(3, 4, 4)], True),
-    "sigmoid": (lambda: L.Sigmoid(), [(3, 4, 4)], True),
-    "tanh": (lambda: L.Tanh(), [(7,)], True),
-    "softmax": (lambda: L.Softmax(), [(5,)], True),
-    "bn4d_train": (lambda: L.BatchNorm(momentum=0.2), [(3, 4, 4)], True),
-    "bn4d_eval": (lambda: L.BatchNorm(), [(3, 4, 4)], False),
-    "bn2d_train": (lambda: L.BatchNorm(eps=1e-3), [(5,)], True),
-    "dropout": (lambda: L.Dropout(0.3, seed=7), [(3, 4, 4)], True),
-    "dropout_eval": (lambda: L.Dropout(0.3, seed=7), [(3, 4, 4)], False),
-    "lrn": (lambda: L.LRN(3, alpha=0.5, beta=0.75, k=2.0), [(5, 3, 3)], True),
-    "add": (lambda: L.Add(), [(2, 3, 3)] * 3, True),
-    "concat": (lambda: L.Concatenate(), [(2, 3, 3), (3, 3, 3)], True),
-    "channelpad": (lambda: L.ChannelPad(1, 2), [(2, 3, 3)], True),
-    "pad2d": (lambda: L.Pad2D((1, 0, 2, 1), 0.5), [(2, 3, 4)], True),
-    "pad2d_crop": (lambda: L.Pad2D((-1, 2, 0, -2)), [(2, 4, 5)], True),
-    "reshape": (lambda: L.Reshape((3, 2, 3)), [(2, 9)], True),
-}
+CASES = LAYER_CASES
 N = 3
 
 
