@@ -7,6 +7,8 @@
     with PyTorch in float64.
 (c) The float32 reference stays within half of check.py's tolerance model of
     the float64 reference (so two float32 implementations fit the model).
+(d) Generically, every op of the op table: each gradient against finite
+    differences, and forward and gradients against its PyTorch twin.
 
 Run:  pytest tests/kernels/test_reference.py
 """
@@ -14,13 +16,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
+from layers.gradcheck import F64
 from numbacnn.kernels import reference as R
+from numbacnn.ops import OPS
 
 from .check import tol
-from .strategies import CONV_EDGE_CASES, POOL_EDGE_CASES, conv_geometries, nchw_shapes, pool_geometries, seeds
+from .strategies import (CASES, CONV_EDGE_CASES, POOL_EDGE_CASES, conv_geometries, nchw_shapes, pool_geometries,
+                         seeds)
 
 # Finite differences cost two forwards per input element: fewer examples than the profile's.
 FEW = settings(max_examples=max(5, settings.default.max_examples // 2))
@@ -405,3 +410,84 @@ def test_torch_adam(torch, lr, betas, eps, weight_decay):
         opt.step()
         R.adam_update_ref(p, g, m, v, step, lr, betas[0], betas[1], eps, weight_decay)
         np.testing.assert_allclose(p, _np(pt), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- every op of the table, generically
+# The tests above target each op's own hazards (ties, kinks, padding).  These two run every op of the
+# op table that has a backward (finite differences) or a PyTorch twin (``Op.torch``) on the cases of
+# its strategy, so an op added to the table has its reference checked without a test of its own.
+def _f64(tree):
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_f64(t) for t in tree)
+    if isinstance(tree, np.ndarray) and tree.dtype == np.float32:
+        return tree.astype(np.float64)
+    return tree
+
+
+def _leaves(tree):
+    """The float64 arrays of a (nested) result, in order; None entries are kept."""
+    if isinstance(tree, (list, tuple)):
+        return [leaf for t in tree for leaf in _leaves(t)]
+    return [tree] if tree is None or (isinstance(tree, np.ndarray) and tree.dtype.kind == "f") else []
+
+
+def _case64(op, data):
+    """A strategy case in float64, with distinct values in the first input (no ties, no kinks)."""
+    case = data.draw(CASES[op.name](small=True), label="case")
+    inputs = _f64(case.inputs)
+    first = _leaves(inputs)[0]
+    assume(first is not None and len(np.unique(first)) == first.size)
+    return inputs, case.kwargs
+
+
+@FEW
+@pytest.mark.parametrize("op", sorted(n for n, op in OPS.items() if op.grad is not None))
+@given(data=st.data())
+def test_fd_every_op(op, data):
+    """Every gradient the backward returns, against central differences of the forward (float64)."""
+    op = OPS[op]
+    inputs, kw = _case64(op, data)
+    forward, backward = getattr(F64, op.forward), getattr(F64, f"{op.name}_backward")
+
+    def loss_parts(*args):
+        out = forward(*args, **kw)
+        return out[0] if isinstance(out, tuple) else out
+
+    out = forward(*_f64(_copy_tree(inputs)), **kw)
+    y = np.asarray(out[0] if isinstance(out, tuple) else out)
+    assume(np.all(np.isfinite(y)))
+    dy = np.random.default_rng(0).standard_normal(y.shape) if op.upstream else 1.0
+    args, bkw = op.grad(None if not op.upstream else dy, inputs, out, kw)
+    grads = _leaves(backward(*args, **bkw))
+    targets = [(i, a) for i, a in enumerate(inputs) if isinstance(a, np.ndarray) and a.dtype == np.float64]
+    for (i, _), g in zip(targets, grads):
+        if g is not None:
+            np.testing.assert_allclose(g, fd_grad(loss_parts, inputs, i, dy), rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{op.name}: gradient of input {i}")
+
+
+def _copy_tree(tree):
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_copy_tree(t) for t in tree)
+    return tree.copy() if isinstance(tree, np.ndarray) else tree
+
+
+@FEW
+@pytest.mark.parametrize("op", sorted(n for n, op in OPS.items() if op.torch is not None))
+@given(data=st.data())
+def test_torch_every_op(torch, op, data):
+    """The forward and every gradient against the op's PyTorch twin (``Op.torch``), in float64."""
+    op = OPS[op]
+    inputs, kw = _case64(op, data)
+    out = getattr(F64, op.forward)(*_copy_tree(inputs), **kw)
+    y = out[0] if isinstance(out, tuple) else out
+    ts = [_t(torch, a, True) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a for a in inputs]
+    ty = op.torch(torch.nn.functional, *ts, **kw)
+    np.testing.assert_allclose(y, _np(ty), rtol=1e-10, atol=1e-10, err_msg=f"{op.name}: forward")
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    ty.backward(_t(torch, dy))
+    args, bkw = op.grad(dy, inputs, out, kw)
+    grads = _leaves(getattr(F64, f"{op.name}_backward")(*args, **bkw))
+    for t, g in zip([t for t in ts if hasattr(t, "grad")], grads):
+        if g is not None:
+            np.testing.assert_allclose(g, _np(t.grad), rtol=1e-9, atol=1e-10, err_msg=f"{op.name}: gradient")
