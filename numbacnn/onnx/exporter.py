@@ -1,4 +1,4 @@
-"""numbacnn ``Model`` -> ONNX (opset 13), checked with ``onnx.checker``.
+"""numbacnn ``Model`` -> ONNX (opset 13, or the later one a layer needs), checked with ``onnx.checker``.
 
 ``export_onnx(model, path=None, opset=13) -> onnx.ModelProto`` writes one ONNX
 node (or two) per layer, its parameters as initializers named
@@ -27,11 +27,18 @@ class OnnxExportError(ValueError):
 
 
 class _Graph:
-    """Nodes and initializers being collected for one model."""
+    """Nodes and initializers being collected for one model, and the opset they need."""
 
-    def __init__(self, helper, numpy_helper):
+    def __init__(self, helper, numpy_helper, opset=None):
         self.h, self.nh = helper, numpy_helper
         self.nodes, self.inits = [], []
+        self.asked, self.opset = opset, OPSET if opset is None else int(opset)
+
+    def require_opset(self, version, layer):
+        """A mapping function says its nodes need ``version``: raised to it, unless a lower opset was asked."""
+        if self.asked is not None and self.asked < version:
+            raise self.error(layer, f"needs ONNX opset {version} or later (asked for {self.asked})")
+        self.opset = max(self.opset, int(version))
 
     def const(self, name, array):
         self.inits.append(self.nh.from_array(np.ascontiguousarray(array), name))
@@ -45,19 +52,22 @@ class _Graph:
         return output
 
 
-def export_onnx(model, path=None, opset: int = OPSET):
-    """Write ``model`` (built) as an ONNX model to ``path`` (if given); returns the ``onnx.ModelProto``."""
+def export_onnx(model, path=None, opset: int | None = None):
+    """Write ``model`` (built) as an ONNX model to ``path`` (if given); returns the ``onnx.ModelProto``.
+
+    ``opset`` None picks the lowest opset (13 or later) that every layer's export needs.
+    """
     try:
         import onnx
         from onnx import helper, numpy_helper
     except ImportError:  # pragma: no cover - the onnx extra is missing
         raise OnnxExportError("exporting ONNX models needs the onnx package: pip install 'numbacnn[onnx]'") from None
     model.require_built()
-    if int(opset) < OPSET:
+    if opset is not None and int(opset) < OPSET:
         raise OnnxExportError(f"opset {opset} is too old: the exporter writes opset {OPSET} or later")
     if not model.output_shapes:
         model.infer_shapes()
-    g = _Graph(helper, numpy_helper)
+    g = _Graph(helper, numpy_helper, opset)
     for name, layer in model.layers.items():
         export = EXPORT.get(layer.registered_name)
         if export is None:
@@ -69,7 +79,7 @@ def export_onnx(model, path=None, opset: int = OPSET):
 
     graph = helper.make_graph(g.nodes, model.name, [value_info(INPUT, model.input_shape)],
                               [value_info(model.output, model.output_shapes[model.output])], g.inits)
-    proto = helper.make_model(graph, producer_name="numbacnn", opset_imports=[helper.make_opsetid("", int(opset))])
+    proto = helper.make_model(graph, producer_name="numbacnn", opset_imports=[helper.make_opsetid("", g.opset)])
     proto.ir_version = min(proto.ir_version, 8)  # readable by older runtimes; opset 13 needs IR >= 7
     try:
         onnx.checker.check_model(proto)
