@@ -538,6 +538,27 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
     return dy, x, gamma, save_mean, save_invstd, bool(training)
 
 
+def layer_norm_forward(x, gamma, beta, eps=1e-5):
+    """(y (M, F), save_mean (M,), save_invstd (M,)): each row of x (M, F) normalised over its F features
+    (biased variance), then scaled by gamma (F,) and shifted by beta (F,); PyTorch's layer_norm."""
+    check_array("x", x, 2)
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        check_vector(name, p, x.shape[1], f"the {x.shape[1]} features of x shape {shape_of(x)}")
+    if not eps > 0:
+        raise ValueError(f"layer norm eps must be > 0, got {eps!r}")
+    return x, gamma, beta, float(eps)
+
+
+def layer_norm_backward(dy, x, gamma, save_mean, save_invstd):
+    """(dx (M, F), dgamma (F,), dbeta (F,)) from dy (M, F) and the forward's saved statistics (M,)."""
+    check_array("x", x, 2)
+    check_same("dy", dy, "x", x)
+    check_vector("gamma", gamma, x.shape[1], f"the {x.shape[1]} features of x shape {shape_of(x)}")
+    for name, p in (("save_mean", save_mean), ("save_invstd", save_invstd)):
+        check_vector(name, p, x.shape[0], f"the {x.shape[0]} rows of x shape {shape_of(x)}")
+    return dy, x, gamma, save_mean, save_invstd
+
+
 def _lrn_args(size, alpha, beta, k):
     if int(size) < 1:
         raise ValueError(f"LRN size must be >= 1, got {size}")
@@ -566,6 +587,15 @@ declare(Op("batch_norm", "norm", (Method("batch_norm_forward", batch_norm_forwar
                  "batch_norm_apply_kernel": "A3 A1 A1 A1 A1 A3",
                  "batch_norm_backward_reduce_kernel": "A3 A3 A1 A1 A1 A1",
                  "batch_norm_backward_input_kernel": "A3 A3 A1 A1 A1 A1 A1 B A3"}))
+declare(Op("layer_norm", "norm", (Method("layer_norm_forward", layer_norm_forward),
+                                  Method("layer_norm_backward", layer_norm_backward)),
+           grad=lambda dy, i, o, kw: ((dy, i[0], i[1], o[1], o[2]), {}),
+           cuda={"layer_norm_forward_kernel": "A2 A1 A1 F A2 A1 A1",
+                 "layer_norm_backward_input_kernel": "A2 A2 A1 A1 A1 A2",
+                 "layer_norm_backward_params_kernel": "A2 A2 A1 A1 A1 A1"},
+           bench=(Bench("layernorm-512x768", lambda rng: ([rng.standard_normal((512, 768)).astype(np.float32),
+                                                           np.ones(768, np.float32), np.zeros(768, np.float32)], {})),),
+           torch=lambda F, x, gamma, beta, eps=1e-5: F.layer_norm(x, (x.shape[1],), gamma, beta, eps)))
 declare(Op("lrn", "norm", (Method("lrn_forward", lrn_forward), Method("lrn_backward", lrn_backward)),
            grad=lambda dy, i, o, kw: ((dy, i[0], o[0], o[1]), kw),
            cuda={"lrn_forward_kernel": "A3 I F F F A3 A3", "lrn_backward_kernel": "A3 A3 A3 A3 I F F A3"}))
@@ -708,5 +738,5 @@ def describe() -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Op", "Method", "Bench", "OPS", "describe", "CUDA_HELPERS", "declare", "helpers", "methods", "families", "check_array",
-           "check_same", "check_vector", "conv_geometry", "pool_geometry", "pair", "shape_of"]
+__all__ = ["Op", "Method", "Bench", "OPS", "describe", "CUDA_HELPERS", "declare", "helpers", "methods", "families",
+           "check_array", "check_same", "check_vector", "conv_geometry", "pool_geometry", "pair", "shape_of"]

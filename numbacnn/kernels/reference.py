@@ -392,6 +392,29 @@ def dropout_backward_ref(dy, mask, p=0.5, training=True):
     return (dy * mask * np.asarray(1.0 / (1.0 - p), dtype=dy.dtype)).astype(dy.dtype)
 
 
+
+# ----------------------------------------------------------------- layer norm
+def layer_norm_forward_ref(x, gamma, beta, eps=1e-5):
+    """Layer normalisation of each row: x (M, F), gamma and beta (F,).
+
+    y = (x - mean) / sqrt(var + eps) * gamma + beta with the row's mean and biased
+    variance over its F features (PyTorch's layer_norm with normalized_shape (F,)).
+    returns (y (M, F), save_mean (M,), save_invstd (M,)).
+    """
+    mean = x.mean(axis=1)
+    invstd = (1.0 / np.sqrt(x.var(axis=1) + eps)).astype(x.dtype)
+    y = (x - mean[:, None]) * invstd[:, None] * gamma + beta
+    return y.astype(x.dtype), mean.astype(x.dtype), invstd
+
+
+def layer_norm_backward_ref(dy, x, gamma, save_mean, save_invstd):
+    """returns (dx (M, F), dgamma (F,), dbeta (F,)): every row's statistics depend on its x."""
+    xhat = (x - save_mean[:, None]) * save_invstd[:, None]
+    g = dy * gamma
+    dx = save_invstd[:, None] * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    return dx.astype(x.dtype), (dy * xhat).sum(axis=0).astype(x.dtype), dy.sum(axis=0).astype(x.dtype)
+
+
 # ---------------------------------------------------------------- LRN
 def lrn_forward_ref(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
     """Local response normalisation across channels (PyTorch's LocalResponseNorm).

@@ -1,4 +1,4 @@
-"""BatchNorm (2-D and 4-D inputs) and LRN (local response normalisation across channels)."""
+"""BatchNorm (2-D and 4-D inputs), LayerNorm (over trailing axes) and LRN (across channels)."""
 from __future__ import annotations
 
 import numpy as np
@@ -59,6 +59,65 @@ class BatchNorm(Layer):
 
     def clear_cache(self):
         self._x = self._mean = self._invstd = None
+
+
+@register
+class LayerNorm(Layer):
+    """Layer normalisation of each sample over its trailing axes (PyTorch's LayerNorm, ONNX LayerNormalization).
+
+    ``axis`` counts the batch as axis 0: 1 (the default) normalises over the whole sample, e.g.
+    (C, H, W); -1 over the last axis only (each (n, c, h) row of W values).  The mean and the biased
+    variance are taken over those axes; gamma (ones) and beta (zeros), trainable and of their
+    shape, scale and shift the result.  Any input shape; the output has the input's shape.
+    """
+
+    def __init__(self, axis=1, eps=1e-5, name=None, trainable=True):
+        super().__init__(name, trainable)
+        if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
+            raise ValueError(f"{self.describe()}: axis must be a non-zero int (1: the whole sample, -1: the last "
+                             f"axis), got {axis!r}")
+        if not isinstance(eps, (int, float)) or not eps > 0.0:
+            raise ValueError(f"{self.describe()}: eps must be a number > 0, got {eps!r}")
+        self.axis, self.eps = axis, float(eps)
+        self._x = None
+
+    def _build(self, shapes):
+        s = shapes[0]
+        rank = len(s) + 1
+        if not (1 <= self.axis < rank or -rank < self.axis <= -1):
+            raise self.shape_error(f"axis {self.axis} is not an axis of the sample", s, f"axis in 1..{rank - 1}")
+        self.normalized_shape = tuple(s[(self.axis if self.axis > 0 else rank + self.axis) - 1:])
+        self.add_param("gamma", self.normalized_shape, "ones")
+        self.add_param("beta", self.normalized_shape, "zeros")
+        return s
+
+    def flops(self):
+        return 5 * int(np.prod(self.output_shape, dtype=np.int64))
+
+    def _rows(self, a):
+        f = int(np.prod(self.normalized_shape, dtype=np.int64))
+        return a.reshape(a.size // f, f)
+
+    def forward(self, inputs, training):
+        x = inputs[0]
+        f = int(np.prod(self.normalized_shape, dtype=np.int64))
+        y, self._mean, self._invstd = self.backend.layer_norm_forward(
+            self._rows(x), self.params["gamma"].reshape(f), self.params["beta"].reshape(f), self.eps)
+        self._x = x
+        return y.reshape(x.shape)
+
+    def backward(self, dy):
+        x = self._need_forward("_x")
+        f = int(np.prod(self.normalized_shape, dtype=np.int64))
+        dx, dgamma, dbeta = self.backend.layer_norm_backward(self._rows(dy), self._rows(x),
+                                                             self.params["gamma"].reshape(f), self._mean,
+                                                             self._invstd)
+        self.grads["gamma"] = dgamma.reshape(self.normalized_shape)
+        self.grads["beta"] = dbeta.reshape(self.normalized_shape)
+        return [dx.reshape(x.shape)]
+
+    def clear_cache(self):
+        self._x = None
 
 
 @register

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..kernels.geometry import out_size
 from ..layers import (LRN, Add, AvgPool2D, BatchNorm, ChannelPad, Concatenate, Conv2D, Dense, Dropout, Flatten,
-                      GlobalAvgPool2D, LeakyReLU, MaxPool2D, Pad2D, ReLU, Reshape, Sigmoid, Softmax, Tanh)
+                      GlobalAvgPool2D, LayerNorm, LeakyReLU, MaxPool2D, Pad2D, ReLU, Reshape, Sigmoid, Softmax, Tanh)
 from ..registry import Registry
 from . import fold as F
 
@@ -246,6 +246,23 @@ def import_batch_normalization(imp, node):
     imp.set(node, y)
 
 
+@IMPORT.register("LayerNormalization")
+def import_layer_normalization(imp, node):
+    """LayerNormalization (opset 17): Y = (X - mean) / sqrt(var + epsilon) * Scale + B over axes axis..rank-1."""
+    node.check_attrs({"axis", "epsilon", "stash_type"})
+    x = imp.runtime(node)
+    rank = len(x[1])
+    axis = int(node.attrs.get("axis", -1))
+    if axis % rank == 0:
+        raise node.error("normalising over the batch axis is not supported", "axis")
+    layer = LayerNorm(axis if axis < 0 else axis % rank, float(node.attrs.get("epsilon", 1e-5)))
+    norm_shape = tuple(x[1][axis % rank:])
+    scale = np.broadcast_to(imp.const(node, 1), norm_shape)
+    b = imp.const(node, 2, required=False)
+    bias = np.zeros(norm_shape, np.float32) if b is None else np.broadcast_to(b, norm_shape)
+    imp.set(node, imp.add(node, layer, [x], {"gamma": scale, "beta": bias}))
+
+
 def _elementwise(imp, node, layer, known=()):
     node.check_attrs(set(known) | {"consumed_inputs"})
     imp.set(node, imp.add(node, layer, [imp.runtime(node)]))
@@ -451,6 +468,13 @@ def export_avg_pool(g, layer, xs, out, state):
 def export_batch_norm(g, layer, xs, out, state):
     ins = [xs[0]] + [g.const(f"{out}.{k}", state[k]) for k in ("gamma", "beta", "running_mean", "running_var")]
     g.node("BatchNormalization", ins, out, out, epsilon=float(layer.eps), momentum=float(1.0 - layer.momentum))
+
+
+@EXPORT.register("LayerNorm")
+def export_layer_norm(g, layer, xs, out, state):
+    g.require_opset(17, layer)
+    ins = [xs[0], g.const(f"{out}.gamma", state["gamma"]), g.const(f"{out}.beta", state["beta"])]
+    g.node("LayerNormalization", ins, out, out, axis=int(layer.axis), epsilon=float(layer.eps))
 
 
 @EXPORT.register("LRN")

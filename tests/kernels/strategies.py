@@ -273,6 +273,22 @@ def batch_norm_case(shape, training=True, momentum=0.1, eps=1e-5, seed=0):
                 dict(**t, grad_atol=t["atol"] * max(cond, 1.0)), seed)
 
 
+def layer_norm_case(m, f, eps=1e-5, scale=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    x = normal(rng, (m, f), scale)
+    cond = float(np.max(1 / np.sqrt(x.astype(np.float64).var(axis=1) + eps)))   # invstd: the op's condition
+    t = tol(max(m, f), scale=max(cond, 1.0))
+    return Case([x, normal(rng, (f,)), normal(rng, (f,))], dict(eps=eps),
+                dict(**t, grad_atol=t["atol"] * max(cond, 1.0)), seed)
+
+
+@st.composite
+def _layer_norm(draw, small=False):
+    m, f = draw(st.integers(1, 6 if small else 16)), draw(st.integers(2, 24 if small else 200))
+    return layer_norm_case(m, f, draw(st.sampled_from([1e-5, 1e-3])), draw(st.sampled_from([1.0, 100.0])),
+                           draw(seeds))
+
+
 def _params(rng, shape):
     """Normal values with exact zeros sprinkled in (sign(0) = 0 for the L1 term)."""
     p = normal(rng, shape)
@@ -439,7 +455,8 @@ CASES = {
     "dense": _dense, "relu": _activation(), "sigmoid": _activation(), "tanh": _activation(),
     "leaky_relu": _activation(("negative_slope", st.sampled_from([0.0, 0.01, 0.2, 1.5]))), "softmax": _softmax,
     "softmax_cross_entropy": _softmax_cross_entropy, "argmax": _argmax, "batch_norm": _batch_norm,
-    "dropout": _dropout, "lrn": _lrn, "concat": _concat, "add": _add, "pad2d": _pad2d, "sgd_update": _sgd_update,
+    "dropout": _dropout, "lrn": _lrn, "layer_norm": _layer_norm, "concat": _concat, "add": _add, "pad2d": _pad2d,
+    "sgd_update": _sgd_update,
     "adam_update": _adam_update,
 }
 
@@ -463,6 +480,7 @@ EDGES = {
                                    tol(5))],
     "pad2d": [Case([normal(np.random.default_rng(0), (1, 2, 3, 4))], dict(pads=(1, -1, -2, 2), value=-np.inf),
                    dict(EXACT))],
+    "layer_norm": [layer_norm_case(1, 2), layer_norm_case(3, 300, seed=1)],   # the fewest features; many
 }
 
 
@@ -492,6 +510,9 @@ LAYER_CASES = {
     "dropout": (lambda: L.Dropout(0.3, seed=7), [(3, 4, 4)], True),
     "dropout_eval": (lambda: L.Dropout(0.3, seed=7), [(3, 4, 4)], False),
     "lrn": (lambda: L.LRN(3, alpha=0.5, beta=0.75, k=2.0), [(5, 3, 3)], True),
+    "layernorm_chw": (lambda: L.LayerNorm(), [(3, 4, 4)], True),
+    "layernorm_last": (lambda: L.LayerNorm(axis=-1, eps=1e-3), [(2, 3, 5)], True),
+    "layernorm_flat": (lambda: L.LayerNorm(), [(7,)], True),
     "add": (lambda: L.Add(), [(2, 3, 3)] * 3, True),
     "concat": (lambda: L.Concatenate(), [(2, 3, 3), (3, 3, 3)], True),
     "channelpad": (lambda: L.ChannelPad(1, 2), [(2, 3, 3)], True),

@@ -4,14 +4,19 @@ Batch norm sees x as (N, C, S) with S = H * W (4-D x) or S = 1 (2-D x) and
 runs ``prange`` over the channels: each thread owns whole channels, so the
 per-channel statistics and parameter gradients need no shared accumulator.
 Statistics are accumulated in float64, the variance in a second pass around
-the mean (no cancellation).  LRN runs ``prange`` over the (n, c) planes.
+the mean (no cancellation).  Layer norm runs ``prange`` over the rows for the
+statistics and the input gradient (each row is one thread's), and over the
+features for gamma's and beta's gradients (a fixed summation order over the
+rows: the same bits for any thread count).  LRN runs ``prange`` over the (n, c)
+planes.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["batch_norm_forward", "batch_norm_backward", "lrn_forward", "lrn_backward"]
+__all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward", "lrn_forward",
+           "lrn_backward"]
 
 
 def _as_ncs(a):
@@ -138,6 +143,86 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
         zero = np.zeros(C, dtype=dy.dtype)
         _bn_apply(dy3, zero, (gamma * save_invstd).astype(dy.dtype), zero, dx)  # dx = dy * gamma * invstd
     return dx.reshape(x.shape), dgamma, dbeta
+
+
+# ------------------------------------------------------------------ layer norm
+@njit(cache=True, parallel=True)
+def _ln_forward(x, gamma, beta, eps, y, mean, invstd):
+    """x, y : (M, F); gamma, beta : (F,); mean, invstd : (M,).  Statistics in float64, two passes."""
+    M, F = x.shape
+    for m in prange(M):
+        s = 0.0
+        for f in range(F):
+            s += x[m, f]
+        mu = s / F
+        q = 0.0
+        for f in range(F):
+            d = x[m, f] - mu
+            q += d * d
+        r = 1.0 / np.sqrt(q / F + eps)
+        mean[m], invstd[m] = mu, r
+        for f in range(F):
+            y[m, f] = (x[m, f] - mu) * r * gamma[f] + beta[f]
+
+
+@njit(cache=True, parallel=True)
+def _ln_grad_input(dy, x, gamma, mean, invstd, dx):
+    """dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) per row, g = dy * gamma.  All (M, F) / (F,) / (M,)."""
+    M, F = x.shape
+    for m in prange(M):
+        mu, r = np.float64(mean[m]), np.float64(invstd[m])
+        sg = 0.0
+        sgx = 0.0
+        for f in range(F):
+            g = np.float64(dy[m, f]) * gamma[f]
+            sg += g
+            sgx += g * (x[m, f] - mu) * r
+        sg /= F
+        sgx /= F
+        for f in range(F):
+            xhat = (x[m, f] - mu) * r
+            dx[m, f] = r * (dy[m, f] * gamma[f] - sg - xhat * sgx)
+
+
+@njit(cache=True, parallel=True)
+def _ln_grad_params(dy, x, mean, invstd, dgamma, dbeta):
+    """dgamma = sum over rows of dy * xhat, dbeta = sum of dy (float64), one feature per thread."""
+    M, F = x.shape
+    for f in prange(F):
+        sg = 0.0
+        sb = 0.0
+        for m in range(M):
+            g = np.float64(dy[m, f])
+            sb += g
+            sg += g * (x[m, f] - mean[m]) * invstd[m]
+        dgamma[f], dbeta[f] = sg, sb
+
+
+def layer_norm_forward(x, gamma, beta, eps=1e-5):
+    """Layer normalisation of each row.  x : (M, F) float32; gamma, beta : (F,) float32.
+
+    returns (y : (M, F), save_mean : (M,), save_invstd : (M,)), float32: the row's mean and
+    1 / sqrt(biased variance + eps) over its F features.
+    """
+    x = np.ascontiguousarray(x)
+    M, F = x.shape
+    y = np.empty_like(x)
+    mean = np.empty(M, dtype=np.float64)
+    invstd = np.empty(M, dtype=np.float64)
+    _ln_forward(x, np.ascontiguousarray(gamma), np.ascontiguousarray(beta), float(eps), y, mean, invstd)
+    return y, mean.astype(x.dtype), invstd.astype(x.dtype)
+
+
+def layer_norm_backward(dy, x, gamma, save_mean, save_invstd):
+    """dy, x : (M, F) float32; gamma : (F,); save_* : (M,) from the forward.
+    returns (dx : (M, F), dgamma : (F,), dbeta : (F,)), float32."""
+    dy, x = np.ascontiguousarray(dy), np.ascontiguousarray(x)
+    F = x.shape[1]
+    dx = np.empty_like(x)
+    _ln_grad_input(dy, x, np.ascontiguousarray(gamma), save_mean, save_invstd, dx)
+    dgamma, dbeta = np.empty(F, dtype=np.float64), np.empty(F, dtype=np.float64)
+    _ln_grad_params(dy, x, save_mean, save_invstd, dgamma, dbeta)
+    return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
 
 
 # ------------------------------------------------------------------ LRN

@@ -7,6 +7,10 @@ deterministic); the mean is taken first and the variance as the mean squared
 deviation from it (two passes, as accurate as the reference).  Normalising
 and the input gradient are then elementwise.
 
+Layer norm works on (M, F) rows: one block per row for the statistics, the
+output and the input gradient, one block per feature for gamma's and beta's
+gradients (block reductions again, no atomics).
+
 LRN runs one thread per element; each sums its channel window directly (the
 window is small), so forward and backward are both plain gathers.
 """
@@ -145,6 +149,98 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
     return dx, dgamma, dbeta
 
 
+# ------------------------------------------------------------ layer norm
+@cuda.jit
+def layer_norm_forward_kernel(x, gamma, beta, eps, y, mean, invstd):
+    """One block per row m.  x, y : (M, F) float32; gamma, beta : (F,); mean, invstd : (M,) float32.
+
+    mean and 1 / sqrt(biased variance + eps) of the row (two passes), then y = xhat * gamma + beta.
+    """
+    buf = cuda.shared.array(RED_TPB, float32)
+    M, F = x.shape
+    for m in range(cuda.blockIdx.x, M, cuda.gridDim.x):
+        acc = float32(0)
+        for f in range(cuda.threadIdx.x, F, cuda.blockDim.x):
+            acc += x[m, f]
+        mu = block_sum(buf, acc) / float32(F)
+        acc = float32(0)
+        for f in range(cuda.threadIdx.x, F, cuda.blockDim.x):
+            d = x[m, f] - mu
+            acc += d * d
+        r = float32(1) / math.sqrt(block_sum(buf, acc) / float32(F) + eps)
+        for f in range(cuda.threadIdx.x, F, cuda.blockDim.x):
+            y[m, f] = (x[m, f] - mu) * r * gamma[f] + beta[f]
+        if cuda.threadIdx.x == 0:
+            mean[m] = mu
+            invstd[m] = r
+
+
+@cuda.jit
+def layer_norm_backward_input_kernel(dy, x, gamma, mean, invstd, dx):
+    """One block per row: dx = invstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma.
+
+    dy, x, dx : (M, F) float32; gamma : (F,); mean, invstd : (M,) float32.
+    """
+    buf = cuda.shared.array(RED_TPB, float32)
+    M, F = x.shape
+    for m in range(cuda.blockIdx.x, M, cuda.gridDim.x):
+        mu, r = mean[m], invstd[m]
+        sg = float32(0)
+        sgx = float32(0)
+        for f in range(cuda.threadIdx.x, F, cuda.blockDim.x):
+            g = dy[m, f] * gamma[f]
+            sg += g
+            sgx += g * (x[m, f] - mu) * r
+        sg = block_sum(buf, sg) / float32(F)
+        sgx = block_sum(buf, sgx) / float32(F)
+        for f in range(cuda.threadIdx.x, F, cuda.blockDim.x):
+            dx[m, f] = r * (dy[m, f] * gamma[f] - sg - (x[m, f] - mu) * r * sgx)
+
+
+@cuda.jit
+def layer_norm_backward_params_kernel(dy, x, mean, invstd, dgamma, dbeta):
+    """One block per feature f: dgamma = sum over rows of dy * xhat, dbeta = sum of dy.
+
+    dy, x : (M, F) float32; mean, invstd : (M,); dgamma, dbeta : (F,) float32.
+    """
+    buf = cuda.shared.array(RED_TPB, float32)
+    M, F = x.shape
+    for f in range(cuda.blockIdx.x, F, cuda.gridDim.x):
+        sg = float32(0)
+        sb = float32(0)
+        for m in range(cuda.threadIdx.x, M, cuda.blockDim.x):
+            g = dy[m, f]
+            sb += g
+            sg += g * (x[m, f] - mean[m]) * invstd[m]
+        sb = block_sum(buf, sb)
+        sg = block_sum(buf, sg)
+        if cuda.threadIdx.x == 0:
+            dgamma[f] = sg
+            dbeta[f] = sb
+
+
+def layer_norm_forward(x, gamma, beta, eps=1e-5):
+    """x : (M, F); gamma, beta : (F,) -> (y (M, F), save_mean (M,), save_invstd (M,)); device float32."""
+    M, F = x.shape
+    y = cuda.device_array(x.shape, dtype=np.float32)
+    mean = cuda.device_array(M, dtype=np.float32)
+    invstd = cuda.device_array(M, dtype=np.float32)
+    layer_norm_forward_kernel[min(M, MAX_BLOCKS), reduce_tpb(F)](x, gamma, beta, _F32(eps), y, mean, invstd)
+    return y, mean, invstd
+
+
+def layer_norm_backward(dy, x, gamma, save_mean, save_invstd):
+    """dy, x : (M, F); gamma : (F,); save_* : (M,) -> (dx (M, F), dgamma (F,), dbeta (F,)); device float32."""
+    M, F = x.shape
+    dx = cuda.device_array(x.shape, dtype=np.float32)
+    layer_norm_backward_input_kernel[min(M, MAX_BLOCKS), reduce_tpb(F)](dy, x, gamma, save_mean, save_invstd, dx)
+    dgamma = cuda.device_array(F, dtype=np.float32)
+    dbeta = cuda.device_array(F, dtype=np.float32)
+    layer_norm_backward_params_kernel[min(F, MAX_BLOCKS), reduce_tpb(M)](dy, x, save_mean, save_invstd, dgamma,
+                                                                         dbeta)
+    return dx, dgamma, dbeta
+
+
 # ------------------------------------------------------------ LRN
 @cuda.jit
 def lrn_forward_kernel(x, size, alpha_over_size, beta, k, y, scale):
@@ -198,4 +294,5 @@ def lrn_backward(dy, x, y, scale, size=5, alpha=1e-4, beta=0.75, k=1.0):
     return dx
 
 
-__all__ = ["batch_norm_forward", "batch_norm_backward", "lrn_forward", "lrn_backward"]
+__all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward", "lrn_forward",
+           "lrn_backward"]
