@@ -724,6 +724,192 @@ declare(Op("adam_update", "elementwise", (Method("adam_update", adam_update),),
            cuda={"adam_update_kernel": "A1 A1 A1 A1 F F F F F F F F F F"}))
 
 
+# ====================================================================== point-wise math, layout, transposed conv
+def _unary_fn(fn):
+    from .kernels.pointwise import UNARY
+    if fn not in UNARY:
+        raise ValueError(f"fn must be one of {sorted(UNARY)}, got {fn!r}")
+    return fn
+
+
+def unary_forward(x, fn, alpha=0.0, beta=0.0):
+    """y like x (any shape) = fn(x) element by element; fn: neg, abs, exp, log, sqrt, pow (x ** alpha), clip
+    (to [alpha, beta]), hard_sigmoid, hard_swish (clip(alpha * x + beta, 0, 1), times x), elu (alpha), selu
+    (alpha, gamma = beta), softplus, softsign, affine (alpha * x + beta), reciprocal."""
+    check_array("x", x)
+    return x, _unary_fn(fn), float(alpha), float(beta)
+
+
+def unary_backward(dy, x, y, fn, alpha=0.0, beta=0.0):
+    """dx like x = dy * fn'(x), from the forward's input x and output y."""
+    check_array("dy", dy)
+    check_same("dy", dy, "x", x)
+    check_same("y", y, "x", x)
+    return dy, x, y, _unary_fn(fn), float(alpha), float(beta)
+
+
+def _binary_args(a, b, fn):
+    from .kernels.pointwise import BINARY, broadcast_shape
+    check_array("a", a)
+    check_array("b", b)
+    if fn not in BINARY:
+        raise ValueError(f"fn must be one of {sorted(BINARY)}, got {fn!r}")
+    return broadcast_shape(shape_of(a), shape_of(b))
+
+
+def binary_forward(a, b, fn):
+    """y = a fn b with numpy broadcasting (y has the broadcast shape); fn: add, sub, mul, div, pow (a ** b)."""
+    _binary_args(a, b, fn)
+    return a, b, fn
+
+
+def binary_backward(dy, a, b, fn, need_a=True, need_b=True):
+    """(da like a, db like b; None where not needed): dy (the broadcast shape) times each partial derivative,
+    summed over the axes the operand was broadcast along."""
+    out = _binary_args(a, b, fn)
+    check_array("dy", dy)
+    if shape_of(dy) != out:
+        raise ValueError(f"dy shape {shape_of(dy)} does not match the broadcast shape {out} of a and b")
+    return dy, a, b, fn, bool(need_a), bool(need_b)
+
+
+def _perm(perm, ndim):
+    perm = tuple(int(p) for p in perm)
+    if sorted(perm) != list(range(ndim)):
+        raise ValueError(f"perm {perm} is not a permutation of the {ndim} axes")
+    return perm
+
+
+def transpose_forward(x, perm):
+    """y = x.transpose(perm), C-contiguous (any rank)."""
+    check_array("x", x)
+    return x, _perm(perm, len(x.shape))
+
+
+def transpose_backward(dy, perm):
+    """dx = dy transposed back by the inverse of ``perm``."""
+    check_array("dy", dy)
+    return dy, _perm(perm, len(dy.shape))
+
+
+def _take_args(shape, indices, axis, size, name):
+    axis = int(axis)
+    if not 0 <= axis < len(shape):
+        raise ValueError(f"axis {axis} is not an axis of {name} shape {shape}")
+    indices = tuple(int(i) for i in np.asarray(indices).reshape(-1))
+    if not indices or min(indices) < 0 or max(indices) >= size:
+        raise ValueError(f"indices must be at least one int in [0, {size}), got {indices[:8]}")
+    return indices, axis
+
+
+def take_forward(x, indices, axis):
+    """y: the slices ``indices`` (a list of ints in [0, x.shape[axis])) of x along ``axis``, numpy's take."""
+    check_array("x", x)
+    return (x, *_take_args(shape_of(x), indices, axis, x.shape[int(axis)] if len(x.shape) > int(axis) else 0, "x"))
+
+
+def take_backward(dy, indices, axis, size):
+    """dx (dy's shape with ``size`` along ``axis``): every dy slice added to the slice of x it was taken from."""
+    check_array("dy", dy)
+    indices, axis = _take_args(shape_of(dy), indices, axis, int(size), "dy")
+    if len(indices) != dy.shape[axis]:
+        raise ValueError(f"dy shape {shape_of(dy)} has {dy.shape[axis]} slices along axis {axis}, "
+                         f"indices {len(indices)}")
+    return dy, indices, axis, int(size)
+
+
+def conv_transpose_geometry(x_shape, w_shape, stride, padding, output_padding, dilation, groups):
+    """Normalised (stride, padding, output_padding, dilation, groups, y shape) of a transposed convolution."""
+    stride, padding, dilation = pair("stride", stride), pair("padding", padding), pair("dilation", dilation)
+    output_padding = pair("output_padding", output_padding)
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"stride {stride} and dilation {dilation} must be >= 1, padding {padding} >= 0")
+    if any(not 0 <= op < max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"output_padding {output_padding} must be >= 0 and below the stride {stride} "
+                         f"or the dilation {dilation}")
+    groups = int(groups)
+    N, C, H, W = x_shape
+    if groups < 1 or C % groups or w_shape[0] != C:
+        raise ValueError(f"w shape {w_shape} needs {C} input channels (x shape {x_shape}) divisible by "
+                         f"groups={groups}")
+    K, KH, KW = w_shape[1] * groups, w_shape[2], w_shape[3]
+    OH = (H - 1) * stride[0] - 2 * padding[0] + dilation[0] * (KH - 1) + output_padding[0] + 1
+    OW = (W - 1) * stride[1] - 2 * padding[1] + dilation[1] * (KW - 1) + output_padding[1] + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(f"padding {padding} crops the whole output of x shape {x_shape} with w shape {w_shape}")
+    return stride, padding, output_padding, dilation, groups, (N, K, OH, OW)
+
+
+def conv_transpose2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
+                             groups=1):
+    """y (N, K, OH, OW) = conv_transpose2d(x (N, C, H, W), w (C, K/groups, KH, KW)) + b (K,) or None, PyTorch's
+    conv_transpose2d: OH = (H - 1) * stride - 2 * padding + dilation * (KH - 1) + output_padding + 1."""
+    check_array("x", x, 4)
+    check_array("w", w, 4)
+    s, p, op, d, g, _ = conv_transpose_geometry(shape_of(x), shape_of(w), stride, padding, output_padding,
+                                                dilation, groups)
+    if b is not None:
+        check_vector("b", b, w.shape[1] * g, f"w shape {shape_of(w)} with groups={g}")
+    return x, w, b, s, p, op, d, g
+
+
+def conv_transpose2d_backward(dy, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
+                              groups=1, has_bias=True):
+    """(dx like x, dw like w, db (K,) or None when not has_bias) from dy (N, K, OH, OW)."""
+    for name, a in (("dy", dy), ("x", x), ("w", w)):
+        check_array(name, a, 4)
+    s, p, op, d, g, y_shape = conv_transpose_geometry(shape_of(x), shape_of(w), stride, padding, output_padding,
+                                                      dilation, groups)
+    if shape_of(dy) != y_shape:
+        raise ValueError(f"dy shape {shape_of(dy)} does not match the output shape {y_shape}")
+    return dy, x, w, s, p, op, d, g, bool(has_bias)
+
+
+def _torch_unary(F, x, fn, alpha=0.0, beta=0.0):
+    return {"neg": lambda: -x, "abs": lambda: x.abs(), "exp": lambda: x.exp(), "log": lambda: x.log(),
+            "sqrt": lambda: x.sqrt(), "pow": lambda: x ** alpha, "clip": lambda: x.clamp(alpha, beta),
+            "hard_sigmoid": lambda: (alpha * x + beta).clamp(0, 1),
+            "hard_swish": lambda: x * (alpha * x + beta).clamp(0, 1), "elu": lambda: F.elu(x, alpha),
+            "selu": lambda: beta * F.elu(x, alpha), "softplus": lambda: F.softplus(x),
+            "softsign": lambda: F.softsign(x), "affine": lambda: alpha * x + beta,
+            "reciprocal": lambda: x.reciprocal()}[fn]()
+
+
+def _torch_binary(F, a, b, fn):
+    return {"add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b, "div": lambda: a / b,
+            "pow": lambda: a ** b}[fn]()
+
+
+declare(Op("unary", "pointwise", (Method("unary_forward", unary_forward), Method("unary_backward", unary_backward)),
+           grad=lambda dy, i, o, kw: ((dy, i[0], o), kw),
+           cuda={"unary_forward_kernel": "A1 I F F A1", "unary_backward_kernel": "A1 A1 A1 I F F A1"},
+           torch=_torch_unary))
+declare(Op("binary", "pointwise", (Method("binary_forward", binary_forward),
+                                   Method("binary_backward", binary_backward)),
+           grad=lambda dy, i, o, kw: ((dy, i[0], i[1]), kw),
+           cuda={"binary_forward_kernel": "A1 L64 A1 L64 L64 I A1",
+                 "binary_partials_kernel": "A1 A1 L64 A1 L64 L64 I A1 A1",
+                 "sum_to_kernel": "A1 L64 L64 L64 L64 A1"},
+           torch=_torch_binary))
+declare(Op("transpose", "layout", (Method("transpose_forward", transpose_forward),
+                                   Method("transpose_backward", transpose_backward)),
+           grad=lambda dy, i, o, kw: ((dy,), kw), cuda={"gather_strided_kernel": "A1 L64 L64 A1"},
+           torch=lambda F, x, perm: x.permute(*perm)))
+declare(Op("take", "layout", (Method("take_forward", take_forward), Method("take_backward", take_backward)),
+           grad=lambda dy, i, o, kw: ((dy,), dict(kw, size=i[0].shape[kw["axis"]])),
+           cuda={"take_forward_kernel": "A3 L64 A3", "take_backward_kernel": "A3 L64 L64 A3"},
+           torch=lambda F, x, indices, axis: x[(slice(None),) * axis + (list(indices),)]))
+declare(Op("conv_transpose2d", "conv_transpose",
+           (Method("conv_transpose2d_forward", conv_transpose2d_forward),
+            Method("conv_transpose2d_backward", conv_transpose2d_backward)),
+           grad=lambda dy, i, o, kw: ((dy, i[0], i[1]), dict(kw, has_bias=i[2] is not None)),
+           cuda={"conv_transpose2d_forward_kernel": "A4 A4 A1 B I I I I I I I A4",
+                 "conv_transpose2d_backward_input_kernel": "A4 A4 I I I I I I I A4",
+                 "conv_transpose2d_backward_weight_kernel": "A4 A4 I I I I I I I A4", **helpers("channel_sum_kernel")},
+           torch=lambda F, x, w, b, stride=1, padding=0, output_padding=0, dilation=1, groups=1: F.conv_transpose2d(
+               x, w, b, stride, padding, output_padding, groups, dilation)))
+
+
 def describe() -> str:
     """The op table as text: each op, its public methods with their signatures, its CUDA kernels."""
     import inspect

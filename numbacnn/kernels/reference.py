@@ -522,3 +522,164 @@ def pad2d_backward_ref(dy, pads=(0, 0, 0, 0)):
     """
     t, b, l, r = pads
     return pad2d_forward_ref(dy, (-t, -b, -l, -r), 0.0)
+
+
+# ---------------------------------------------------------------- point-wise functions
+def _unary_value(x, fn, a, b):
+    """The unary functions of kernels/pointwise.UNARY; ``a``, ``b`` are alpha and beta in x's dtype."""
+    one = x.dtype.type(1)
+    table = {
+        "neg": lambda: -x, "abs": lambda: np.abs(x), "exp": lambda: np.exp(x), "log": lambda: np.log(x),
+        "sqrt": lambda: np.sqrt(x), "pow": lambda: x ** a, "clip": lambda: np.minimum(np.maximum(x, a), b),
+        "hard_sigmoid": lambda: np.clip(a * x + b, 0, 1), "hard_swish": lambda: x * np.clip(a * x + b, 0, 1),
+        "elu": lambda: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))),
+        "selu": lambda: b * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))),
+        "softplus": lambda: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
+        "softsign": lambda: x / (one + np.abs(x)), "affine": lambda: a * x + b, "reciprocal": lambda: one / x}
+    return table[fn]()
+
+
+def _unary_slope(x, y, fn, a, b):
+    """dy/dx of the unary function at x (y its value); PyTorch's choices at kinks (abs: 0, clip: inclusive)."""
+    one = x.dtype.type(1)
+    t = a * x + b
+    table = {
+        "neg": lambda: -np.ones_like(x), "abs": lambda: np.sign(x), "exp": lambda: y, "log": lambda: one / x,
+        "sqrt": lambda: x.dtype.type(0.5) / y, "pow": lambda: a * x ** (a - one),
+        "clip": lambda: ((x >= a) & (x <= b)).astype(x.dtype),
+        "hard_sigmoid": lambda: np.where((t > 0) & (t < 1), a, 0).astype(x.dtype),
+        "hard_swish": lambda: np.where(t <= 0, 0, np.where(t >= 1, one, t + a * x)).astype(x.dtype),
+        "elu": lambda: np.where(x > 0, one, a * np.exp(np.minimum(x, 0))),
+        "selu": lambda: b * np.where(x > 0, one, a * np.exp(np.minimum(x, 0))),
+        "softplus": lambda: np.where(x >= 0, one / (one + np.exp(-np.abs(x))),
+                                     np.exp(-np.abs(x)) / (one + np.exp(-np.abs(x)))),
+        "softsign": lambda: one / (one + np.abs(x)) ** 2, "affine": lambda: np.full_like(x, a),
+        "reciprocal": lambda: -y * y}
+    return table[fn]()
+
+
+def unary_forward_ref(x, fn, alpha=0.0, beta=0.0):
+    """y = fn(x) element by element, any shape:
+
+    neg -x, abs |x|, exp, log, sqrt, pow x**alpha, clip min(max(x, alpha), beta), hard_sigmoid
+    clip(alpha*x + beta, 0, 1), hard_swish x * hard_sigmoid(x), elu (alpha), selu (alpha, gamma=beta),
+    softplus log(1 + e^x), softsign x / (1 + |x|), affine alpha*x + beta, reciprocal 1/x.
+    """
+    a, b = x.dtype.type(alpha), x.dtype.type(beta)
+    return np.asarray(_unary_value(x, fn, a, b), dtype=x.dtype)
+
+
+def unary_backward_ref(dy, x, y, fn, alpha=0.0, beta=0.0):
+    """dx = dy * fn'(x), from the forward's input x and output y (same shape)."""
+    a, b = x.dtype.type(alpha), x.dtype.type(beta)
+    return (dy * _unary_slope(x, y, fn, a, b)).astype(x.dtype)
+
+
+def _sum_to(g, shape):
+    """g summed over the axes along which an operand of ``shape`` was broadcast to g's shape."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1)
+    return g.sum(axis=axes).reshape(shape) if axes else g.reshape(shape)
+
+
+def binary_forward_ref(a, b, fn):
+    """y = a fn b with numpy broadcasting: add, sub, mul, div, pow (a ** b)."""
+    table = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power}
+    return np.array(table[fn](a, b), dtype=a.dtype, order="C")
+
+
+def binary_backward_ref(dy, a, b, fn, need_a=True, need_b=True):
+    """(da like a, db like b): dy times each partial derivative, summed over the axes the operand was
+    broadcast along; None for an operand not needed."""
+    y = binary_forward_ref(a, b, fn)
+    one = a.dtype.type(1)
+    parts = {"add": (lambda: dy, lambda: dy), "sub": (lambda: dy, lambda: -dy),
+             "mul": (lambda: dy * b, lambda: dy * a), "div": (lambda: dy / b, lambda: -dy * y / b),
+             "pow": (lambda: dy * b * a ** (b - one), lambda: dy * y * np.log(a))}[fn]
+    da = _sum_to(np.broadcast_to(parts[0](), y.shape), a.shape).astype(a.dtype) if need_a else None
+    db = _sum_to(np.broadcast_to(parts[1](), y.shape), b.shape).astype(b.dtype) if need_b else None
+    return da, db
+
+
+# ---------------------------------------------------------------- transpose, take
+def transpose_forward_ref(x, perm):
+    """y = x.transpose(perm), C-contiguous; ``perm`` a permutation of x's axes."""
+    return np.ascontiguousarray(np.transpose(x, perm))
+
+
+def transpose_backward_ref(dy, perm):
+    """dx = dy transposed back (by the inverse permutation)."""
+    return np.ascontiguousarray(np.transpose(dy, np.argsort(perm)))
+
+
+def take_forward_ref(x, indices, axis):
+    """y = x indexed along ``axis`` by ``indices`` (ints in [0, x.shape[axis])): numpy's take."""
+    return np.ascontiguousarray(np.take(x, np.asarray(indices, np.int64), axis=axis))
+
+
+def take_backward_ref(dy, indices, axis, size):
+    """dx (dy's shape with ``size`` along ``axis``): each dy slice added to the x slice it was taken from."""
+    shape = list(dy.shape)
+    shape[axis] = size
+    dx = np.zeros(shape, dtype=dy.dtype)
+    for m, i in enumerate(indices):       # in order: the same sums as the kernels
+        index = [slice(None)] * dy.ndim
+        src = list(index)
+        index[axis], src[axis] = i, m
+        dx[tuple(index)] += dy[tuple(src)]
+    return dx
+
+
+# ---------------------------------------------------------------- transposed convolution
+def _ct_geometry(x, w, stride, padding, output_padding, dilation, groups):
+    N, C, H, W = x.shape
+    Kg, KH, KW = w.shape[1:]
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = stride, padding, output_padding, dilation
+    full = ((H - 1) * sh + dh * (KH - 1) + 1 + oph, (W - 1) * sw + dw * (KW - 1) + 1 + opw)
+    out = (full[0] - 2 * ph, full[1] - 2 * pw)
+    return N, C, H, W, Kg, KH, KW, full, out
+
+
+def _ct_taps(H, W, KH, KW, stride, dilation):
+    """For each tap (kh, kw): the rows and columns of the full output the input grid lands on."""
+    for kh in range(KH):
+        for kw in range(KW):
+            yield kh, kw, _tap_slice(kh * dilation[0], stride[0], H), _tap_slice(kw * dilation[1], stride[1], W)
+
+
+def conv_transpose2d_forward_ref(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+                                 dilation=(1, 1), groups=1):
+    """y = conv_transpose2d(x, w) + b (PyTorch's conv_transpose2d, ONNX ConvTranspose).
+
+    x : (N, C, H, W), w : (C, K // groups, KH, KW), b : (K,) or None; returns y : (N, K, OH, OW),
+    OH = (H - 1) * stride - 2 * padding + dilation * (KH - 1) + output_padding + 1: every input cell
+    adds x * w[c, :, kh, kw] at (i * stride + kh * dilation - padding, ...).
+    """
+    N, C, H, W, Kg, KH, KW, full, out = _ct_geometry(x, w, stride, padding, output_padding, dilation, groups)
+    Cg = C // groups
+    yf = np.zeros((N, Kg * groups) + full, dtype=x.dtype)
+    for g in range(groups):
+        xg, wg = x[:, g * Cg:(g + 1) * Cg], w[g * Cg:(g + 1) * Cg]
+        for kh, kw, rows, cols in _ct_taps(H, W, KH, KW, stride, dilation):
+            yf[:, g * Kg:(g + 1) * Kg, rows, cols] += np.einsum("nchw,co->nohw", xg, wg[:, :, kh, kw])
+    y = yf[:, :, padding[0]:padding[0] + out[0], padding[1]:padding[1] + out[1]]
+    if b is not None:
+        y = y + b.reshape(1, -1, 1, 1)
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
+def conv_transpose2d_backward_ref(dy, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+                                  dilation=(1, 1), groups=1, has_bias=True):
+    """(dx like x, dw like w, db (K,) or None) of conv_transpose2d from dy (N, K, OH, OW)."""
+    N, C, H, W, Kg, KH, KW, full, out = _ct_geometry(x, w, stride, padding, output_padding, dilation, groups)
+    Cg = C // groups
+    dyf = np.zeros((N, Kg * groups) + full, dtype=dy.dtype)
+    dyf[:, :, padding[0]:padding[0] + out[0], padding[1]:padding[1] + out[1]] = dy
+    dx, dw = np.zeros_like(x), np.zeros_like(w)
+    for g in range(groups):
+        cs, ks = slice(g * Cg, (g + 1) * Cg), slice(g * Kg, (g + 1) * Kg)
+        for kh, kw, rows, cols in _ct_taps(H, W, KH, KW, stride, dilation):
+            tap = dyf[:, ks, rows, cols]
+            dx[:, cs] += np.einsum("nohw,co->nchw", tap, w[cs, :, kh, kw])
+            dw[cs, :, kh, kw] = np.einsum("nchw,nohw->co", x[:, cs], tap)
+    return dx, dw, (dy.sum(axis=(0, 2, 3)).astype(dy.dtype) if has_bias else None)

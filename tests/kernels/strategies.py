@@ -449,6 +449,145 @@ def _adam_update(draw, small=False):
     return Case([_params(rng, shape), normal(rng, shape), m, v], kw, dict(ELEMENTWISE))
 
 
+# ---------------------------------------------------------------- point-wise math, layout, transposed conv
+#: (alpha, beta) choices of each unary function; the functions after POSITIVE need x > 0
+UNARY_PARAMS = {"neg": [(0.0, 0.0)], "abs": [(0.0, 0.0)], "exp": [(0.0, 0.0)], "log": [(0.0, 0.0)],
+                "sqrt": [(0.0, 0.0)], "pow": [(2.0, 0.0), (0.5, 0.0), (-1.5, 0.0), (3.0, 0.0)],
+                "clip": [(0.0, 6.0), (-0.5, 0.7)], "hard_sigmoid": [(0.2, 0.5), (1 / 6, 0.5)],
+                "hard_swish": [(1 / 6, 0.5)], "elu": [(1.0, 0.0), (0.3, 0.0)],
+                "selu": [(1.6732632423543772, 1.0507009873554805)], "softplus": [(0.0, 0.0)],
+                "softsign": [(0.0, 0.0)], "affine": [(1.5, -0.3), (-0.5, 2.0)], "reciprocal": [(0.0, 0.0)]}
+POSITIVE = {"log", "sqrt", "pow", "reciprocal"}
+
+
+def unary_case(fn, shape, params=0, scale=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.uniform(0.3, 3.0, shape) if fn in POSITIVE else rng.standard_normal(shape) * scale).astype(np.float32)
+    alpha, beta = UNARY_PARAMS[fn][params % len(UNARY_PARAMS[fn])]
+    return Case([x], dict(fn=fn, alpha=alpha, beta=beta), dict(ELEMENTWISE), seed)
+
+
+@st.composite
+def _unary(draw, small=False):
+    fn = draw(st.sampled_from(sorted(UNARY_PARAMS)))
+    shape = draw(any_shapes(max_dims=3, max_side=5) if small else any_shapes())
+    return unary_case(fn, shape, draw(st.integers(0, 3)), draw(st.sampled_from([1.0, 3.0])), draw(seeds))
+
+
+def binary_case(fn, a_shape, b_shape, seed=0):
+    """Operands away from the functions' singular points: a > 0 for pow, |b| >= 0.5 for div."""
+    rng = np.random.default_rng(seed)
+    a = (rng.uniform(0.5, 2.0, a_shape) if fn == "pow" else rng.standard_normal(a_shape)).astype(np.float32)
+    if fn == "div":
+        b = rng.uniform(0.5, 2.0, b_shape) * rng.choice([-1.0, 1.0], b_shape)
+    else:
+        b = rng.standard_normal(b_shape) * (0.7 if fn == "pow" else 1.0)
+    b = np.asarray(b, dtype=np.float32)
+    out = np.broadcast_shapes(a_shape, b_shape)
+    terms = int(np.prod(out)) // max(1, min(int(np.prod(a_shape)), int(np.prod(b_shape))))
+    return Case([a, b], dict(fn=fn), dict(**ELEMENTWISE, grad_rtol=tol(terms)["rtol"],
+                                          grad_atol=tol(terms, scale=10.0)["atol"]), seed)
+
+
+@st.composite
+def _binary(draw, small=False):
+    """Broadcastable operands: each keeps an output axis or has 1 there, and may drop leading axes (not all:
+    the backends' arrays have at least one axis)."""
+    out = draw(any_shapes(max_dims=3 if small else 4, max_side=4 if small else 6))
+
+    def operand():
+        shape = tuple(d if draw(st.booleans()) else 1 for d in out)
+        return shape[draw(st.integers(0, len(shape) - 1)):]
+    return binary_case(draw(st.sampled_from(["add", "sub", "mul", "div", "pow"])), operand(), operand(),
+                       draw(seeds))
+
+
+@st.composite
+def _transpose(draw, small=False):
+    shape = draw(any_shapes(max_dims=4 if small else 6, max_side=4 if small else 5))
+    perm = tuple(draw(st.permutations(range(len(shape)))))
+    return Case([normal(np.random.default_rng(draw(seeds)), shape)], dict(perm=perm), dict(EXACT))
+
+
+def take_case(shape, axis, indices, seed=0):
+    repeats = max(indices.count(i) for i in indices)
+    return Case([normal(np.random.default_rng(seed), shape)], dict(indices=tuple(indices), axis=axis),
+                dict(**EXACT, grad_rtol=tol(repeats)["rtol"], grad_atol=tol(repeats)["atol"]), seed)
+
+
+@st.composite
+def _take(draw, small=False):
+    shape = draw(any_shapes(max_dims=3 if small else 4, max_side=5 if small else 8))
+    axis = draw(st.integers(0, len(shape) - 1))
+    indices = draw(st.lists(st.integers(0, shape[axis] - 1), min_size=1, max_size=6 if small else 12))
+    return take_case(shape, axis, indices, draw(seeds))
+
+
+@dataclass(frozen=True)
+class ConvTGeom:
+    """One transposed convolution: x (n, c, h, w), w (c, k // groups, kh, kw)."""
+
+    n: int
+    c: int
+    k: int
+    h: int
+    w: int
+    kernel: tuple
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    output_padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+
+    @property
+    def kwargs(self):
+        return dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding,
+                    dilation=self.dilation, groups=self.groups)
+
+    @property
+    def out_hw(self):
+        return tuple((i - 1) * s - 2 * p + d * (k - 1) + op + 1 for i, s, p, d, k, op in
+                     zip((self.h, self.w), self.stride, self.padding, self.dilation, self.kernel,
+                         self.output_padding))
+
+
+def conv_transpose_case(g: ConvTGeom, bias=True, seed=0):
+    rng = np.random.default_rng(seed)
+    x, w = normal(rng, (g.n, g.c, g.h, g.w)), normal(rng, (g.c, g.k // g.groups) + tuple(g.kernel))
+    b = normal(rng, (g.k,)) if bias else None
+    taps = g.kernel[0] * g.kernel[1]
+    big = tol(g.n * max(g.h * g.w, g.out_hw[0] * g.out_hw[1]))
+    return Case([x, w, b], g.kwargs, dict(**tol(g.c // g.groups * taps + 1), grad_rtol=big["rtol"],
+                                          grad_atol=[tol(g.k // g.groups * taps)["atol"], big["atol"], big["atol"]]),
+                seed)
+
+
+@st.composite
+def conv_transpose_geometries(draw, max_batch=3, max_channels=6, max_size=8, max_kernel=4, max_stride=3):
+    n, groups = draw(st.integers(1, max_batch)), draw(st.integers(1, 3))
+    c = groups * draw(st.integers(1, max(1, max_channels // groups)))
+    k = groups * draw(st.integers(1, max(1, max_channels // groups)))
+    kernel, stride, dilation = draw(_pair(1, max_kernel)), draw(_pair(1, max_stride)), draw(_pair(1, 2))
+    out_pad = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    padding = tuple(draw(st.integers(0, (d * (kk - 1) + op) // 2)) for d, kk, op in zip(dilation, kernel, out_pad))
+    h, w = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    return ConvTGeom(n, c, k, h, w, kernel, stride, padding, out_pad, dilation, groups)
+
+
+@st.composite
+def _conv_transpose(draw, small=False):
+    g = draw(conv_transpose_geometries(2, 4, 4, 3, 2) if small else conv_transpose_geometries())
+    return conv_transpose_case(g, draw(st.booleans()), draw(seeds))
+
+
+CONVT_EDGE_CASES = [
+    ConvTGeom(2, 3, 4, 3, 4, (3, 3), (2, 2), (1, 1), (1, 1)),             # the usual 2x upsampling
+    ConvTGeom(1, 4, 4, 2, 3, (3, 2), (2, 3), (1, 0), (1, 2), (2, 1), 4),   # depthwise, output padding < dilation
+    ConvTGeom(2, 2, 3, 1, 1, (4, 4), (3, 3), (0, 0)),                     # one input cell
+    ConvTGeom(1, 6, 4, 3, 3, (1, 1), (1, 1), (0, 0), (0, 0), (1, 1), 2),  # 1x1, groups
+]
+
+
 #: op name -> (small=False) -> strategy of Cases; every op of numbacnn.ops.OPS must be here
 CASES = {
     "conv2d": _conv, "max_pool2d": _max_pool, "avg_pool2d": _avg_pool, "global_avg_pool2d": _global_avg_pool,
@@ -458,6 +597,7 @@ CASES = {
     "dropout": _dropout, "lrn": _lrn, "layer_norm": _layer_norm, "concat": _concat, "add": _add, "pad2d": _pad2d,
     "sgd_update": _sgd_update,
     "adam_update": _adam_update,
+    "unary": _unary, "binary": _binary, "transpose": _transpose, "take": _take, "conv_transpose2d": _conv_transpose,
 }
 
 #: op name -> fixed cases every run sees (edge cases; ``small`` ones fit the CUDA simulator)
@@ -481,6 +621,12 @@ EDGES = {
     "pad2d": [Case([normal(np.random.default_rng(0), (1, 2, 3, 4))], dict(pads=(1, -1, -2, 2), value=-np.inf),
                    dict(EXACT))],
     "layer_norm": [layer_norm_case(1, 2), layer_norm_case(3, 300, seed=1)],   # the fewest features; many
+    "unary": [unary_case(fn, (2, 3), k) for fn in sorted(UNARY_PARAMS) for k in range(len(UNARY_PARAMS[fn]))],
+    "binary": [binary_case("mul", (2, 3, 4, 5), (3, 1, 1)), binary_case("sub", (1,), (2, 3)),     # per channel; scalar
+               binary_case("div", (4, 1, 1), (1, 5, 6)), binary_case("pow", (1, 3), (2, 1))],    # both broadcast
+    "transpose": [Case([normal(np.random.default_rng(0), (2, 3, 4, 5, 6))], dict(perm=(0, 2, 1, 3, 4)), dict(EXACT))],
+    "take": [take_case((2, 3, 4), 2, [3, 3, 0, 3, 1]), take_case((5,), 0, [4])],
+    "conv_transpose2d": [conv_transpose_case(g, i % 2 == 0, i) for i, g in enumerate(CONVT_EDGE_CASES)],
 }
 
 
