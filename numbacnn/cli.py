@@ -117,6 +117,14 @@ def _class_names(meta, k, fallback=None):
     return [str(i) for i in range(k)]
 
 
+def _check_finite(model_file, outputs, n):
+    """Refuse outputs with NaN or infinite values (damaged or overflowing weights) instead of printing them."""
+    bad = ~np.isfinite(np.asarray(outputs).reshape(n, -1)).all(axis=1)
+    if bad.any():
+        raise ValueError(f"model {model_file}: its outputs are NaN or infinite for {int(bad.sum()):,} of {n:,} "
+                         f"input(s) (weights too large or damaged, or inputs out of range)")
+
+
 def _shape_text(shape) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ")"
 
@@ -148,13 +156,27 @@ batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=
 
 # ====================================================================== train
 def _validate_augment(ctx, param, value):
-    if not value:
+    if value is None:
+        return None
+    if not value or value == "none":
         return ""
     names = [s.strip() for s in value.split(",") if s.strip()]
     bad = [n for n in names if n not in AUGMENTS]
     if bad:
         raise click.BadParameter(f"unknown augmentation {', '.join(bad)} (choose from {', '.join(AUGMENTS)})")
     return ",".join(names)
+
+
+def _validate_milestones(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        fractions = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of fractions (e.g. 0.5,0.75)") from None
+    if not fractions or not all(0 < f < 1 for f in fractions):
+        raise click.BadParameter(f"{value!r}: milestones are fractions of the epochs, each in (0, 1)")
+    return fractions
 
 
 #: the options of ``train``: one per ``run.RunConfig`` field, plus --resume
@@ -185,32 +207,42 @@ TRAIN_OPTIONS = [
                       "labels in 0..K-1 have no images)."),
     click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True,
                  help="Training epochs (in total: a resumed run continues up to this number)."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-                 help="Images per training step."),
-    click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="adam", show_default=True,
-                 help="sgd (with --momentum, --nesterov) or adam."),
+    click.option("--recipe", default="auto", show_default=True, metavar="auto|none|MODEL",
+                 help="Training recipe for the options below that are not given: auto = the zoo model's paper "
+                      "recipe (see 'numbacnn models --recipe NAME'), none = numbacnn's defaults (Adam 0.001, "
+                      "cosine, batch 32), or the recipe of another zoo name."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                 help="Images per training step (default: the recipe's, else 32)."),
+    click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
+                 help="sgd (with --momentum, --nesterov) or adam (default: the recipe's, else adam)."),
     click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
-                 help="Learning rate (default: 0.001 for adam, 0.01 for sgd)."),
-    click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
-                 help="SGD momentum."),
-    click.option("--nesterov", is_flag=True, help="Nesterov momentum (SGD)."),
-    click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True,
-                 help="L2 penalty on weights (not biases): adds weight_decay * W to the gradient."),
+                 help="Learning rate (default: the recipe's for its optimizer, else 0.001 for adam, 0.01 for sgd)."),
+    click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
+                 help="SGD momentum (default: the recipe's, else 0.9)."),
+    click.option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum (SGD; default: the recipe's)."),
+    click.option("--weight-decay", type=click.FloatRange(0), default=None,
+                 help="L2 penalty on weights (not biases): adds weight_decay * W to the gradient (default: the "
+                      "recipe's, else 0)."),
     click.option("--l1", type=click.FloatRange(0), default=0.0, show_default=True,
                  help="L1 penalty on weights: adds l1 * sign(W) to the gradient."),
-    click.option("--schedule", type=click.Choice(["constant", "step", "cosine", "plateau"]), default="cosine",
-                 show_default=True,
-                 help="Learning-rate schedule per epoch: constant; step (x --lr-factor every --lr-step epochs); "
+    click.option("--schedule", type=click.Choice(["constant", "step", "multistep", "cosine", "plateau"]),
+                 default=None,
+                 help="Learning-rate schedule per epoch (default: the recipe's, else cosine): constant; step "
+                      "(x --lr-factor every --lr-step epochs); multistep (x --lr-factor at the --lr-milestones); "
                       "cosine (down to 0 at the last epoch); plateau (x --lr-factor after --lr-patience epochs "
                       "without improvement of val_loss, or loss without --val-split)."),
     click.option("--lr-step", type=click.IntRange(min=1), default=None,
-                 help="Epochs between step decays (default: a third of --epochs)."),
-    click.option("--lr-factor", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
-                 show_default=True, help="Decay factor of the step and plateau schedules."),
+                 help="Epochs between step decays (default: the recipe's, else a third of --epochs)."),
+    click.option("--lr-milestones", default=None, callback=_validate_milestones, metavar="F1,F2,...",
+                 help="Fractions of --epochs where the multistep schedule multiplies the rate by --lr-factor "
+                      "(default: the recipe's, else 0.5,0.75)."),
+    click.option("--lr-factor", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                 help="Decay factor of the step, multistep and plateau schedules (default: the recipe's, else 0.1)."),
     click.option("--lr-patience", type=click.IntRange(min=0), default=2, show_default=True,
                  help="Plateau schedule patience in epochs."),
-    click.option("--augment", default="", callback=_validate_augment,
-                 help="Comma-separated training augmentations: flip, contrast, zoom, noise."),
+    click.option("--augment", default=None, callback=_validate_augment,
+                 help="Comma-separated training augmentations: flip, contrast, zoom, noise; 'none' for none "
+                      "(default: the recipe's, else none)."),
     click.option("--early-stop", type=click.IntRange(min=0), default=None, metavar="PATIENCE",
                  help="Stop after PATIENCE epochs without improvement of --monitor; keep the best weights."),
     click.option("--monitor", type=click.Choice(["val_loss", "val_accuracy", "loss", "accuracy"]),
@@ -264,8 +296,14 @@ def train(ctx, resume, **opts):
     _check_writable(out, "'--out'")
     if not resume and opts["early_stop"] is not None and opts["monitor"].startswith("val_") and not opts["val_split"]:
         raise click.UsageError(f"--early-stop watching {opts['monitor']} needs --val-split (or --monitor loss)")
-    if opts["optimizer"] == "adam" and ({"momentum", "nesterov"} & set(given)):
-        raise click.UsageError("--momentum and --nesterov apply to --optimizer sgd")
+    if not resume:
+        if opts["recipe"] not in ("auto", "none"):
+            from .models.recipes import RECIPES
+            if RECIPES.get(opts["recipe"]) is None:
+                raise click.BadParameter(f"{opts['recipe']!r} is not auto, none or a zoo name "
+                                         f"({', '.join(RECIPES)})", param_hint="'--recipe'")
+        if RunConfig(**{**opts, "out": out}).resolved().optimizer == "adam" and {"momentum", "nesterov"} & set(given):
+            raise click.UsageError("--momentum and --nesterov apply to --optimizer sgd")
     _backend(opts["device"])
     bar = ProgressBar()
     if resume:
@@ -283,6 +321,18 @@ def _write_roc(path, report):
         for c in report["roc"]:
             for t, fp, tp in zip(c["thresholds"], c["fpr"], c["tpr"]):
                 w.writerow([c["name"], "inf" if t is None else t, "" if fp is None else fp, "" if tp is None else tp])
+
+
+def _aux_report(model, x, y, batch_size) -> dict:
+    """Loss and accuracy of every auxiliary output (trained, dropped for inference), printed one per line."""
+    from .train import evaluate_outputs
+    out = {}
+    for node, (loss, acc, _) in evaluate_outputs(model, x, y, batch_size).items():
+        if node in model.aux_outputs:
+            out[node] = {"loss": float(loss), "accuracy": float(acc), "weight": model.aux_outputs[node]}
+            click.echo(f"auxiliary output {node} (loss weight {model.aux_outputs[node]:g} in training, dropped "
+                       f"for inference): loss {loss:.4f}, accuracy {acc:.4f}")
+    return out
 
 
 @cli.command()
@@ -319,12 +369,16 @@ def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, de
                          f"has images of shape {tuple(x.shape[1:])}")
     if "mean" in meta:
         x = standardize(x, meta["mean"], meta["std"])
-    loss, acc, probs = evaluate_model(model, x, y, batch_size=batch_size)
+    with np.errstate(all="ignore"):      # a non-finite output is reported below, not warned about
+        loss, acc, probs = evaluate_model(model, x, y, batch_size=batch_size)
+    _check_finite(model_file, probs, len(x))
     names = _class_names(meta, probs.shape[1], names)
     report = classification_report(y, probs, names, include_roc=bool(roc_path))
     report["loss"] = float(loss)
     click.echo(f"{model_file} on {data or 'its test data'} ({part}): loss {loss:.4f}")
     click.echo(format_report(report))
+    if model.aux_outputs:
+        report["aux_outputs"] = _aux_report(model, x, y, batch_size)
     if json_path:
         with open(json_path, "w") as f:
             json.dump({k: v for k, v in report.items() if k != "roc"}, f, indent=2)
@@ -386,8 +440,11 @@ def predict(model_file, inputs, top_k, csv_path, save_outputs, raw, batch_size, 
     x, labels = read_prediction_inputs(inputs, model.input_shape, raw)
     if "mean" in meta and not raw:
         x = standardize(x, meta["mean"], meta["std"])
-    outputs = predict_model(model, x, batch_size=batch_size).astype(np.float32)
-    probs = _probabilities(model, outputs)
+    with np.errstate(all="ignore"):      # a non-finite output is reported below, not warned about
+        outputs = predict_model(model, x, batch_size=batch_size).astype(np.float32)
+        probs = _probabilities(model, outputs)
+    _check_finite(model_file, outputs, len(x))
+    _check_finite(model_file, probs, len(x))
     names = _class_names(meta, probs.shape[1])
     order = np.argsort(-probs, axis=1, kind="stable")[:, :min(top_k, probs.shape[1])]
     rows = []
@@ -417,45 +474,82 @@ def _table(rows, right=()):
             for r in rows]
 
 
+def _mib(n_bytes) -> str:
+    return f"{n_bytes / 2 ** 20:,.2f} MiB"
+
+
+def _memory_lines(model, rows, batch_size, optimizer) -> list:
+    """torchinfo-style totals: parameters, gradients, optimizer state, activations, for one training step."""
+    params = sum(r["params"] for r in rows) * 4
+    trainable = model.count_params()[1] * 4
+    slots = {"sgd": 1, "adam": 2}[optimizer]
+    acts = sum(int(np.prod(r["output_shape"])) for r in rows) * batch_size * 4
+    inputs = int(np.prod(model.input_shape)) * batch_size * 4
+    total = inputs + params + trainable + slots * trainable + 2 * acts
+    return [f"Input size (batch {batch_size}): {_mib(inputs)}",
+            f"Parameters: {_mib(params)}; their gradients: {_mib(trainable)}; {optimizer} state "
+            f"({slots} buffer{'s' if slots > 1 else ''} per parameter): {_mib(slots * trainable)}",
+            f"Activations kept for the backward pass: {_mib(acts)} (forward + backward pass: {_mib(2 * acts)})",
+            f"Estimated training memory: {_mib(total)}; inference (parameters + largest activations): "
+            f"{_mib(params + inputs + 2 * max(int(np.prod(r['output_shape'])) for r in rows) * batch_size * 4)}"]
+
+
 @cli.command()
 @click.argument("model_spec", metavar="MODEL")
 @click.option("--input-shape", default=None, metavar="C,H,W", help="Input shape for a zoo model (e.g. 3,32,32).")
 @click.option("--classes", type=click.IntRange(min=1), default=None, help="Number of classes for a zoo model.")
-def summary(model_spec, input_shape, classes):
-    """A table of MODEL's layers (a zoo name, .json or .h5): output shape, inputs, parameters, FLOPs."""
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batch size for the activation memory column and the totals.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
+              help="Optimizer whose state the training memory counts (default: the model's recipe's, else adam).")
+def summary(model_spec, input_shape, classes, batch_size, optimizer):
+    """A table of MODEL's layers (a zoo name, .json or .h5): output shape, inputs, parameters, multiply-adds,
+    activation memory at --batch-size; then totals and the memory a training step needs (like torchinfo)."""
+    from .run import RunConfig
     model = _model_for_inspection(model_spec, _shape_option(input_shape), classes)
     rows = model.summary_rows()
     frozen = {n for n, layer in model.layers.items() if not layer.trainable}
-    table = _table([("Layer (type)", "Output shape", "Inputs", "Params", "FLOPs")] + [
-        (f"{r['name']} ({r['type']})" + (" [frozen]" if r["name"] in frozen else ""), _shape_text(r["output_shape"]),
-         ", ".join(r["inputs"]), f"{r['params']:,}", f"{r['flops']:,}") for r in rows], right=(3, 4))
+    table = _table([("Layer (type)", "Output shape", "Inputs", "Params", "Mult-adds", "Activations")] + [
+        (f"{r['name']} ({r['type']})" + (" [frozen]" if r["name"] in frozen else "") + (" [aux]" if r["aux"] else ""),
+         _shape_text(r["output_shape"]), ", ".join(r["inputs"]), f"{r['params']:,}", f"{r['macs']:,}",
+         _mib(int(np.prod(r["output_shape"])) * batch_size * 4)) for r in rows], right=(3, 4, 5))
     total, trainable = model.count_params()
-    flops = sum(r["flops"] for r in rows)
     rule = "-" * len(table[0])
     click.echo(f'Model "{model.name}"  input {_shape_text(model.input_shape)}')
     click.echo("\n".join([rule, table[0], rule.replace("-", "="), *table[1:], rule.replace("-", "=")]))
     click.echo(f"Total params: {total:,}\nTrainable params: {trainable:,}\nFrozen params: {total - trainable:,}")
-    click.echo(f"FLOPs per image (forward): {flops:,} ({flops / 1e6:,.1f} MFLOPs)")
+    macs, flops = sum(r["macs"] for r in rows), sum(r["flops"] for r in rows)
+    click.echo(f"Mult-adds per image (forward): {macs:,} ({macs / 1e9:,.2f} G); FLOPs {flops:,}")
+    if model.aux_outputs:
+        click.echo(f"Auxiliary outputs (training only, [aux] layers): "
+                   f"{', '.join(f'{n} (loss weight {w:g})' for n, w in model.aux_outputs.items())}")
+    optimizer = optimizer or RunConfig(model=model_spec).resolved().optimizer
+    click.echo("\n".join(_memory_lines(model, rows, batch_size, optimizer)))
 
 
 @cli.command()
-def models():
-    """List the model zoo: every name --model accepts, its default input shape, parameters and description."""
+@click.option("--recipe", default=None, metavar="NAME", help="Print the training recipe of zoo model NAME.")
+def models(recipe):
+    """List the model zoo: every name --model accepts, its default input shape, parameters, forward FLOPs per
+    image, description; or one model's training recipe."""
     import inspect
 
     from .models import DESCRIPTIONS, ZOO
-    rows = [("name", "input", "params", "description")]
+    from .models.recipes import RECIPES
+    if recipe:
+        click.echo(f"{recipe}: training recipe ('numbacnn train --model {recipe}' uses it for the options not "
+                   f"given)\n" + RECIPES.lookup(recipe).describe())
+        return
+    rows = [("name", "input", "params", "FLOPs", "description")]
     for name, fn in ZOO.items():
         shape = inspect.signature(fn).parameters["input_shape"].default
-        rows.append((name, _shape_text(shape), f"{fn().count_params()[0]:,}", DESCRIPTIONS.get(name, "")))
-    click.echo("\n".join(_table(rows, right=(2,))))
-
-
-@cli.command(name="ops")
-def ops_cmd():
-    """List the kernel API: every op of the op table, its methods with their arguments and shapes."""
-    from .ops import describe
-    click.echo(describe())
+        m = fn()
+        m.infer_shapes()
+        flops = sum(layer.flops() for n, layer in m.layers.items() if n in set(m.plan()))
+        rows.append((name, _shape_text(shape), f"{m.count_params()[0]:,}",
+                     f"{flops / 1e9:.2f} G" if flops >= 1e8 else f"{flops / 1e6:.2f} M",
+                     DESCRIPTIONS.get(name, "")))
+    click.echo("\n".join(_table(rows, right=(2, 3))))
 
 
 # ====================================================================== time
@@ -520,16 +614,19 @@ def import_onnx_cmd(onnx_file, out, force):
 @cli.command(name="export-onnx")
 @click.argument("model_file", metavar="MODEL.h5")
 @click.option("--out", default=None, metavar="MODEL.onnx", help="ONNX file to write (default: MODEL.onnx beside it).")
+@click.option("--keep-aux", is_flag=True,
+              help="Keep auxiliary training outputs (GoogLeNet's heads) as further graph outputs (default: only "
+                   "the inference output).")
 @force_option
-def export_onnx_cmd(model_file, out, force):
-    """Convert a numbacnn model file into an ONNX model (opset 13)."""
+def export_onnx_cmd(model_file, out, keep_aux, force):
+    """Convert a numbacnn model file into an ONNX model (opset 13, or the later one a layer needs)."""
     from .io.hdf5 import load_model
     from .onnx import export_onnx
     from .run import stem
     out = out or stem(model_file) + ".onnx"
     _check_writable(out, "'--out'", force)
     mf = load_model(model_file, backend="cpu")
-    export_onnx(mf.model, out)
+    export_onnx(mf.model, out, keep_aux=keep_aux)
     click.echo(f"Exported {model_file} to {out}")
     if "mean" in mf.metadata:
         click.echo("Note: the model was trained on standardised images; the ONNX graph does not include the "

@@ -44,7 +44,8 @@ class Model:
         self.output = None
         self.backend = None
         self.output_shapes: dict = {}
-        self._plans: dict = {}   # node -> [its ancestors and itself, in topological order]
+        self._plans: dict = {}   # node(s) -> [their ancestors and themselves, in topological order]
+        self.aux_outputs: dict = {}   # node -> loss weight: auxiliary training outputs (GoogLeNet's heads)
 
     # ------------------------------------------------------------ building the graph
     def add(self, layer: Layer, inputs=None, name: str | None = None) -> str:
@@ -79,6 +80,18 @@ class Model:
         self._plans = {}
         self.output = name
         return name
+
+    def add_aux_output(self, node: str, weight: float):
+        """Declare ``node`` an auxiliary training output whose loss counts ``weight`` times in the total.
+
+        Auxiliary outputs are trained and evaluated but not computed for inference: ``forward``
+        without ``until`` reaches only ``output`` (and so do ``predict`` and ONNX export).
+        """
+        if node not in self._nodes or node == self.output:
+            raise ValueError(f"model {self.name!r}: auxiliary output {node!r} must be a node other than the output")
+        if not (isinstance(weight, (int, float)) and weight > 0):
+            raise ValueError(f"model {self.name!r}: auxiliary output {node!r} needs a weight > 0, got {weight!r}")
+        self.aux_outputs[node] = float(weight)
 
     @classmethod
     def sequential(cls, name: str, input_shape, layers) -> "Model":
@@ -118,6 +131,11 @@ class Model:
         if cfg["output"] not in m:
             raise ValueError(f"model {m.name!r}: output {cfg['output']!r} is not a node")
         m.output = cfg["output"]
+        aux = cfg.get("aux_outputs") or {}
+        if not isinstance(aux, dict):
+            raise ValueError(f"model {m.name!r}: aux_outputs must map node names to loss weights")
+        for node, weight in aux.items():
+            m.add_aux_output(node, weight)
         return m
 
     def to_config(self) -> dict:
@@ -125,7 +143,7 @@ class Model:
                 "nodes": [{"name": n, "class_name": layer.registered_name or type(layer).__name__,
                            "config": {k: v for k, v in layer.get_config().items() if k != "name"},
                            "inputs": list(ins)} for n, (layer, ins) in self._nodes.items()],
-                "output": self.output}
+                "output": self.output, **({"aux_outputs": dict(self.aux_outputs)} if self.aux_outputs else {})}
 
     def to_json(self, indent=None) -> str:
         return json.dumps(self.to_config(), indent=indent)
@@ -168,7 +186,7 @@ class Model:
         return self.output_shapes
 
     def _check_all_feed_output(self):
-        live, stack = set(), [self.output]
+        live, stack = set(), [self.output, *self.aux_outputs]
         while stack:
             n = stack.pop()
             if n in live or n == INPUT:
@@ -177,7 +195,8 @@ class Model:
             stack.extend(self._nodes[n][1])
         dead = [n for n in self._nodes if n not in live]
         if dead:
-            raise ValueError(f"model {self.name!r}: node(s) {dead} do not feed the output {self.output!r}")
+            raise ValueError(f"model {self.name!r}: node(s) {dead} feed neither the output {self.output!r} nor an "
+                             f"auxiliary output")
 
     def build(self, backend="cpu", seed: int = 0, initialize: bool = True) -> "Model":
         """Infer shapes, then initialise every parameter on ``backend``.
@@ -226,23 +245,27 @@ class Model:
 
     # ------------------------------------------------------------ compute
     def plan(self, until=None) -> list:
-        """The nodes needed to compute ``until`` (default: the output), in topological order."""
+        """The nodes needed to compute ``until`` (a node or a list of nodes; default: the output), in
+        topological order."""
         until = self.output if until is None else until
-        if until not in self._plans:
-            if until not in self._nodes:
-                raise ValueError(f"model {self.name!r} has no node {until!r}")
-            need, stack = set(), [until]
+        key = tuple(until) if isinstance(until, (list, tuple)) else until
+        if key not in self._plans:
+            targets = list(key) if isinstance(key, tuple) else [key]
+            unknown = [t for t in targets if t not in self._nodes]
+            if unknown:
+                raise ValueError(f"model {self.name!r} has no node {unknown[0]!r}")
+            need, stack = set(), targets
             while stack:
                 n = stack.pop()
                 if n != INPUT and n not in need:
                     need.add(n)
                     stack.extend(self._nodes[n][1])
-            self._plans[until] = [n for n in self._nodes if n in need]
-        return self._plans[until]
+            self._plans[key] = [n for n in self._nodes if n in need]
+        return self._plans[key]
 
-    def _probability_node(self):
-        """The layer producing probabilities that the output is (maybe through reshapes), or None."""
-        n = self.output
+    def _probability_node(self, output=None):
+        """The layer producing probabilities that ``output`` is (maybe through reshapes), or None."""
+        n = self.output if output is None else output
         while True:
             layer, ins = self._nodes[n]
             if layer.outputs_probabilities and len(ins) == 1 and ins[0] != INPUT:
@@ -255,14 +278,20 @@ class Model:
         """True when the graph ends in a probability layer (a Softmax, maybe followed by reshapes)."""
         return self._probability_node() is not None
 
-    def logits_node(self) -> str:
-        """The node a loss on logits reads: the output, or the input of the probability layer the graph
-        ends in (a final Softmax, as in imported classifiers), so that softmax is never applied twice."""
-        p = self._probability_node()
-        return self.output if p is None else self._nodes[p][1][0]
+    def logits_node(self, output=None) -> str:
+        """The node a loss on logits reads for ``output`` (default: the model output): that node, or the input
+        of the probability layer it ends in (a final Softmax, as in imported classifiers), so that softmax is
+        never applied twice."""
+        p = self._probability_node(output)
+        return (self.output if output is None else output) if p is None else self._nodes[p][1][0]
+
+    def training_outputs(self) -> list:
+        """[(logits node, loss weight)]: the output's (weight 1) and every auxiliary output's."""
+        return [(self.logits_node(), 1.0)] + [(self.logits_node(n), w) for n, w in self.aux_outputs.items()]
 
     def forward(self, x, training: bool = False, until=None, hook=None):
-        """x : (N, *input_shape) host or backend array -> the array of node ``until`` (default: the output).
+        """x : (N, *input_shape) host or backend array -> the array of node ``until`` (default: the output;
+        a list of nodes gives a list of arrays).
 
         ``hook(name, y)``, when given, is called after each node with its output (timing, feature maps).
         """
@@ -278,12 +307,15 @@ class Model:
             acts[n] = layer.forward([acts[i] for i in ins], training)
             if hook is not None:
                 hook(n, acts[n])
+        if isinstance(until, (list, tuple)):
+            return [acts[n] for n in until]
         return acts[self.output if until is None else until]
 
     __call__ = forward
 
     def backward(self, dy, start=None, hook=None):
-        """Backpropagate ``dy``, the gradient of node ``start`` (default: the output), in reverse topological order.
+        """Backpropagate ``dy``, the gradient of node ``start`` (default: the output), in reverse topological order;
+        ``dy`` may also be a dict {node: its gradient} (several outputs, e.g. auxiliary heads).
 
         Fills the ``grads`` of every layer ``start`` depends on; where one output feeds several
         nodes their gradients are summed (``backend.add_inplace`` on a private copy).  Returns
@@ -291,11 +323,10 @@ class Model:
         called after each node's backward with the gradients it returned.
         """
         be = self.require_built()
-        if isinstance(dy, np.ndarray):
-            dy = be.asarray(dy)
-        start = self.output if start is None else start
-        grads, owned = {start: dy}, set()
-        for n in reversed(self.plan(start)):
+        seeds = dict(dy) if isinstance(dy, dict) else {self.output if start is None else start: dy}
+        grads = {n: be.asarray(g) if isinstance(g, np.ndarray) else g for n, g in seeds.items()}
+        owned = set()
+        for n in reversed(self.plan(list(grads))):
             layer, ins = self._nodes[n]
             dxs = layer.backward(grads.pop(n))
             if hook is not None:
@@ -400,9 +431,12 @@ class Model:
         return total, trainable
 
     def summary_rows(self) -> list:
-        """[{name, type, inputs, output_shape, params, flops}] per layer; flops for one sample."""
+        """[{name, type, inputs, output_shape, params, macs, flops, aux}] per layer; macs and flops for one
+        sample; aux is True for layers only auxiliary outputs need (not computed for inference)."""
         if not self.output_shapes:
             self.infer_shapes()
+        inference = set(self.plan())
         return [{"name": n, "type": layer.registered_name or type(layer).__name__, "inputs": list(ins),
                  "output_shape": tuple(layer.output_shape), "params": layer.count_params(),
-                 "flops": int(layer.flops())} for n, (layer, ins) in self._nodes.items()]
+                 "macs": int(layer.macs()), "flops": int(layer.flops()), "aux": n not in inference}
+                for n, (layer, ins) in self._nodes.items()]

@@ -54,10 +54,14 @@ class SoftmaxCrossEntropy:
 
     name = "cross_entropy"
 
-    def __call__(self, backend, logits, labels):
-        """Return ``(loss, dlogits, probs)``; logits (N, K) (or (N, K, 1, 1)), labels (N,) int."""
+    def __call__(self, backend, logits, labels, weight=1.0):
+        """Return ``(loss, dlogits, probs)``; logits (N, K) (or (N, K, 1, 1)), labels (N,) int.
+
+        ``weight`` scales the gradient (an auxiliary output's share of the total loss); the
+        returned loss is unweighted.
+        """
         loss, probs = backend.softmax_cross_entropy_forward(_rows(logits), labels)
-        dlogits = backend.softmax_cross_entropy_backward(probs, labels)
+        dlogits = backend.softmax_cross_entropy_backward(probs, labels, weight)
         return float(loss), dlogits.reshape(logits.shape), probs
 
     def value(self, backend, logits, labels):
@@ -92,11 +96,11 @@ class MeanSquaredError:
         y = backend.to_host(outputs).astype(np.float32)
         return y, y - self._targets(y, backend.to_host(targets))
 
-    def __call__(self, backend, outputs, targets):
-        """Return ``(loss, doutputs, outputs)``."""
+    def __call__(self, backend, outputs, targets, weight=1.0):
+        """Return ``(loss, doutputs, outputs)``; ``weight`` scales the gradient (the loss is unweighted)."""
         y, d = self._diff(backend, outputs, targets)
         loss = float(np.mean(d.astype(np.float64) ** 2))
-        grad = (d * np.float32(2.0 / d.size)).astype(np.float32)
+        grad = (d * np.float32(2.0 * weight / d.size)).astype(np.float32)
         return loss, backend.asarray(grad), outputs
 
     def value(self, backend, outputs, targets):

@@ -488,9 +488,11 @@ def softmax_cross_entropy_forward(logits, labels):
     return _check_labels(logits, labels)
 
 
-def softmax_cross_entropy_backward(probs, labels):
-    """dlogits (N, K) of the mean loss: (probs - onehot(labels)) / N."""
-    return _check_labels(probs, labels, "probs")
+def softmax_cross_entropy_backward(probs, labels, weight=1.0):
+    """dlogits (N, K) of the mean loss times ``weight`` (an auxiliary output's share): (probs - onehot) / N * weight."""
+    if not (isinstance(weight, (int, float, np.floating)) and np.isfinite(weight)):
+        raise ValueError(f"weight must be a finite number, got {weight!r}")
+    return (*_check_labels(probs, labels, "probs"), float(weight))
 
 
 def argmax(x):

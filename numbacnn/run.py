@@ -36,6 +36,11 @@ from . import __version__
 from .data.loaders import DataError
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
+#: the options a recipe sets (``models.recipes``), and their values for models without one
+RECIPE_FIELDS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "schedule", "lr_milestones",
+                 "lr_step", "lr_factor", "augment")
+DEFAULTS = dict(optimizer="adam", momentum=0.9, nesterov=False, weight_decay=0.0, batch_size=32, schedule="cosine",
+                lr_milestones=(0.5, 0.75), lr_step=None, lr_factor=0.1, augment="")
 
 
 class RunInterrupted(Exception):
@@ -55,18 +60,20 @@ class RunConfig:
     limit_test: int | None = None
     classes: int | None = None
     epochs: int = 4
-    batch_size: int = 32
-    optimizer: str = "adam"
+    recipe: str = "auto"
+    batch_size: int | None = None       # None: from the model's recipe (see ``resolved``)
+    optimizer: str | None = None
     lr: float | None = None
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
+    momentum: float | None = None
+    nesterov: bool | None = None
+    weight_decay: float | None = None
     l1: float = 0.0
-    schedule: str = "cosine"
+    schedule: str | None = None
+    lr_milestones: tuple | None = None
     lr_step: int | None = None
-    lr_factor: float = 0.1
+    lr_factor: float | None = None
     lr_patience: int = 2
-    augment: str = ""
+    augment: str | None = None
     early_stop: int | None = None
     monitor: str = "val_loss"
     freeze: str | None = None
@@ -86,10 +93,32 @@ class RunConfig:
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
 
+    def recipe_of_model(self):
+        """The ``models.recipes.Recipe`` that fills unset options, or None (``recipe`` none, or no recipe)."""
+        from .models.recipes import RECIPES
+        if self.recipe == "none":
+            return None
+        if self.recipe != "auto":
+            return RECIPES.lookup(self.recipe)
+        return RECIPES.get(self.model) if isinstance(self.model, str) else None
+
+    def resolved(self) -> "RunConfig":
+        """A copy with every unset option (None) taken from the model's recipe, else from ``DEFAULTS``; the
+        recipe's learning rate only when the optimizer is the recipe's."""
+        recipe = self.recipe_of_model()
+        given = {k: getattr(self, k) for k in RECIPE_FIELDS if getattr(self, k) is not None}
+        base = {**DEFAULTS, **(recipe.options() if recipe else {}), **given}
+        if self.lr is None:
+            same = recipe is not None and base["optimizer"] == recipe.optimizer
+            base["lr"] = recipe.lr if same else DEFAULT_LR[base["optimizer"]]
+        base["lr_milestones"] = tuple(float(m) for m in base["lr_milestones"] or ())
+        return dataclasses.replace(self, **base)
+
     def stored(self) -> dict:
         """The options as stored in a model file's ``train_options`` (paths made absolute)."""
         doc = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.LOCAL}
         doc["lr"] = self.learning_rate
+        doc["lr_milestones"] = list(doc["lr_milestones"] or ())
         for key in ("data", "test_data", "init_from", "model"):
             if doc[key] and not str(doc[key]).startswith("builtin") and os.path.exists(doc[key]):
                 doc[key] = os.path.abspath(doc[key])
@@ -253,13 +282,16 @@ def num_outputs(model) -> int:
 
 
 def rebuild_head(model, k: int, seed: int = 0) -> str:
-    """Give ``model`` a new classifier layer with ``k`` outputs (fresh weights); returns a description.
+    """Give the output and every auxiliary output of ``model`` a new classifier layer with ``k`` outputs (fresh
+    weights); returns a description."""
+    return "; ".join(_rebuild_classifier(model, node, k, seed) for node in [model.output, *model.aux_outputs])
 
-    The classifier is the last layer with an ``outputs_key`` (Dense units, Conv2D filters) on the way
-    back from the output through single-input, parameter-free layers (Softmax, Flatten, ...).
-    """
+
+def _rebuild_classifier(model, output, k: int, seed: int) -> str:
+    """The classifier of ``output`` is the last layer with an ``outputs_key`` (Dense units, Conv2D filters) on
+    the way back from it through single-input, parameter-free layers (Softmax, Flatten, ...)."""
     from .graph import INPUT
-    name = model.output
+    name = output
     while model.layers[name].outputs_key is None:
         layer, ins = model.layers[name], model.inputs_of(name)
         if layer.param_shapes or len(ins) != 1 or ins[0] == INPUT:
@@ -270,7 +302,7 @@ def rebuild_head(model, k: int, seed: int = 0) -> str:
     before, cfg[old.outputs_key] = cfg[old.outputs_key], int(k)
     model.replace(name, type(old)(**cfg))
     model.reinitialize([name], seed)
-    return f"re-initialised layer {name!r} ({type(old).__name__} {before} -> {k} outputs) for {k} classes"
+    return f"re-initialised layer {name!r} ({old.registered_name} {before} -> {k} outputs) for {k} classes"
 
 
 def _transfer(cfg, model, log):
@@ -328,6 +360,16 @@ def prepare_model(cfg: RunConfig, plan: DataPlan, backend, log):
     return model, decide_precompute(cfg, model, log)
 
 
+def describe_training(cfg: RunConfig) -> str:
+    """One line: optimizer, schedule, batch size, augmentation, and where they come from."""
+    recipe = cfg.recipe_of_model()
+    where = (f"the {cfg.model if cfg.recipe == 'auto' else cfg.recipe} recipe "
+             f"({recipe.source.split(':')[0]}) unless given" if recipe else "numbacnn's defaults unless given")
+    opt = f"{cfg.optimizer} lr {cfg.learning_rate:g}" + (f" momentum {cfg.momentum:g}" if cfg.optimizer == "sgd" else "")
+    return (f"Training: {opt}, weight decay {cfg.weight_decay:g}, {cfg.schedule} schedule, batch {cfg.batch_size}, "
+            f"augmentation {cfg.augment or 'none'}, {cfg.epochs} epochs ({where})")
+
+
 # ====================================================================== 3. optimizer and schedule
 def make_optimizer(cfg: RunConfig):
     from .optim import get_optimizer
@@ -342,8 +384,14 @@ def make_schedule(cfg: RunConfig):
     monitor = "val_loss" if cfg.val_split else "loss"
     kwargs = {"constant": {}, "cosine": {"total_epochs": cfg.epochs},
               "step": {"step_size": cfg.lr_step or max(1, cfg.epochs // 3), "gamma": cfg.lr_factor},
+              "multistep": {"milestones": milestone_epochs(cfg), "gamma": cfg.lr_factor},
               "plateau": {"monitor": monitor, "factor": cfg.lr_factor, "patience": cfg.lr_patience}}[cfg.schedule]
     return get_schedule(cfg.schedule, cfg.learning_rate, **kwargs)
+
+
+def milestone_epochs(cfg: RunConfig) -> list:
+    """The multistep schedule's milestones as epochs: ``lr_milestones`` (fractions of the run) times ``epochs``."""
+    return sorted({max(1, round(f * cfg.epochs)) for f in cfg.lr_milestones or ()})
 
 
 def replan_schedule(cfg: RunConfig, saved, log):
@@ -353,7 +401,12 @@ def replan_schedule(cfg: RunConfig, saved, log):
     planned again over 8 (a warm restart), and a step schedule whose step was a third of the
     epochs gets a third of the new number.  Either change is printed.
     """
-    from .schedules import Cosine, StepDecay
+    from .schedules import Cosine, MultiStep, StepDecay
+    if isinstance(saved, MultiStep) and cfg.lr_milestones and saved.milestones != milestone_epochs(cfg):
+        new = MultiStep(saved.lr, milestone_epochs(cfg), saved.gamma)
+        log(f"multistep schedule re-planned for {cfg.epochs} epochs: x{saved.gamma:g} at epochs "
+            f"{', '.join(map(str, new.milestones))} (were {', '.join(map(str, saved.milestones))})")
+        return new
     if isinstance(saved, Cosine) and saved.total_epochs != cfg.epochs:
         new = Cosine(saved.lr, total_epochs=cfg.epochs, min_lr=saved.min_lr)
         log(f"cosine schedule re-planned from {saved.total_epochs} to {cfg.epochs} epochs (learning rate "
@@ -394,7 +447,7 @@ class TrainingRun:
     """
 
     def __init__(self, config: RunConfig, log=print, callbacks=(), resume=None):
-        self.cfg, self.log, self.extra_callbacks, self.resumed = config, log, list(callbacks), resume
+        self.cfg, self.log, self.extra_callbacks, self.resumed = config.resolved(), log, list(callbacks), resume
         self.backend = self.plan = self.model = self.optimizer = self.schedule = None
         self.precompute = False
 
@@ -432,6 +485,7 @@ class TrainingRun:
         else:
             self._prepare_resumed()
         self.log(f"Model {self.model.name} ({self.model.count_params()[0]:,} parameters) on {self.backend.name}")
+        self.log(describe_training(self.cfg))
         return self
 
     def _prepare_resumed(self):

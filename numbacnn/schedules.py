@@ -6,7 +6,7 @@ it (``logs`` is that epoch's history entry, e.g. ``{"loss": .., "val_loss": ..}`
 ``get_config()`` rebuilds a schedule, ``state_dict()`` / ``load_state_dict()``
 carry the JSON-able state a resumed run needs (only reduce-on-plateau has any).
 
-The formulas are PyTorch's: ``StepLR``, ``CosineAnnealingLR`` and
+The formulas are PyTorch's: ``StepLR``, ``MultiStepLR``, ``CosineAnnealingLR`` and
 ``ReduceLROnPlateau`` (relative threshold, no cooldown).
 """
 from __future__ import annotations
@@ -83,6 +83,32 @@ class StepDecay(Schedule):
 
     def get_config(self):
         return {"lr": self.lr, "step_size": self.step_size, "gamma": self.gamma}
+
+
+@_register
+class MultiStep(Schedule):
+    """lr * gamma ** (number of milestones <= epoch)  (PyTorch's MultiStepLR): e.g. divided by 10 at the
+    epochs of 50% and 75% of the run, He et al.'s CIFAR recipe."""
+
+    name = "multistep"
+
+    def __init__(self, lr, milestones=(), gamma=0.1):
+        super().__init__(lr)
+        try:
+            self.milestones = sorted(int(m) for m in milestones)
+        except (TypeError, ValueError):
+            raise ValueError(f"multistep schedule milestones must be epoch numbers, got {milestones!r}") from None
+        if any(m < 1 for m in self.milestones):
+            raise ValueError(f"multistep schedule milestones must be >= 1, got {self.milestones}")
+        if not gamma > 0:
+            raise ValueError(f"multistep schedule gamma must be > 0, got {gamma!r}")
+        self.gamma = float(gamma)
+
+    def lr_for_epoch(self, epoch):
+        return self.lr * self.gamma ** sum(1 for m in self.milestones if m <= int(epoch))
+
+    def get_config(self):
+        return {"lr": self.lr, "milestones": list(self.milestones), "gamma": self.gamma}
 
 
 @_register
@@ -189,5 +215,5 @@ def schedule_from_json(doc: dict) -> Schedule:
     return s
 
 
-__all__ = ["Schedule", "Constant", "StepDecay", "Cosine", "ReduceOnPlateau", "get_schedule",
+__all__ = ["Schedule", "Constant", "StepDecay", "MultiStep", "Cosine", "ReduceOnPlateau", "get_schedule",
            "schedule_from_json", "SCHEDULES"]

@@ -106,9 +106,13 @@ def copy_weights_into(torch, model, modules: dict):
                 getattr(modules[name], PARAM_NAMES[ours]).copy_(torch.from_numpy(value))
 
 
-def torch_model(torch, model, copy_weights=False):
-    """An ``nn.Module`` running ``model``'s graph (built) with a twin per node; our weights when asked."""
-    names = model.plan()
+def torch_model(torch, model, copy_weights=False, outputs=None):
+    """An ``nn.Module`` running ``model``'s graph (built) with a twin per node; our weights when asked.
+
+    It returns the model output, or, with ``outputs`` (a list of nodes, e.g. the output and the auxiliary
+    outputs), a list of those nodes' values.
+    """
+    names = model.plan(outputs)
     inputs = {n: model.inputs_of(n) for n in names}
 
     class Net(torch.nn.Module):
@@ -120,7 +124,7 @@ def torch_model(torch, model, copy_weights=False):
             acts = {INPUT: x}
             for n in names:
                 acts[n] = self.nodes[n.replace(".", "_")](*(acts[i] for i in inputs[n]))
-            return acts[model.output]
+            return acts[model.output] if outputs is None else [acts[n] for n in outputs]
 
     net = Net()
     if copy_weights:

@@ -136,6 +136,7 @@ def frozen_prefix_split(model):
         if n not in fixed:
             head.add(l, [INPUT if i == boundary else i for i in model.inputs_of(n)], n)
     head.output = model.output
+    head.aux_outputs = {n: w for n, w in model.aux_outputs.items() if n in head}
     head.infer_shapes()          # same shapes: the layers keep their parameters
     head.backend = model.backend
     return prefix, boundary, head
@@ -161,24 +162,42 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
 
 
 def evaluate(model, x, y, batch_size: int = 256, loss="cross_entropy"):
-    """(mean loss, accuracy, probabilities (N, K) on the host) of ``model`` on (x, y)."""
+    """(mean loss, accuracy, probabilities (N, K) on the host) of ``model``'s output on (x, y)."""
     x = check_data("evaluate", x, y, model.input_shape)
-    return _evaluate(model, x, np.asarray(y), int(batch_size), get_loss(loss), keep_probs=True)
+    return _evaluate(model, x, np.asarray(y), int(batch_size), get_loss(loss), True,
+                     [(model.logits_node(), 1.0)])
 
 
-def _evaluate(model, x, y, batch_size, loss_fn, keep_probs=False):
-    be, logits = model.backend, model.logits_node()
+def _evaluate(model, x, y, batch_size, loss_fn, keep_probs=False, outputs=None):
+    """(loss, accuracy, probabilities or None) of the first of ``outputs`` ([(logits node, weight)], default
+    ``model.training_outputs()``); the loss is the weighted sum over all of them (the training objective)."""
+    be = model.backend
+    outputs = model.training_outputs() if outputs is None else outputs
+    nodes = [n for n, _ in outputs]
     total_loss, correct, probs = 0.0, 0, []
     for s in range(0, len(x), batch_size):
         xb, yb = x[s:s + batch_size], y[s:s + batch_size]
-        out = model.forward(be.asarray(xb), training=False, until=logits)
-        loss, p = loss_fn.value(be, out, _targets_to_backend(be, yb))
-        total_loss += loss * len(xb)
+        acts = model.forward(be.asarray(xb), training=False, until=nodes)
+        targets = _targets_to_backend(be, yb)
+        values = [loss_fn.value(be, a, targets) for a in acts]
+        total_loss += sum(w * v for (_, w), (v, _) in zip(outputs, values)) * len(xb)
+        p = values[0][1]
         correct += _count_correct(be, p, yb)
         if keep_probs:
             probs.append(np.array(be.to_host(p), dtype=np.float32).reshape(len(xb), -1))
     n = len(x)
     return total_loss / n, correct / n, (np.concatenate(probs) if keep_probs else None)
+
+
+def evaluate_outputs(model, x, y, batch_size: int = 256, loss="cross_entropy") -> dict:
+    """{output node: (loss, accuracy, probabilities)} for the model output and every auxiliary output,
+    each on its own (unweighted)."""
+    x = check_data("evaluate", x, y, model.input_shape)
+    out = {}
+    for node in [model.output, *model.aux_outputs]:
+        out[node] = _evaluate(model, x, np.asarray(y), int(batch_size), get_loss(loss), True,
+                              [(model.logits_node(node), 1.0)])
+    return out
 
 
 # ---------------------------------------------------------------- the trainer
@@ -301,13 +320,18 @@ class Trainer:
             if tuple(np.shape(xb)) != shape:
                 raise ValueError(f"augment returned shape {np.shape(xb)} for a batch of shape {shape}")
             xb = np.ascontiguousarray(xb, dtype=np.float32)
-        logits = model.logits_node()
-        out = model.forward(be.asarray(xb), training=True, until=logits)
-        batch_loss, dout, preds = self.loss_fn(be, out, _targets_to_backend(be, yb))
+        outputs = model.training_outputs()      # [(logits node, loss weight)]: the output and auxiliary heads
+        acts = model.forward(be.asarray(xb), training=True, until=[n for n, _ in outputs])
+        targets = _targets_to_backend(be, yb)
+        batch_loss, seeds, preds = 0.0, {}, None
+        for (node, weight), out in zip(outputs, acts):
+            loss, seeds[node], p = self.loss_fn(be, out, targets, weight)
+            batch_loss += weight * loss
+            preds = p if preds is None else preds
         if not math.isfinite(batch_loss):
             raise FloatingPointError(f"training diverged: loss is {batch_loss} at epoch {epoch + 1}, batch {b + 1} "
                                      f"(lower the learning rate?)")
-        model.backward(dout, start=logits)
+        model.backward(seeds)
         self.optimizer.step(model)
         self.step += 1
         return batch_loss, _count_correct(be, preds, yb)
@@ -382,5 +406,5 @@ def resume(path, x_train, y_train, *, epochs, backend="cpu", **fit_kwargs):
     return mf.model, history
 
 
-__all__ = ["Trainer", "fit", "evaluate", "predict", "resume", "frozen_prefix_split", "run_prefix",
+__all__ = ["Trainer", "fit", "evaluate", "evaluate_outputs", "predict", "resume", "frozen_prefix_split", "run_prefix",
            "validation_split", "batch_bounds", "check_data"]

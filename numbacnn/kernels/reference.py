@@ -283,12 +283,13 @@ def softmax_cross_entropy_forward_ref(logits, labels):
     return float(loss), np.exp(logp).astype(logits.dtype)
 
 
-def softmax_cross_entropy_backward_ref(probs, labels):
-    """dlogits = (probs - onehot(labels)) / N.  probs : (N, K), labels : (N,)"""
+def softmax_cross_entropy_backward_ref(probs, labels, weight=1.0):
+    """dlogits = (probs - onehot(labels)) / N * weight.  probs : (N, K), labels : (N,); ``weight`` scales the
+    loss (an auxiliary output's share of the total)."""
     n = probs.shape[0]
     d = probs.copy()
     d[np.arange(n), labels] -= 1
-    return d / n
+    return (d / n * probs.dtype.type(weight)).astype(probs.dtype)
 
 
 def argmax_ref(x):

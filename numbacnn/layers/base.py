@@ -211,6 +211,10 @@ class Layer:
     def count_params(self) -> int:
         return int(sum(np.prod(s, dtype=np.int64) for s in self.param_shapes.values()))
 
+    def macs(self) -> int:
+        """Multiply-adds of one forward pass for ONE sample in the layer's products (conv, dense); 0 elsewhere."""
+        return 0
+
     def flops(self) -> int:
         """Floating-point operations of one forward pass for ONE sample (multiply-add = 2)."""
         return int(np.prod(self.output_shape, dtype=np.int64)) if self.output_shape else 0

@@ -53,11 +53,14 @@ class Conv2D(Layer):
             self.add_param("bias", (self.filters,), "zeros")
         return self.filters, OH, OW
 
-    def flops(self):
+    def macs(self):
         C = self.input_shapes[0][0]
         K, OH, OW = self.output_shape
-        f = 2 * K * OH * OW * (C // self.groups) * self.kernel_hw[0] * self.kernel_hw[1]
-        return f + (K * OH * OW if self.use_bias else 0)
+        return K * OH * OW * (C // self.groups) * self.kernel_hw[0] * self.kernel_hw[1]
+
+    def flops(self):
+        K, OH, OW = self.output_shape
+        return 2 * self.macs() + (K * OH * OW if self.use_bias else 0)
 
     def forward(self, inputs, training):
         x = inputs[0]

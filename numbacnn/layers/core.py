@@ -31,8 +31,11 @@ class Dense(Layer):
             self.add_param("bias", (self.units,), "zeros")
         return (self.units,)
 
+    def macs(self):
+        return self.units * self.input_shapes[0][0]
+
     def flops(self):
-        return 2 * self.units * self.input_shapes[0][0] + (self.units if self.use_bias else 0)
+        return 2 * self.macs() + (self.units if self.use_bias else 0)
 
     def forward(self, inputs, training):
         self._x = inputs[0]

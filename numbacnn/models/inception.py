@@ -1,8 +1,11 @@
-"""GoogLeNet-style Inception network for 32x32 images (Szegedy et al. 2015)."""
+"""Inception networks (Szegedy et al. 2015): GoogLeNet as published (Inception-v1 with its two auxiliary
+classifiers) and ``inception``, a GoogLeNet-style network for 32x32 images with batch norm."""
 from __future__ import annotations
 
 from ..graph import Model
-from ..layers import LRN, BatchNorm, Concatenate, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU
+from ..kernels.geometry import out_size
+from ..layers import (LRN, AvgPool2D, BatchNorm, Concatenate, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D,
+                      MaxPool2D, Pad2D, ReLU)
 
 #: (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj) per block, as in the paper's table 1
 BLOCKS = {
@@ -58,6 +61,61 @@ def inception(num_classes: int = 10, input_shape=(3, 32, 32), width: float = 1.0
         if name in ("4a", "5a"):
             x = m.add(MaxPool2D(3, 2, padding=1, name=f"pool{name[0]}"), x)
         x = inception_block(m, x, f"inc{name}", *(w(c) for c in chans), batch_norm=batch_norm)
+    x = m.add(GlobalAvgPool2D(name="avgpool"), x)
+    x = m.add(Flatten(name="flatten"), x)
+    x = m.add(Dropout(dropout, name="dropout"), x)
+    m.add(Dense(num_classes, kernel_initializer="glorot_uniform", name="fc"), x)
+    return m
+
+
+def _ceil_pool(m: Model, x: str, name: str, size: int):
+    """A 3x3/2 max pool in Caffe's ceil mode (as published): a -inf row/column of padding at the bottom and
+    right where floor mode would drop the last window.  Returns (node, output size)."""
+    floor, ceil = out_size(size, 3, 2), -(-(size - 3) // 2) + 1
+    if ceil > floor:
+        x = m.add(Pad2D((0, 1, 0, 1), float("-inf"), name=f"{name}_ceil"), x)
+    return m.add(MaxPool2D(3, 2, name=name), x), ceil
+
+
+def _aux_head(m: Model, x: str, name: str, size: int, num_classes: int) -> str:
+    """GoogLeNet's auxiliary classifier: avg pool 5x5/3, conv1x1(128)-ReLU, dense 1024-ReLU, dropout 0.7, dense.
+    (On inputs smaller than 224x224, whose 4a/4d outputs are under 5x5, a global average pool instead.)"""
+    pool = AvgPool2D(5, 3, name=f"{name}_pool") if size >= 5 else GlobalAvgPool2D(name=f"{name}_pool")
+    x = m.add(pool, x)
+    x = conv_act(m, x, f"{name}_conv", 128, 1, False)
+    x = m.add(Flatten(name=f"{name}_flatten"), x)
+    x = m.add(Dense(1024, name=f"{name}_fc1"), x)
+    x = m.add(ReLU(name=f"{name}_fc1_relu"), x)
+    x = m.add(Dropout(0.7, name=f"{name}_drop"), x)
+    return m.add(Dense(num_classes, kernel_initializer="glorot_uniform", name=f"{name}_fc2"), x)
+
+
+def googlenet(num_classes: int = 1000, input_shape=(3, 224, 224), aux: bool = True, aux_weight: float = 0.3,
+              dropout: float = 0.4) -> Model:
+    """GoogLeNet (Inception-v1) as published: conv7x7/2(64)-pool-LRN, conv1x1(64)-conv3x3(192)-LRN-pool,
+    inception 3a 3b, pool, 4a-4e, pool, 5a 5b, average pool, dropout 0.4, dense; max pools 3x3/2 in ceil
+    mode (224 -> 112 -> 56 -> 28 -> 14 -> 7).  6,998,552 parameters at 1000 classes without the auxiliary
+    classifiers (Caffe's bvlc_googlenet), 13,378,280 with them.  ``aux`` adds the two auxiliary classifiers on 4a and 4d as auxiliary
+    outputs whose losses count ``aux_weight`` (0.3 in the paper) in training; inference uses the main output.
+    """
+    m = Model("googlenet", input_shape)
+    size = out_size(input_shape[1], 7, 2, 3)
+    x = m.add(Conv2D(64, 7, strides=2, padding=3, name="conv1"), "input")
+    x = m.add(ReLU(name="conv1_relu"), x)
+    x, size = _ceil_pool(m, x, "pool1", size)
+    x = m.add(LRN(5, 1e-4, 0.75, 1.0, name="lrn1"), x)
+    x = conv_act(m, x, "conv2_reduce", 64, 1, False)
+    x = conv_act(m, x, "conv2", 192, 3, False)
+    x = m.add(LRN(5, 1e-4, 0.75, 1.0, name="lrn2"), x)
+    x, size = _ceil_pool(m, x, "pool2", size)
+    for name, chans in BLOCKS.items():
+        if name in ("4a", "5a"):
+            x, size = _ceil_pool(m, x, f"pool{int(name[0]) - 1}", size)
+        x = inception_block(m, x, f"inc{name}", *chans)
+        if aux and name in ("4a", "4d"):
+            head = _aux_head(m, x, f"aux{1 if name == '4a' else 2}", size, num_classes)
+            m.output = x
+            m.add_aux_output(head, aux_weight)
     x = m.add(GlobalAvgPool2D(name="avgpool"), x)
     x = m.add(Flatten(name="flatten"), x)
     x = m.add(Dropout(dropout, name="dropout"), x)

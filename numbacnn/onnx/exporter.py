@@ -52,10 +52,12 @@ class _Graph:
         return output
 
 
-def export_onnx(model, path=None, opset: int | None = None):
+def export_onnx(model, path=None, opset: int | None = None, keep_aux: bool = False):
     """Write ``model`` (built) as an ONNX model to ``path`` (if given); returns the ``onnx.ModelProto``.
 
-    ``opset`` None picks the lowest opset (13 or later) that every layer's export needs.
+    ``opset`` None picks the lowest opset (13 or later) that every layer's export needs.  The graph computes
+    the model output; auxiliary training outputs (GoogLeNet's heads) are left out unless ``keep_aux``, which
+    makes them further graph outputs.
     """
     try:
         import onnx
@@ -68,7 +70,9 @@ def export_onnx(model, path=None, opset: int | None = None):
     if not model.output_shapes:
         model.infer_shapes()
     g = _Graph(helper, numpy_helper, opset)
-    for name, layer in model.layers.items():
+    outputs = [model.output, *(model.aux_outputs if keep_aux else ())]
+    for name in model.plan(outputs):
+        layer = model.layers[name]
         export = EXPORT.get(layer.registered_name)
         if export is None:
             raise OnnxExportError(f"{layer.describe()}: no ONNX export for layer class {layer.registered_name!r}")
@@ -78,7 +82,7 @@ def export_onnx(model, path=None, opset: int | None = None):
         return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", *[int(d) for d in shape]])
 
     graph = helper.make_graph(g.nodes, model.name, [value_info(INPUT, model.input_shape)],
-                              [value_info(model.output, model.output_shapes[model.output])], g.inits)
+                              [value_info(n, model.output_shapes[n]) for n in outputs], g.inits)
     proto = helper.make_model(graph, producer_name="numbacnn", opset_imports=[helper.make_opsetid("", g.opset)])
     proto.ir_version = min(proto.ir_version, 8)  # readable by older runtimes; opset 13 needs IR >= 7
     try:

@@ -97,3 +97,12 @@ def test_array_helpers(launched):
     with pytest.raises(ValueError, match="shape"):
         be.add_inplace(da, be.asarray(b[:1]))
     expect_launched(launched, ["fill_kernel", "add_inplace_kernel"], "array helpers")
+
+
+def test_softmax_cross_entropy_backward_weight():
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(6), 4).astype(np.float32)
+    labels = np.array([0, 5, 2, 2])
+    be, ref = get_backend("cuda"), get_backend("reference")
+    got = be.to_host(be.softmax_cross_entropy_backward(be.asarray(probs), be.asarray(labels, np.int64), 0.3))
+    np.testing.assert_allclose(got, ref.softmax_cross_entropy_backward(probs, labels, 0.3), rtol=1e-6, atol=1e-8)

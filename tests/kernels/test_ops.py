@@ -197,3 +197,17 @@ def test_cpu_conv2d_single_direction_kernels(g: ConvGeom, seed):
     fused_dx, fused_dw, _ = K.conv2d_backward(dy, x, w, *args, False)
     np.testing.assert_array_equal(fused_dx, dx)
     np.testing.assert_array_equal(fused_dw, dw)
+
+
+def test_softmax_cross_entropy_backward_weight(backend):
+    """The loss weight of an auxiliary output scales the gradient exactly like the reference."""
+    rng = np.random.default_rng(5)
+    logits, labels = normal(rng, (4, 6)), np.array([0, 5, 2, 2])
+    from numbacnn.backends import get_backend
+    ref = get_backend("reference")
+    _, probs = ref.softmax_cross_entropy_forward(logits, labels)
+    want = ref.softmax_cross_entropy_backward(probs, labels, 0.3)
+    np.testing.assert_allclose(want, 0.3 * ref.softmax_cross_entropy_backward(probs, labels), rtol=1e-6)
+    got = backend.to_host(backend.softmax_cross_entropy_backward(backend.asarray(probs), backend.asarray(labels,
+                                                                                                      np.int64), 0.3))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)

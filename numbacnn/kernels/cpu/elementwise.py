@@ -210,15 +210,15 @@ def _softmax_xent_fwd(z, labels, probs, row_loss):
 
 
 @njit(cache=True, parallel=True)
-def _softmax_xent_bwd(probs, labels, d):
-    """probs, d : (N, K); labels : (N,); d = (probs - onehot(labels)) / N."""
+def _softmax_xent_bwd(probs, labels, weight, d):
+    """probs, d : (N, K); labels : (N,); d = (probs - onehot(labels)) / N * weight."""
     N, K = probs.shape
     n_rows = probs.dtype.type(N)
     one = probs.dtype.type(1)
     for n in prange(N):
         for k in range(K):
             p = probs[n, k]
-            d[n, k] = (p - one if k == labels[n] else p) / n_rows
+            d[n, k] = (p - one if k == labels[n] else p) / n_rows * weight
 
 
 def _check_labels(labels, K):
@@ -242,12 +242,12 @@ def softmax_cross_entropy_forward(logits, labels):
     return float(row_loss.mean()), probs
 
 
-def softmax_cross_entropy_backward(probs, labels):
-    """dlogits = (probs - onehot(labels)) / N.  probs : (N, K) float32, labels : (N,); returns (N, K)."""
+def softmax_cross_entropy_backward(probs, labels, weight=1.0):
+    """dlogits = (probs - onehot(labels)) / N * weight.  probs : (N, K) float32, labels : (N,); returns (N, K)."""
     N, K = probs.shape
     labels = _check_labels(labels, K)
     d = np.empty((N, K), dtype=probs.dtype)
-    _softmax_xent_bwd(np.ascontiguousarray(probs), labels, d)
+    _softmax_xent_bwd(np.ascontiguousarray(probs), labels, probs.dtype.type(weight), d)
     return d
 
 

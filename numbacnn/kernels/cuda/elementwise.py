@@ -288,11 +288,11 @@ def softmax_cross_entropy_forward(logits, labels):
     return float(row_loss.copy_to_host().mean()), probs
 
 
-def softmax_cross_entropy_backward(probs, labels):
-    """dlogits = (probs - onehot(labels)) / N.  probs : (N, K), labels : (N,) -> (N, K)"""
+def softmax_cross_entropy_backward(probs, labels, weight=1.0):
+    """dlogits = (probs - onehot(labels)) / N * weight.  probs : (N, K), labels : (N,) -> (N, K)"""
     N, K = probs.shape
     d = _empty_like(probs)
-    _launch_flat(softmax_cross_entropy_backward_kernel, N * K, probs, labels, _F32(1.0 / N), d)
+    _launch_flat(softmax_cross_entropy_backward_kernel, N * K, probs, labels, _F32(weight / N), d)
     return d
 
 
