@@ -4,7 +4,8 @@ Importing this package imports every family module, whose ``@register``
 classes land in ``LAYERS``; every registered class is exported from here by
 its name, so a new layer in a family module needs no line in this file.
 """
-from . import activations, conv, core, merge, norm, pad, pooling, reshape  # noqa: F401  (they register layers)
+from . import (activations, conv, conv_transpose, core, layout, merge, norm, pad, pointwise,  # noqa: F401
+               pooling, reshape)  # (they register layers)
 from .base import LAYERS, Layer, layer_from_config, register
 
 globals().update(LAYERS)

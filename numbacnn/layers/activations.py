@@ -1,5 +1,7 @@
-"""Element-wise activations and Softmax (any input shape; Softmax needs (N, F))."""
+"""Element-wise activations and Softmax (any input shape; Softmax over the last axis)."""
 from __future__ import annotations
+
+import numpy as np
 
 from .base import Layer, register
 
@@ -81,7 +83,8 @@ class Tanh(_Elementwise):
 
 @register
 class Softmax(_Elementwise):
-    """Softmax over the features.  (N, F) -> (N, F).
+    """Softmax over the last axis of the sample: the features of a flat (F,) input, each row of W values of a
+    (C, H, W) one.  Any shape -> the same shape.
 
     A graph that ends in Softmax is trained and evaluated with the cross-entropy on
     the Softmax's input (``Model.logits_node``); ``predict`` shows its output as is.
@@ -90,17 +93,15 @@ class Softmax(_Elementwise):
     uses_output = True
     outputs_probabilities = True
 
-    def _build(self, shapes):
-        s = shapes[0]
-        if len(s) != 1:
-            raise self.shape_error("needs a flat (features,) input; put a Flatten before it", s, "(F,)")
-        return s
-
     def flops(self):
-        return 4 * self.output_shape[0]
+        return 4 * int(np.prod(self.output_shape, dtype=np.int64))
+
+    @staticmethod
+    def _rows(a):
+        return a if len(a.shape) == 2 else a.reshape(a.size // a.shape[-1], a.shape[-1])
 
     def _f(self, x):
-        return self.backend.softmax_forward(x)
+        return self.backend.softmax_forward(self._rows(x)).reshape(x.shape)
 
     def _df(self, dy, y):
-        return self.backend.softmax_backward(dy, y)
+        return self.backend.softmax_backward(self._rows(dy), self._rows(y)).reshape(y.shape)

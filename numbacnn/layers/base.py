@@ -21,7 +21,7 @@ Layers are found by class name in ``LAYERS`` (``@register``, a
 ``registry.Registry``), never through an if-chain; a registered class knows its
 name as ``registered_name``.  What other modules need to know about a layer is
 a public class attribute here (``random``, ``outputs_probabilities``,
-``reshapes_only``, ``outputs_key``, ``optional_bias``) or a method, never its
+``reshapes_only``, ``outputs_key``, ``optional_bias``, ``channel_affine``) or a method, never its
 class name or a private field.
 """
 from __future__ import annotations
@@ -131,6 +131,10 @@ class Layer:
     outputs_key = None
     #: True for layers with a ``use_bias`` switch and a per-output ``bias`` (a constant add can fold into it)
     optional_bias = False
+    #: for layers whose every output channel is affine in its own slice of some parameters: (the params
+    #: scaled along their axis 0 by a per-channel multiply, the param a per-channel add goes into); an
+    #: importer folds ``y * s + t`` into them (conv, dense, batch norm); None for the others
+    channel_affine = None
     #: the name the layer class is registered under (set by ``@register``)
     registered_name = None
 

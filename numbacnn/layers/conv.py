@@ -17,6 +17,7 @@ class Conv2D(Layer):
 
     outputs_key = "filters"
     optional_bias = True
+    channel_affine = (("weight", "bias"), "bias")
 
     def __init__(self, filters, kernel_size=3, strides=1, padding=0, dilation=1, groups=1, use_bias=True,
                  kernel_initializer="he_normal", name=None, trainable=True):

@@ -13,6 +13,7 @@ class Dense(Layer):
 
     outputs_key = "units"
     optional_bias = True
+    channel_affine = (("weight", "bias"), "bias")
 
     def __init__(self, units, use_bias=True, kernel_initializer="he_normal", name=None, trainable=True):
         super().__init__(name, trainable)

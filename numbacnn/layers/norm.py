@@ -18,6 +18,8 @@ class BatchNorm(Layer):
     unchanged.
     """
 
+    channel_affine = (("gamma", "beta"), "beta")
+
     def __init__(self, momentum=0.1, eps=1e-5, name=None, trainable=True):
         super().__init__(name, trainable)
         if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:

@@ -13,6 +13,7 @@ registered name (no if-chain); a layer without one raises
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 
 import numpy as np
 
@@ -27,12 +28,19 @@ class OnnxExportError(ValueError):
 
 
 class _Graph:
-    """Nodes and initializers being collected for one model, and the opset they need."""
+    """Nodes and initializers being collected for one model, and the opset they need.
 
-    def __init__(self, helper, numpy_helper, opset=None):
-        self.h, self.nh = helper, numpy_helper
+    The exporter runs the mapping functions twice: a dry pass (``dry``: no initializers made) in which
+    they state the opset they need (``require_opset``), then the real one with ``opset`` final, so a
+    mapping function may choose an operator's form by ``g.opset`` (ReduceMean's axes: an attribute until
+    opset 17, an input from 18).
+    """
+
+    def __init__(self, helper, numpy_helper, opset=None, start=None, dry=False):
+        self.h, self.nh, self.dry = helper, numpy_helper, dry
         self.nodes, self.inits = [], []
-        self.asked, self.opset = opset, OPSET if opset is None else int(opset)
+        self.asked = opset
+        self.opset = int(start) if start is not None else OPSET if opset is None else int(opset)
 
     def require_opset(self, version, layer):
         """A mapping function says its nodes need ``version``: raised to it, unless a lower opset was asked."""
@@ -41,15 +49,29 @@ class _Graph:
         self.opset = max(self.opset, int(version))
 
     def const(self, name, array):
-        self.inits.append(self.nh.from_array(np.ascontiguousarray(array), name))
+        if not self.dry:
+            self.inits.append(self.nh.from_array(np.ascontiguousarray(array), name))
         return name
 
     def error(self, layer, what) -> "OnnxExportError":
         return OnnxExportError(f"{layer.describe()}: {what}")
 
     def node(self, op, inputs, output, name, **attrs):
-        self.nodes.append(self.h.make_node(op, list(inputs), [output], name=name, **attrs))
+        if not self.dry:
+            self.nodes.append(self.h.make_node(op, list(inputs), [output], name=name, **attrs))
         return output
+
+
+def _emit(model, names, graph):
+    """Run every layer's export function (``mapping.EXPORT``) on ``graph``, in ``names``' order."""
+    for name in names:
+        layer = model.layers[name]
+        export = EXPORT.get(layer.registered_name)
+        if export is None:
+            raise OnnxExportError(f"{layer.describe()}: no ONNX export for layer class {layer.registered_name!r}")
+        state = defaultdict(type(None)) if graph.dry else layer.host_state()   # dry: no weights copied
+        export(graph, layer, model.inputs_of(name), name, state)
+    return graph
 
 
 def export_onnx(model, path=None, opset: int | None = None, keep_aux: bool = False):
@@ -69,14 +91,10 @@ def export_onnx(model, path=None, opset: int | None = None, keep_aux: bool = Fal
         raise OnnxExportError(f"opset {opset} is too old: the exporter writes opset {OPSET} or later")
     if not model.output_shapes:
         model.infer_shapes()
-    g = _Graph(helper, numpy_helper, opset)
     outputs = [model.output, *(model.aux_outputs if keep_aux else ())]
-    for name in model.plan(outputs):
-        layer = model.layers[name]
-        export = EXPORT.get(layer.registered_name)
-        if export is None:
-            raise OnnxExportError(f"{layer.describe()}: no ONNX export for layer class {layer.registered_name!r}")
-        export(g, layer, model.inputs_of(name), name, layer.host_state())
+    names = model.plan(outputs)
+    needed = _emit(model, names, _Graph(helper, numpy_helper, opset, dry=True)).opset
+    g = _emit(model, names, _Graph(helper, numpy_helper, opset, start=needed))
 
     def value_info(name, shape):
         return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", *[int(d) for d in shape]])

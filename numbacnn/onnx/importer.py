@@ -59,6 +59,15 @@ from .mapping import IMPORT, pairs
 MIN_OPSET, MAX_OPSET = 6, 21
 
 
+def supported_ops() -> dict:
+    """{ONNX op type: how it imports}: "layers" (the ``IMPORT`` table of mapping.py), "folded" (evaluated
+    at import on constant inputs only, ``fold.FOLDERS``) or "layers, folded" (both)."""
+    ops = {op: "layers" for op in IMPORT}
+    for op in F.FOLDERS:
+        ops[op] = "layers, folded" if op in ops else "folded"
+    return dict(sorted(ops.items()))
+
+
 class OnnxImportError(ValueError):
     """An ONNX model that cannot be imported; the message names the file, the operator, the node and the attribute."""
 
@@ -142,7 +151,8 @@ class _Node:
 
     def error(self, what, attribute=None) -> OnnxImportError:
         attr = f", attribute {attribute!r}" if attribute else ""
-        return OnnxImportError(f"{self.imp.label}: operator {self.op} (node {self.name!r}{attr}): {what}")
+        return OnnxImportError(f"{self.imp.label}: operator {self.op} (node {self.name!r}, opset {self.imp.opset}"
+                               f"{attr}): {what}")
 
     def check_attrs(self, known):
         for a in self.attrs:
@@ -170,8 +180,8 @@ class _Importer:
         self.nodes = []       # [(node name, layer, [input node names])]
         self.layers = {}      # node name -> layer
         self.weights = {}     # node name -> {param: array}
-        self.used = set()
         self.uses = {}        # onnx tensor name -> number of consumers (graph output counts as one)
+        self.absorbed = {}    # numbacnn node -> consumers of its tensors that were folded into it (or aliases)
         for n in g.node:
             for i in n.input:
                 self.uses[i] = self.uses.get(i, 0) + 1
@@ -259,7 +269,7 @@ class _Importer:
                              (" on a non-constant input" if node.op in F.FOLDERS else ""))
         handler(self, node)
         for extra in node.outputs[1:]:
-            if extra and self.uses.get(extra):
+            if extra and self.uses.get(extra) and extra not in self.tensors:
                 raise node.error(f"its output {extra!r} is used, but only the first output is supported")
 
     # ------------------------------------------------------------ building blocks
@@ -310,6 +320,14 @@ class _Importer:
 
     def set(self, node, result, i=0):
         self.tensors[node.outputs[i]] = result
+
+    def node_uses(self, src) -> int:
+        """How many ONNX consumers the numbacnn node ``src``'s output still has (folded ones not counted)."""
+        return sum(self.uses.get(t, 0) for t, (s, _) in self.tensors.items() if s == src) - self.absorbed.get(src, 0)
+
+    def absorb(self, src):
+        """One consumer of ``src``'s output was folded into it (or is an alias of it)."""
+        self.absorbed[src] = self.absorbed.get(src, 0) + 1
 
     def chain(self, node, x, steps):
         """Apply [(layer, weights)] one after another from x; returns the last (name, shape)."""

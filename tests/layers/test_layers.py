@@ -174,7 +174,8 @@ def test_he_default_and_initializer_scale():
     (L.MaxPool2D(4, name="p"), [(1, 3, 3)], ["'p'", "(1, 3, 3)"]),
     (L.Add(name="a"), [(2, 3, 3), (3, 3, 3)], ["'a'", "(2, 3, 3)", "(3, 3, 3)"]),
     (L.Concatenate(name="cat"), [(2, 3, 3), (2, 4, 3)], ["'cat'", "(2, 3, 3)", "(2, 4, 3)"]),
-    (L.Softmax(name="sm"), [(2, 3, 3)], ["'sm'", "(2, 3, 3)"]),
+    (L.Transpose((0, 2, 1), name="tp"), [(2, 3, 3)], ["'tp'", "(2, 3, 3)"]),
+    (L.Binary("mul", name="m"), [(2, 3), (3, 2)], ["'m'", "(2, 3)", "(3, 2)"]),
     (L.ReLU(name="r"), [(2,), (2,)], ["'r'", "1 input"]),
 ])
 def test_shape_errors_name_layer_and_shapes(layer, shapes, words):

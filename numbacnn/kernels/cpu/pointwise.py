@@ -7,7 +7,8 @@ function's code (``kernels/pointwise.UNARY``; the switch is loop-invariant).
 operand offsets computed once.  A broadcast operand's gradient is the full-size
 partial derivative summed over the broadcast axes, one target element per
 iteration of a ``prange`` loop with the terms in a fixed order (no shared
-accumulator).  Computed in float32 with float32 constants, like the reference.
+accumulator).  Computed in float32 with float32 constants, like the reference, and with
+numpy's error model: a division by zero gives inf or nan, as in numpy, instead of raising.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _c(a):
     return a if a.flags.c_contiguous else a.copy(order="C")
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _value(v, code, a, b):
     """The unary function ``code`` at v (float32); see kernels/pointwise.UNARY."""
     if code == 0:
@@ -63,7 +64,7 @@ def _value(v, code, a, b):
     return _1 / v
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _slope(v, y, code, a, b):
     """d fn / dv at v, with y = fn(v); PyTorch's choices at the kinks (abs: 0, clip: inclusive)."""
     if code == 0:
@@ -100,13 +101,13 @@ def _slope(v, y, code, a, b):
     return -y * y
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _unary_fwd(x, code, a, b, y):
     for i in prange(x.shape[0]):
         y[i] = _value(x[i], code, a, b)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _unary_bwd(dy, x, y, code, a, b, dx):
     for i in prange(x.shape[0]):
         dx[i] = dy[i] * _slope(x[i], y[i], code, a, b)
@@ -130,7 +131,7 @@ def unary_backward(dy, x, y, fn, alpha=0.0, beta=0.0):
 
 
 # ------------------------------------------------------------------ binary, broadcasting
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _apply(u, v, code):
     if code == 0:
         return u + v
@@ -143,7 +144,7 @@ def _apply(u, v, code):
     return u ** v
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _offsets(r, shape, sa, sb):
     """Operand offsets of row r (C order over all but the last axis of ``shape``)."""
     oa, ob, r = 0, 0, np.int64(r)
@@ -155,7 +156,7 @@ def _offsets(r, shape, sa, sb):
     return oa, ob
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _binary_fwd(a, sa, b, sb, shape, code, y):
     """y (flat, C order over ``shape``) = a code b; sa, sb : each operand's stride per axis (0: broadcast)."""
     inner = shape[shape.shape[0] - 1]
@@ -166,7 +167,7 @@ def _binary_fwd(a, sa, b, sb, shape, code, y):
             y[np.int64(r) * inner + j] = _apply(a[oa + j * ia], b[ob + j * ib], code)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _binary_partials(dy, a, sa, b, sb, shape, code, ga, gb):
     """ga, gb (flat, output-sized) = dy * d(a code b)/da, dy * d(a code b)/db."""
     inner = shape[shape.shape[0] - 1]
@@ -188,7 +189,7 @@ def _binary_partials(dy, a, sa, b, sb, shape, code, ga, gb):
                 ga[k], gb[k] = g * v * u ** (v - _1), g * u ** v * np.log(u)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _sum_to(g, keep, keep_st, red, red_st, out):
     """out[j] = the sum over the reduced axes of g at target element j (see kernels/pointwise.reduction);
     the last reduced axis is the inner loop."""
