@@ -1,10 +1,12 @@
 """Imported ONNX graphs on the CPU: numbacnn against ONNX Runtime in the same run.
 
-For AlexNet (bvlc_alexnet), GoogLeNet (inception_v1) and ResNet-50 from the
-onnx package's ``backend/test/data/light`` graphs (their weights are
-``ConstantOfShape`` stand-ins, replaced here by seeded random initializers of
-the right shapes), it prints the latency at batch 1 and the throughput at
-batch 16 of ``numbacnn.onnx.import_onnx``'s model and of ONNX Runtime
+For AlexNet (bvlc_alexnet), GoogLeNet (inception_v1), Inception-v2 (batch norm
+written as Mul/Add, folded at import), ResNet-50, DenseNet-121 (likewise) and
+ShuffleNet (channel shuffle: Reshape/Transpose) from the onnx package's
+``backend/test/data/light`` graphs (their weights are ``ConstantOfShape``
+stand-ins, replaced here by seeded random initializers of the right shapes), it
+prints the latency at batch 1 and the throughput at batch 16 of
+``numbacnn.onnx.import_onnx``'s model and of ONNX Runtime
 (``intra_op_num_threads`` = the thread count), and the ratio ORT time / ours
 (> 1: we are faster).  Medians after warm-up (JIT compilation excluded).
 ONNX Runtime runs in its own process (this script again, with ``--ort-only``,
@@ -14,6 +16,7 @@ other in one process, and numbacnn must be imported before numpy to get its
 default threading layer (numbacnn/config.py).  Both use ``--threads``.
 
     python benchmarks/bench_onnx.py [--repeats 5] [--threads 2] [--models alexnet,googlenet,resnet50]
+    python benchmarks/bench_onnx.py --quick     # ShuffleNet at batch 1, 2 repeats: a check that it runs
 """
 from __future__ import annotations
 
@@ -33,13 +36,14 @@ import numpy as np  # noqa: E402
 from common import format_table, median_time, ms, numba_layer, run_json_child  # noqa: E402
 from numbacnn.onnx.light import light_graph  # noqa: E402
 
-MODELS = {"alexnet": "light_bvlc_alexnet", "googlenet": "light_inception_v1", "resnet50": "light_resnet50"}
+MODELS = {"alexnet": "light_bvlc_alexnet", "googlenet": "light_inception_v1", "inception_v2": "light_inception_v2",
+          "resnet50": "light_resnet50", "densenet121": "light_densenet121", "shufflenet": "light_shufflenet"}
 BATCHES = (1, 16)
 
 
 def dynamic_batch(proto):
     """Make the light graph's batch symbolic for ONNX Runtime (ours already takes any batch): the input
-    and output get a batch ``N`` and the Reshape targets ``[1, F]`` become ``[0, -1]``."""
+    and output get a batch ``N`` and the Reshape targets' leading batch 1 becomes 0 (copy the input's)."""
     from onnx import numpy_helper
     g = proto.graph
     for vi in (g.input[0], g.output[0]):
@@ -47,8 +51,9 @@ def dynamic_batch(proto):
     weights = {t.name for t in g.initializer}
     targets = {n.input[1] for n in g.node if n.op_type == "Reshape" and n.input[0] not in weights}
     for t in g.initializer:
-        if t.name in targets and numpy_helper.to_array(t).shape == (2,):
-            t.CopyFrom(numpy_helper.from_array(np.asarray([0, -1], np.int64), t.name))
+        shape = numpy_helper.to_array(t)
+        if t.name in targets and shape.ndim == 1 and shape[0] == 1:
+            t.CopyFrom(numpy_helper.from_array(np.concatenate([[0], shape[1:]]).astype(np.int64), t.name))
 
 
 def batch_input(batch):
@@ -91,9 +96,13 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="threads for Numba and ONNX Runtime alike")
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--quick", action="store_true", help="ShuffleNet at batch 1 with 2 repeats (a check that it runs)")
     ap.add_argument("--ort-only", action="store_true", help="internal: time ONNX Runtime alone, print JSON")
     ap.add_argument("--ort-out", default=None, help="internal: npz file for ONNX Runtime's outputs")
     args = ap.parse_args(argv)
+    if args.quick:
+        global BATCHES
+        args.models, args.repeats, BATCHES = "shufflenet", 2, (1,)
     if args.ort_only:
         import json
         print(json.dumps(ort_only(args)))

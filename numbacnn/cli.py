@@ -617,8 +617,10 @@ def import_onnx_cmd(onnx_file, out, force):
 @click.option("--keep-aux", is_flag=True,
               help="Keep auxiliary training outputs (GoogLeNet's heads) as further graph outputs (default: only "
                    "the inference output).")
+@click.option("--opset", type=int, default=None,
+              help="ONNX opset to write, 13 or later (default: the lowest every layer needs, 13 for most models).")
 @force_option
-def export_onnx_cmd(model_file, out, keep_aux, force):
+def export_onnx_cmd(model_file, out, keep_aux, opset, force):
     """Convert a numbacnn model file into an ONNX model (opset 13, or the later one a layer needs)."""
     from .io.hdf5 import load_model
     from .onnx import export_onnx
@@ -626,8 +628,8 @@ def export_onnx_cmd(model_file, out, keep_aux, force):
     out = out or stem(model_file) + ".onnx"
     _check_writable(out, "'--out'", force)
     mf = load_model(model_file, backend="cpu")
-    export_onnx(mf.model, out, keep_aux=keep_aux)
-    click.echo(f"Exported {model_file} to {out}")
+    proto = export_onnx(mf.model, out, opset=opset, keep_aux=keep_aux)
+    click.echo(f"Exported {model_file} to {out} (opset {proto.opset_import[0].version})")
     if "mean" in mf.metadata:
         click.echo("Note: the model was trained on standardised images; the ONNX graph does not include the "
                    f"standardisation (mean {np.round(mf.metadata['mean'], 4).tolist()}, "

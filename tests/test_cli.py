@@ -228,6 +228,14 @@ def test_onnx_round_trip(trained, tmp_path):
     assert_one_line_error(run("import-onnx", tmp_path / "missing.onnx", ok=False), "missing.onnx")
     (tmp_path / "bad.onnx").write_bytes(b"not onnx at all")
     assert_one_line_error(run("import-onnx", tmp_path / "bad.onnx", ok=False), "bad.onnx")
+    res = run("export-onnx", out, "--out", tmp_path / "m21.onnx", "--opset", 21)
+    assert "(opset 21)" in res.stdout and onnx_opset(tmp_path / "m21.onnx") == 21
+    assert_one_line_error(run("export-onnx", out, "--out", tmp_path / "m12.onnx", "--opset", 12, ok=False), "opset 12")
+
+
+def onnx_opset(path):
+    import onnx
+    return onnx.load(str(path)).opset_import[0].version
 
 
 # ---------------------------------------------------------------- progress bar

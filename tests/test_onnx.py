@@ -492,3 +492,23 @@ def test_transfer_learning_on_imported_alexnet():
     assert losses[-1] < 0.7 * losses[0], losses
     for k, v in new.layers[first_conv].host_state().items():  # the frozen body did not move
         np.testing.assert_array_equal(v, body_before[k])
+
+
+# ---------------------------------------------------------------- the README's operator list
+def test_readme_lists_exactly_the_importers_operators():
+    """The README's list is ``python -m numbacnn.onnx``'s output: the IMPORT table's keys and the folded ops."""
+    import re
+    import subprocess
+    import sys
+
+    from numbacnn.onnx.fold import FOLDERS
+    from numbacnn.onnx.importer import supported_ops_text
+    from numbacnn.onnx.mapping import IMPORT
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    block = re.search(r"<!-- onnx-operators: begin -->\n(.*?)\n<!-- onnx-operators: end -->", readme, re.S).group(1)
+    assert block == supported_ops_text(), "regenerate the README's list with python -m numbacnn.onnx"
+    listed = set(re.findall(r"\b[A-Z][A-Za-z]+\b", block.split(":", 1)[1].replace("Evaluated at import", "")))
+    listed -= {"Evaluated", "Imported"}
+    assert listed == set(IMPORT) | set(FOLDERS)
+    out = subprocess.run([sys.executable, "-m", "numbacnn.onnx"], capture_output=True, text=True, check=True).stdout
+    assert block in out

@@ -32,14 +32,16 @@ def _one_layer_model(case):
     return m
 
 
+@pytest.mark.parametrize("opset", [None, 21])
 @pytest.mark.parametrize("case", sorted(LAYER_CASES))
-def test_layer_round_trips_through_onnx(case, tmp_path):
+def test_layer_round_trips_through_onnx(case, opset, tmp_path):
+    """At the default opset (the lowest the layer needs) and at 21, where several operators changed form."""
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     from numbacnn.onnx import export_onnx, import_onnx
     m = _one_layer_model(case)
     x = np.random.default_rng(2).standard_normal((3,) + m.input_shape).astype(np.float32)
-    proto = export_onnx(m)
+    proto = export_onnx(m, opset=opset)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     ours = m.forward(x, training=False)
     theirs = session.run(None, {INPUT: x})[0]

@@ -89,6 +89,9 @@ def export_onnx(model, path=None, opset: int | None = None, keep_aux: bool = Fal
     model.require_built()
     if opset is not None and int(opset) < OPSET:
         raise OnnxExportError(f"opset {opset} is too old: the exporter writes opset {OPSET} or later")
+    if opset is not None and int(opset) > onnx.defs.onnx_opset_version():
+        raise OnnxExportError(f"opset {opset} is newer than the installed onnx package knows "
+                              f"({onnx.defs.onnx_opset_version()})")
     if not model.output_shapes:
         model.infer_shapes()
     outputs = [model.output, *(model.aux_outputs if keep_aux else ())]

@@ -182,7 +182,8 @@ FOLDERS = {
     "Gather": gather, "Unsqueeze": unsqueeze, "Squeeze": squeeze, "Concat": concat, "Transpose": transpose,
     "Cast": cast, "Identity": identity, "Flatten": flatten, "Slice": slice_,
     "Add": _binary(np.add), "Sub": _binary(np.subtract), "Mul": _binary(np.multiply), "Div": _binary(_int_div),
-    "Neg": _unary(np.negative), "Sqrt": _unary(np.sqrt), "Reciprocal": _unary(np.reciprocal),
+    "Pow": _binary(np.power), "Neg": _unary(np.negative), "Sqrt": _unary(np.sqrt),
+    "Reciprocal": _unary(np.reciprocal), "Abs": _unary(np.abs), "Exp": _unary(np.exp), "Log": _unary(np.log),
 }
 
 

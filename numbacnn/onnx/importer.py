@@ -2,45 +2,29 @@
 
 ``import_onnx(source, backend="cpu") -> Model`` reads a ``.onnx`` file (or
 bytes, or an ``onnx.ModelProto``), checks it with ``onnx.checker``, walks its
-nodes in order and maps each one onto engine layers:
-
-=========================  =====================================================================
-ONNX                       numbacnn
-=========================  =====================================================================
-Conv                       Conv2D (asymmetric pads / auto_pad: a Pad2D in front); 1-D: Reshape
-                           to (C, L, 1) around a (k, 1) Conv2D
-MaxPool                    MaxPool2D (asymmetric, ceil_mode or wide pads: Pad2D(-inf) in front)
-AveragePool                AvgPool2D; count_include_pad=1 with uneven pads: Pad2D(0) in front;
-                           count_include_pad=0 with uneven pads: padded evenly, then cropped
-GlobalAveragePool          GlobalAvgPool2D
-Gemm, MatMul (+ Add)       Dense (alpha, beta, transB folded into the weights; the Add of a
-                           constant after a MatMul or Conv becomes its bias)
-BatchNormalization         BatchNorm (evaluation statistics; 3-D/5-D inputs through Reshape)
-Relu LeakyRelu Sigmoid     ReLU LeakyReLU Sigmoid Tanh
-Tanh
-Softmax                    Softmax over the features (Flatten / Reshape around it as needed)
-LRN                        LRN (odd sizes: ONNX and the engine centre even windows differently)
-Dropout                    Dropout (identity in evaluation, as in ONNX Runtime)
-Flatten, Reshape           Flatten / Reshape when the first dimension stays the batch
-Concat (axis 1)            Concatenate
-Add, Sum                   Add
-Pad (constant)             Pad2D (H, W), ChannelPad (zeros on channels)
-Identity                   nothing (an alias)
-=========================  =====================================================================
+nodes in order and maps each one onto engine layers: Conv -> Conv2D (a Pad2D in
+front for asymmetric pads), Gemm/MatMul -> Dense, Mul/Add/Sub/Div -> folded into
+the conv, dense or batch norm before them when the constant is per channel, else
+Unary/BinaryConst/Binary, Transpose -> Transpose, Slice/Gather/Split/Tile/Resize
+and reflect/edge padding -> Take, ReduceMean/Sum/Max -> Reduce, ConvTranspose ->
+ConvTranspose2D, ...; ``supported_ops()`` lists them all (``python -m
+numbacnn.onnx`` prints it, as the README does).
 
 Constant subgraphs (initializers, ``Constant``, ``ConstantOfShape``,
 ``Shape -> Gather -> Unsqueeze -> Concat``, ...) are folded with numpy (see
 ``fold.py``).  The first dimension of the graph input is the batch; a graph
-with a fixed batch size (often 1) imports as a model taking any batch size.
+with a fixed batch size (often 1) imports as a model taking any batch size, so
+no operator may slice, reshape or reduce the batch axis.
 
 The mapping of each operator is a function in ``mapping.py`` (the ``IMPORT``
 registry); this module is the engine that walks the graph, folds constants and
 offers the mapping functions their building blocks (``runtime``, ``const``,
-``add``, ``set``, ``chain``, ``spatial``, ``window``, ``as_2d``, ``back_1d``).
+``add``, ``set``, ``chain``, ``spatial``, ``window``, ``as_2d``, ``back_1d``,
+``node_uses``, ``absorb``).
 
 Anything else ends in ONE ``OnnxImportError`` naming the file, the operator,
-the node and, where it is an attribute's value that is not supported, the
-attribute.  Supported opsets: 6 to 21 of the default domain (a later opset
+the node, the opset and, where it is an attribute's value that is not supported,
+the attribute.  Supported opsets: 6 to 21 of the default domain (a later opset
 imports when its nodes are among the above).
 """
 from __future__ import annotations
@@ -66,6 +50,17 @@ def supported_ops() -> dict:
     for op in F.FOLDERS:
         ops[op] = "layers, folded" if op in ops else "folded"
     return dict(sorted(ops.items()))
+
+
+def supported_ops_text(width: int = 100) -> str:
+    """The supported operators as the README lists them (``python -m numbacnn.onnx`` prints it)."""
+    import textwrap
+    ops = supported_ops()
+    layers = [op for op, how in ops.items() if "layers" in how]
+    folded = [op for op, how in ops.items() if how == "folded"]
+    return "\n".join(textwrap.wrap(f"Imported as layers ({len(layers)}): {', '.join(layers)}.", width) +
+                     textwrap.wrap(f"Evaluated at import when their inputs are constant ({len(folded)} more): "
+                                   f"{', '.join(folded)}.", width))
 
 
 class OnnxImportError(ValueError):

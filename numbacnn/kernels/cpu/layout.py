@@ -29,8 +29,11 @@ def _gather_rows(x, shape, strides, y):
             off += (rem % shape[d]) * strides[d]
             rem //= shape[d]
         base = np.int64(r) * inner
-        for j in range(inner):
-            y[base + j] = x[off + j * step]
+        if step == 1:   # a contiguous row: one block copy
+            y[base:base + inner] = x[off:off + inner]
+        else:
+            for j in range(inner):
+                y[base + j] = x[off + j * step]
 
 
 def transpose_forward(x, perm):
