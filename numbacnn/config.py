@@ -8,6 +8,10 @@ Flags
 -----
 NUMBACNN_DEVICE            default device for the CLI's ``--device auto`` (cpu|cuda|auto)
 NUMBACNN_DEBUG             1: the CLI shows the Python traceback of an unexpected error
+NUMBACNN_MAX_GIB           the most memory (GiB) a model file or dataset may declare before anything is
+                           read: a model's parameters, or its activations for one image, and a dataset's
+                           images as float32.  Default: 16 or the machine's memory, whichever is smaller;
+                           larger declarations are refused naming this flag (``numbacnn.io.limits``)
 NUMBA_THREADING_LAYER_PRIORITY  defaulted to ``omp workqueue tbb`` (Numba's own default order
                            is tbb first): starting a parallel kernel costs ~2 us
                            there against ~100 us with ``workqueue``, and a training
@@ -66,4 +70,5 @@ if _blas_threads_fixed and _layer_chosen_here:
 
 DEVICE = getenv("NUMBACNN_DEVICE", "auto")
 DEBUG = getenv("NUMBACNN_DEBUG", "0") not in ("0", "false", "False", "no")
+MAX_GIB = getenv("NUMBACNN_MAX_GIB", None, float)     # None: the default of io.limits.max_bytes()
 CUDASIM = getenv("NUMBA_ENABLE_CUDASIM", 0, int) == 1

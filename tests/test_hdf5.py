@@ -1,4 +1,5 @@
 """Model files: layout readable with plain h5py, round trips, atomic saves, clear errors."""
+import contextlib
 import json
 import os
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from numbacnn.io import ModelFileError, load_model, load_weights_by_name, save_model
+from numbacnn.io import guard
 from numbacnn.io import hdf5 as hdf5_module
 from numbacnn.optim import Adam, optimizer_from_state
 
@@ -39,7 +41,7 @@ def test_round_trip_and_plain_h5py_layout(tmp_path):
     save_model(path, m, opt, training_state=state)
 
     with h5py.File(path, "r") as f:           # what any h5py user sees
-        assert f.attrs["format_version"] == 1
+        assert f.attrs["format_version"] == hdf5_module.FORMAT_VERSION
         assert json.loads(f.attrs["model_config"]) == m.to_config()
         assert f["model_weights/conv/weight"].dtype == np.float32
         np.testing.assert_array_equal(f["model_weights/bn/running_var"][()], m.get_weights()["bn"]["running_var"])
@@ -110,6 +112,14 @@ def test_save_is_atomic_when_replace_fails(tmp_path, monkeypatch):
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["m.h5"]
 
 
+@contextlib.contextmanager
+def _edited(path):
+    """Edit a model file with h5py, then stamp its checksums again (as a deliberate edit would)."""
+    with h5py.File(path, "a") as f:
+        yield f
+        guard.seal(f)
+
+
 def _good_file(tmp_path):
     path = tmp_path / "good.h5"
     save_model(path, small())
@@ -149,13 +159,13 @@ def test_foreign_hdf5(tmp_path):
 def test_bad_config(tmp_path):
     p = tmp_path / "bad.h5"
     save_model(p, small())
-    with h5py.File(p, "a") as f:
+    with _edited(p) as f:
         f.attrs["model_config"] = "{not json"
     with pytest.raises(ModelFileError, match=r"bad\.h5: model_config is not valid JSON"):
         load_model(p, backend=BE)
     cfg = small().to_config()
     cfg["nodes"][0]["class_name"] = "Bogus"
-    with h5py.File(p, "a") as f:
+    with _edited(p) as f:
         f.attrs["model_config"] = json.dumps(cfg)
     with pytest.raises(ModelFileError, match=r"bad\.h5: invalid model_config: .*Bogus"):
         load_model(p, backend=BE)
@@ -164,12 +174,13 @@ def test_bad_config(tmp_path):
 def test_mismatched_weights(tmp_path):
     p = tmp_path / "mis.h5"
     save_model(p, small())
-    with h5py.File(p, "a") as f:
+    with _edited(p) as f:
         del f["model_weights/fc/weight"]
         f["model_weights/fc/weight"] = np.zeros((5, 64), np.float32)
-    with pytest.raises(ModelFileError, match=r"mis\.h5: weights do not fit.*'fc' 'weight' has shape \(5, 64\)"):
+    with pytest.raises(ModelFileError, match=r"mis\.h5: weights do not fit.*/model_weights/fc/weight "
+                                         r"\(layer 'fc' 'weight'\) has shape \(5, 64\)"):
         load_model(p, backend=BE)
-    with h5py.File(p, "a") as f:
+    with _edited(p) as f:
         del f["model_weights/bn"]
     with pytest.raises(ModelFileError, match=r"mis\.h5: .*no weights for layer 'bn'"):
         load_model(p, backend=BE)

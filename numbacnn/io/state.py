@@ -13,7 +13,13 @@ writes under ``/training_state``::
     batch_size     int >= 1 or None
     loss           a loss name or None
     early_stopping {monitor, patience, best, best_epoch, wait, stopped_epoch} or None
-    best_weights   {layer: {name: float32 array}} or None (early stopping's best epoch)
+    best_weights   {layer: {name: float32 array}} or None (early stopping's best epoch; its shapes are
+                   checked against the architecture, and its values finite, as the file is read)
+
+``check_optimizer_state`` does the same for the optimizer state (class, hyper-parameters,
+iterations, and every parameter's slots: the parameter's shape, a step count within the
+iterations) and ``check_metadata`` for the metadata (standardisation, class names, training
+options, the recorded data split).
 
 ``check_training_state`` returns the state normalised (files written before
 early stopping became a callback kept its fields at the top level) or raises a
@@ -42,8 +48,8 @@ def _is_number(v) -> bool:
 
 def _fail(field, value, want):
     text = repr(value)
-    raise ValueError(f"training state field {field!r} is {text[:60]}{'...' if len(text) > 60 else ''}: "
-                     f"expected {want}")
+    kind = "field" if field.startswith(("optimizer_state", "metadata")) else "training state field"
+    raise ValueError(f"{kind} {field!r} is {text[:60]}{'...' if len(text) > 60 else ''}: expected {want}")
 
 
 def _check_ints(state):
@@ -120,8 +126,13 @@ def _check_early_stopping(state):
         return
     if not isinstance(es, dict):
         _fail("early_stopping", es, "a dict")
-    if es.get("best") is not None and not _is_number(es["best"]):
-        _fail("early_stopping.best", es["best"], "a number or null")
+    from ..callbacks import MONITORS
+    if es.get("monitor") not in MONITORS:
+        _fail("early_stopping.monitor", es.get("monitor"), f"one of {', '.join(MONITORS)}")
+    if es.get("patience") is not None and (not _is_int(es["patience"]) or not 0 <= es["patience"] <= MAX_EPOCHS):
+        _fail("early_stopping.patience", es["patience"], "an integer >= 0")
+    if es.get("best") is not None and not (_is_number(es["best"]) and math.isfinite(es["best"])):
+        _fail("early_stopping.best", es["best"], "a finite number or null")
     for k in ("best_epoch", "stopped_epoch"):
         if es.get(k) is not None and (not _is_int(es[k]) or not 1 <= es[k] <= state["epoch"]):
             _fail(f"early_stopping.{k}", es[k], f"an epoch in [1, {state['epoch']}] or null")
@@ -140,4 +151,74 @@ def check_training_state(state) -> dict:
     return state
 
 
-__all__ = ["check_training_state", "MAX_EPOCHS"]
+# ---------------------------------------------------------------- the optimizer state
+def check_optimizer_state(state: dict, param_shapes: dict) -> dict:
+    """An optimizer state as read from a file (``Optimizer.state_dict()``'s form), checked against the
+    model's parameters (``{"layer/param": shape}``); ValueError names the field."""
+    from ..optim import optimizer_from_state
+    name, config = state.get("class_name"), state.get("config")
+    if isinstance(name, bytes):
+        name = state["class_name"] = name.decode("utf-8", "replace")
+    if not isinstance(name, str):
+        _fail("optimizer_state.class_name", name, "an optimizer name")
+    if not isinstance(config, dict) or not all(
+            isinstance(v, bool) or (_is_number(v) and math.isfinite(v)) for v in config.values()):
+        _fail("optimizer_state.config", config, "a dict of finite numbers and booleans")
+    iterations = state.get("iterations", 0)
+    if not _is_int(iterations) or not 0 <= iterations <= 2 ** 62:
+        _fail("optimizer_state.iterations", iterations, "an integer >= 0")
+    state = {**state, "iterations": int(iterations)}
+    try:
+        opt = optimizer_from_state(state)
+    except (ValueError, TypeError, KeyError) as e:
+        _fail("optimizer_state", {"class_name": name, "config": config}, f"a valid optimizer ({e})")
+    arrays = state.get("arrays", {})
+    for key in {k.rpartition("/")[0] for k in arrays}:
+        for slot in (*opt.slots, "step"):
+            a = arrays.get(f"{key}/{slot}")
+            want = () if slot == "step" else param_shapes.get(key)
+            if a is None or np.shape(a) != want:
+                _fail(f"optimizer_state {key}/{slot}", "missing" if a is None else f"shape {np.shape(a)}",
+                      f"shape {want} (the parameter's)" if want != () else "a scalar step count")
+        step = int(arrays[f"{key}/step"])
+        if not 0 <= step <= state["iterations"]:
+            _fail(f"optimizer_state {key}/step", step, f"an integer in [0, iterations = {state['iterations']}]")
+    return state
+
+
+# ---------------------------------------------------------------- the metadata
+def _check_standardisation(meta, channels):
+    if ("mean" in meta) != ("std" in meta):
+        _fail("metadata mean/std", sorted(k for k in ("mean", "std") if k in meta), "both or neither")
+    for name in ("mean", "std"):
+        a = meta.get(name)
+        if a is None:
+            continue
+        if np.shape(a) != (channels,) or not np.all(np.isfinite(a)):
+            _fail(f"metadata {name}", f"{np.shape(a)} array", f"{channels} finite values (one per input channel)")
+    if "std" in meta and not np.all(np.asarray(meta["std"]) > 0):
+        _fail("metadata std", np.asarray(meta["std"]).tolist(), "standard deviations > 0 (dividing by 0 gives "
+                                                                 "infinite inputs)")
+
+
+def check_metadata(meta: dict, model) -> dict:
+    """A model file's metadata, checked where numbacnn uses it: the standardisation (finite, std > 0, one
+    value per input channel), the class names, the training options and the recorded data split
+    (``data.splits.SplitRecord``).  ValueError names the field."""
+    from ..data.splits import SplitRecord
+    _check_standardisation(meta, int(model.input_shape[0]))
+    names = meta.get("class_names")
+    if names is not None and (not isinstance(names, list) or not names or
+                              not all(isinstance(n, str) for n in names)):
+        _fail("metadata class_names", names, "a non-empty list of strings")
+    opts = meta.get("train_options")
+    if opts is not None and not isinstance(opts, dict):
+        _fail("metadata train_options", opts, "a dict of training options")
+    for k in ("test_accuracy", "test_loss"):
+        if k in meta and not _is_number(meta[k]):
+            _fail(f"metadata {k}", meta[k], "a number")
+    SplitRecord.from_metadata(meta, "metadata")
+    return meta
+
+
+__all__ = ["check_training_state", "check_optimizer_state", "check_metadata", "MAX_EPOCHS"]
