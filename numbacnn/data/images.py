@@ -14,13 +14,22 @@ import zlib
 
 import numpy as np
 
-from .loaders import DataError
+from ..io import limits
+from .loaders import DataError, read_file_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}     # colour type -> samples per pixel
 
 
 # ----------------------------------------------------------------------------- Netpbm
+
+def _check_pixels(path, count):
+    """Refuse from the header an image whose samples, as float32, would take more than memory allows."""
+    try:
+        limits.check_declared(16 * count, f"{path}: an image of {count:,} samples")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
 
 def _pnm_tokens(data: bytes, count: int, path: str):
     """The first ``count`` whitespace-separated header tokens (skipping # comments) and the offset after them."""
@@ -56,6 +65,7 @@ def decode_pnm(data: bytes, path: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{path}: bad Netpbm size {w}x{h} or maxval {maxval}")
     c = 3 if magic in (b"P3", b"P6") else 1
     count = w * h * c
+    _check_pixels(path, count)
     if magic in (b"P5", b"P6"):
         dtype = np.dtype(">u2") if maxval > 255 else np.dtype(np.uint8)
         body = data[offset + 1:]                      # exactly one whitespace byte after maxval
@@ -149,11 +159,12 @@ def decode_png(data: bytes, path: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{path}: unsupported PNG (interlaced or unknown compression/filter method)")
     if w == 0 or h == 0:
         raise DataError(f"{path}: PNG has zero size {w}x{h}")
-    try:
-        raw = zlib.decompress(b"".join(idat))
+    channels = _PNG_CHANNELS[colour]
+    _check_pixels(path, w * h * channels)
+    try:      # inflate no more than the image needs (+1 byte, to see that there is more)
+        raw = zlib.decompressobj().decompress(b"".join(idat), h * (w * channels + 1) + 1)
     except zlib.error as exc:
         raise DataError(f"{path}: corrupt PNG image data ({exc})") from None
-    channels = _PNG_CHANNELS[colour]
     img = _unfilter(raw, h, w * channels, channels, path).reshape(h, w, channels)
     if colour == 3:
         if palette is None:
@@ -184,13 +195,7 @@ def encode_png(img: np.ndarray) -> bytes:
 
 def read_image(path: str) -> np.ndarray:
     """Read a PNG, PGM or PPM file into ``(H, W, C)`` float32 in [0, 1]."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
+    data = read_file_bytes(path)
     if data.startswith(PNG_SIGNATURE):
         return decode_png(data, path)
     if data[:1] == b"P":

@@ -6,34 +6,36 @@ import os
 import numpy as np
 
 from .images import load_image
-from .loaders import DataError, as_images, read_idx
+from .loaders import DataError, as_images, read_idx, read_npz
 
 IMAGE_SUFFIXES = (".png", ".pgm", ".ppm", ".pnm")
 RAW_HINT = " (pass --raw to feed the arrays to the model unchanged)"
 
 
 def _npz_images(path):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "images" not in z.files:
-                raise DataError(f"{path}: no array named 'images' (found: {', '.join(z.files) or 'none'})")
-            return z["images"]
-    except DataError:
-        raise
-    except Exception as e:  # BadZipFile, ValueError...
-        raise DataError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from None
+    arrays, found = read_npz(path, ("images",))
+    if "images" not in arrays:
+        raise DataError(f"{path}: no array named 'images' (found: {', '.join(found) or 'none'})")
+    return arrays["images"]
 
 
 def _array_images(path, input_shape, raw):
     a = _npz_images(path) if path.lower().endswith(".npz") else read_idx(path)
     if raw:
-        a = np.asarray(a, np.float32)
+        if a.dtype.kind not in "iuf":
+            raise DataError(f"{path}: arrays of dtype {a.dtype} cannot be fed to a model")
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = np.asarray(a, np.float32)
         a = a[:, None] if a.ndim == 3 else a
+        if not np.all(np.isfinite(a)):
+            raise DataError(f"{path}: the arrays hold NaN or infinite values (or values beyond float32)")
     else:
         try:
             a = as_images(a, path)
         except DataError as e:
             raise DataError(f"{e}{RAW_HINT if 'must lie in' in str(e) else ''}") from None
+    if a.ndim >= 1 and a.shape[0] == 0:
+        raise DataError(f"{path}: holds no images (shape {tuple(a.shape)})")
     if a.ndim != 4 or tuple(a.shape[1:]) != tuple(input_shape):
         raise DataError(f"{path}: images of shape {tuple(a.shape[1:])} do not fit the model input "
                         f"{tuple(input_shape)}")

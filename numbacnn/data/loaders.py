@@ -21,13 +21,19 @@ can be stored with the model and applied again at prediction time.
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zipfile
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..io import limits
 from .builtin import make_shapes
+
+#: labels must lie below this (a label of 2**31 - 1 would otherwise make as many class names)
+MAX_CLASSES = 1 << 20
 
 
 class DataError(ValueError):
@@ -80,10 +86,14 @@ def as_labels(labels, n: int, where: str) -> np.ndarray:
         y = y.astype(np.int64)
     if y.dtype.kind not in "iu":
         raise DataError(f"{where}: labels must be integers, got dtype {y.dtype}")
-    y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise DataError(f"{where}: labels must be >= 0, found {int(y.min())}")
-    return y
+    if y.size and int(y.max()) >= MAX_CLASSES:
+        present = np.unique(y)
+        raise DataError(f"{where}: labels run from 0 to {int(y.max())} but only {len(present):,} distinct values "
+                        f"appear ({', '.join(map(str, present[:8]))}{', ...' if len(present) > 8 else ''}): "
+                        f"more than the {MAX_CLASSES:,} classes a model may have")
+    return y.astype(np.int64)
 
 
 def _numbered_names(*label_arrays) -> list[str]:
@@ -96,34 +106,77 @@ def _numbered_names(*label_arrays) -> list[str]:
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_bytes(path: str) -> bytes:
+def _regular(path: str):
+    """``os.stat`` of a regular file (devices such as /dev/zero, pipes and sockets are refused unopened)."""
     try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                return f.read()
+        return limits.regular_file(path)
+    except ValueError as exc:
+        raise DataError(str(exc).replace("no such file", "file not found")) from None
+
+
+def _check_declared(nbytes: int, what: str) -> None:
+    try:
+        limits.check_declared(nbytes, what)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
+def read_file_bytes(path: str) -> bytes:
+    """All of a regular file (not a device or pipe) whose bytes, as float32 samples, fit the memory limit."""
+    st = _regular(path)
+    _check_declared(5 * st.st_size, f"{path}: {st.st_size:,} bytes read as float32 images")
+    try:
         with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, EOFError, zlib.error) as exc:
+            return f.read(st.st_size + 1)
+    except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
 
 
+def _idx_header(f, path: str):
+    """(dtype, shape, header bytes) from the start of an IDX stream."""
+    head = f.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number {head[:4].hex() or 'empty'})")
+    ndim = head[3]
+    dims = f.read(4 * ndim)
+    if ndim == 0 or len(dims) < 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header ({4 + len(dims)} bytes, {ndim} dimensions)")
+    return np.dtype(_IDX_TYPES[head[2]]), tuple(int(d) for d in np.frombuffer(dims, ">u4")), 4 + 4 * ndim
+
+
+def _check_idx_size(path, shape, header, nbytes, size, gz):
+    """Refuse from the header an IDX file that declares more than it can hold or than memory allows."""
+    expected = header + nbytes
+    if not gz and size != expected:
+        raise DataError(f"{path}: IDX data size mismatch: shape {shape} needs {expected} bytes, file has {size}")
+    if gz and expected > limits.MAX_DEFLATE_RATIO * size + 1024:
+        raise DataError(f"{path}: IDX header declares shape {shape} ({expected:,} bytes), more than a gzip file "
+                        f"of {size:,} bytes can hold")
+    _check_declared(nbytes + 4 * math.prod(shape), f"{path}: IDX data of shape {shape} (as float32)")
+
+
 def read_idx(path: str) -> np.ndarray:
-    """Read one IDX file (raw or ``.gz``) into an array of its stored dtype and shape."""
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, {ndim} dimensions)")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
-    dtype = np.dtype(_IDX_TYPES[data[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(data) != expected:
-        raise DataError(f"{path}: IDX data size mismatch: shape {shape} needs {expected} bytes, file has {len(data)}")
-    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    """Read one IDX file (raw or ``.gz``) into an array of its stored dtype and shape.
+
+    The header is checked before the data is read (the declared size against the file's, and
+    against ``io.limits.max_bytes()``), and exactly the declared bytes are read: a gzip stream is
+    never inflated beyond them.
+    """
+    size = _regular(path).st_size
+    gz = path.endswith(".gz")
+    try:
+        with (gzip.open if gz else open)(path, "rb") as f:
+            dtype, shape, header = _idx_header(f, path)
+            nbytes = math.prod(shape) * dtype.itemsize
+            _check_idx_size(path, shape, header, nbytes, size, gz)
+            data = f.read(nbytes)
+            more = f.read(1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if len(data) != nbytes or more:
+        raise DataError(f"{path}: IDX data size mismatch: shape {shape} needs {header + nbytes} bytes, the file "
+                        f"{'inflates to' if gz else 'has'} {'more' if more else header + len(data)}")
+    return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _idx_pairs(directory: str) -> dict[str, tuple[str, str]]:
@@ -131,7 +184,8 @@ def _idx_pairs(directory: str) -> dict[str, tuple[str, str]]:
     found: dict[tuple[str, str], str] = {}
     for name in sorted(os.listdir(directory)):
         low = name.lower()
-        kind = "images" if ("images" in low and "idx3" in low) else "labels" if ("labels" in low and "idx1" in low) else None
+        kind = ("images" if ("images" in low and "idx3" in low) else
+                "labels" if ("labels" in low and "idx1" in low) else None)
         part = "train" if low.startswith("train") else "test" if low.startswith(("t10k", "test")) else None
         if kind and part and (part, kind) not in found:
             found[(part, kind)] = os.path.join(directory, name)
@@ -179,7 +233,7 @@ def _cifar_files(directory: str) -> dict[str, list[str]]:
 
 def load_cifar_batch(path: str):
     """One CIFAR-10 binary batch: images (N, 3, 32, 32) float32, labels (N,) int64."""
-    data = _read_bytes(path)
+    data = read_file_bytes(path)
     if len(data) == 0 or len(data) % _CIFAR_RECORD:
         raise DataError(f"{path}: not a CIFAR-10 batch ({len(data)} bytes is not a multiple of {_CIFAR_RECORD})")
     rec = np.frombuffer(data, np.uint8).reshape(-1, _CIFAR_RECORD)
@@ -202,18 +256,63 @@ def _cifar_names(directory: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- NPZ
 
+def _npy_header(fh, path, name):
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(fh)
+    raise DataError(f"{path}: array {name!r} has an unsupported .npy format version {version}")
+
+
+def _npz_member(zf, info, path, name):
+    """One array of an open .npz, its header checked before its data is read."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise DataError(f"{path}: array {name!r} uses zip compression method {info.compress_type} (only stored "
+                        "or deflated arrays are read)")
+    if info.file_size > limits.MAX_DEFLATE_RATIO * info.compress_size + 1024:
+        raise DataError(f"{path}: array {name!r} declares {info.file_size:,} bytes, more than its "
+                        f"{info.compress_size:,} compressed bytes can hold")
+    with zf.open(info) as fh:
+        shape, fortran, dtype = _npy_header(fh, path, name)
+        if dtype.hasobject:
+            raise DataError(f"{path}: array {name!r} holds Python objects (pickles are never read)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > info.file_size:
+            raise DataError(f"{path}: array {name!r} declares shape {shape} ({nbytes:,} bytes) but the archive "
+                            f"holds {info.file_size:,} bytes for it")
+        _check_declared(nbytes + 4 * math.prod(shape), f"{path}: array {name!r} of shape {shape} (as float32)")
+        data = fh.read(nbytes)
+    if len(data) != nbytes:
+        raise DataError(f"{path}: array {name!r} is truncated ({len(data):,} of {nbytes:,} bytes)")
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def read_npz(path: str, names) -> dict:
+    """The arrays ``names`` (those present) of an ``.npz`` file, and the names of all its arrays.
+
+    Only ``.npy`` members are read, each checked from its header first (no pickles, a declared size
+    the archive can hold and memory allows); returns ``({name: array}, all array names)``.
+    """
+    _regular(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+            arrays = {n: _npz_member(zf, members[n], path, n) for n in names if n in members}
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError,
+            KeyError) as exc:
+        raise DataError(f"{path}: cannot read as .npz ({type(exc).__name__}: {exc})") from None
+    return arrays, sorted(members)
+
+
 def load_npz(path: str):
     """``.npz`` with ``images`` ((N,H,W) or (N,C,H,W)) and ``labels`` ((N,)); optional ``class_names``."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError...
-        raise DataError(f"{path}: cannot read as .npz ({type(exc).__name__}: {exc})") from None
+    arrays, found = read_npz(path, ("images", "labels", "class_names"))
     missing = [k for k in ("images", "labels") if k not in arrays]
     if missing:
-        raise DataError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(sorted(arrays)) or 'none'})")
+        raise DataError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(found) or 'none'})")
     x = as_images(arrays["images"], path)
     y = as_labels(arrays["labels"], x.shape[0], path)
     if "class_names" in arrays:
@@ -239,7 +338,8 @@ def _parts(spec, n=None, seed=0) -> tuple[dict, list[str]]:
     if not os.path.exists(spec):
         raise DataError(f"{spec}: no such file or directory (expected builtin, builtin:rgb, an IDX or "
                         "CIFAR-10 directory, or an .npz file)")
-    if os.path.isfile(spec):
+    if not os.path.isdir(spec):
+        _regular(spec)                      # a device, pipe or socket is refused unopened
         if not spec.endswith(".npz"):
             raise DataError(f"{spec}: unknown dataset file type (expected an .npz file or a directory)")
         x, y, names = load_npz(spec)
@@ -335,7 +435,8 @@ def standardize(x: np.ndarray, mean, std) -> np.ndarray:
     mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
     if mean.shape[1] != x.shape[1] or std.shape[1] != x.shape[1]:
-        raise ValueError(f"standardize: mean/std have {mean.shape[1]}/{std.shape[1]} channels, images have {x.shape[1]}")
+        raise ValueError(f"standardize: mean/std have {mean.shape[1]}/{std.shape[1]} channels, images have "
+                         f"{x.shape[1]}")
     return ((np.asarray(x, np.float32) - mean) / std).astype(np.float32)
 
 

@@ -122,6 +122,25 @@ def subset(indices, y, limit: int | None, seed: int, purpose: str):
     return indices[np.sort(held)]
 
 
+def _check_record_doc(doc, where):
+    """The JSON part of a stored SplitRecord: the right type and range for every field (DataError names it)."""
+    def ok(k, v):
+        if k in ("train_spec", "test_spec", "train_fingerprint", "test_fingerprint"):
+            return isinstance(v, str)
+        if k in ("train_size", "test_size", "seed"):
+            return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 63
+        if k == "test_split":
+            return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1)
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1     # val_split
+
+    if not isinstance(doc, dict):
+        raise DataError(f"{where}: damaged data record (a {type(doc).__name__}, not a dict)")
+    for k in ("train_spec", "train_fingerprint", "train_size", "test_spec", "test_fingerprint", "test_size",
+              "seed", "test_split", "val_split"):
+        if k in doc and not ok(k, doc[k]):
+            raise DataError(f"{where}: damaged data record: field {k!r} is {str(doc[k])[:40]!r}")
+
+
 @dataclass
 class SplitRecord:
     """Which images of which sources a run trained, validated and tested on (stored in the model file).
@@ -160,6 +179,7 @@ class SplitRecord:
         doc = meta.get("data_record")
         if doc is None:
             return None
+        _check_record_doc(doc, where)
         try:
             arrays = {k: np.asarray(meta[f"split_{k}"], np.int64).ravel() for k in cls.ARRAYS}
             rec = cls(**{k: doc[k] for k in ("train_spec", "train_fingerprint", "train_size", "test_spec",
@@ -172,6 +192,10 @@ class SplitRecord:
             a = getattr(rec, name)
             if a.size and (a.min() < 0 or a.max() >= int(size)):
                 raise DataError(f"{where}: data record's {name} indices fall outside its {size} images")
+            if len(np.unique(a)) != len(a):
+                raise DataError(f"{where}: data record's {name} indices repeat an image")
+        if np.intersect1d(rec.train, rec.val).size:
+            raise DataError(f"{where}: data record's train and val indices share images")
         return rec
 
     def same_test_source(self) -> bool:
