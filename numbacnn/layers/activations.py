@@ -98,7 +98,8 @@ class Softmax(_Elementwise):
 
     @staticmethod
     def _rows(a):
-        return a if len(a.shape) == 2 else a.reshape(a.size // a.shape[-1], a.shape[-1])
+        last = a.shape[len(a.shape) - 1]      # (the CUDA simulator's shapes take no negative index)
+        return a if len(a.shape) == 2 else a.reshape(a.size // last, last)
 
     def _f(self, x):
         return self.backend.softmax_forward(self._rows(x)).reshape(x.shape)
