@@ -81,7 +81,8 @@ class EarlyStopping(Callback):
     monitor   : val_loss, val_accuracy, loss or accuracy (accuracies are maximised)
     patience  : epochs without improvement tolerated before stopping
     min_delta : an improvement must exceed this
-    restore_best_weights : put back the weights of the best epoch when training ends
+    restore_best_weights : put back the weights of the best epoch when training ends (False, as in Keras;
+                           ``numbacnn train --early-stop`` and ``train.fit(early_stopping=...)`` set it)
     log       : a function that receives one line when training stops early / weights are restored
 
     After training, ``best_epoch`` (1-based), ``best`` and ``stopped_epoch`` tell what happened.
@@ -89,7 +90,7 @@ class EarlyStopping(Callback):
 
     state_key = "early_stopping"
 
-    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, restore_best_weights=True, log=None):
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, restore_best_weights=False, log=None):
         if monitor not in MONITORS:
             raise ValueError(f"EarlyStopping monitor must be one of {', '.join(MONITORS)}, got {monitor!r}")
         if int(patience) < 0:

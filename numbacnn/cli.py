@@ -33,6 +33,7 @@ import click
 import numpy as np
 
 from . import __version__, config
+from .summary import shape_text as _shape_text, table as _table
 
 DEVICES = ("cpu", "cuda", "auto")
 AUGMENTS = ("flip", "contrast", "zoom", "noise")
@@ -123,10 +124,6 @@ def _check_finite(model_file, outputs, n):
     if bad.any():
         raise ValueError(f"model {model_file}: its outputs are NaN or infinite for {int(bad.sum()):,} of {n:,} "
                          f"input(s) (weights too large or damaged, or inputs out of range)")
-
-
-def _shape_text(shape) -> str:
-    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
 
 
 # ====================================================================== the group
@@ -467,33 +464,6 @@ def _model_for_inspection(spec, input_shape, classes):
     return model
 
 
-def _table(rows, right=()):
-    """Lines of a text table whose first row is the header; columns in ``right`` are right-aligned."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-            for r in rows]
-
-
-def _mib(n_bytes) -> str:
-    return f"{n_bytes / 2 ** 20:,.2f} MiB"
-
-
-def _memory_lines(model, rows, batch_size, optimizer) -> list:
-    """torchinfo-style totals: parameters, gradients, optimizer state, activations, for one training step."""
-    params = sum(r["params"] for r in rows) * 4
-    trainable = model.count_params()[1] * 4
-    slots = {"sgd": 1, "adam": 2}[optimizer]
-    acts = sum(int(np.prod(r["output_shape"])) for r in rows) * batch_size * 4
-    inputs = int(np.prod(model.input_shape)) * batch_size * 4
-    total = inputs + params + trainable + slots * trainable + 2 * acts
-    return [f"Input size (batch {batch_size}): {_mib(inputs)}",
-            f"Parameters: {_mib(params)}; their gradients: {_mib(trainable)}; {optimizer} state "
-            f"({slots} buffer{'s' if slots > 1 else ''} per parameter): {_mib(slots * trainable)}",
-            f"Activations kept for the backward pass: {_mib(acts)} (forward + backward pass: {_mib(2 * acts)})",
-            f"Estimated training memory: {_mib(total)}; inference (parameters + largest activations): "
-            f"{_mib(params + inputs + 2 * max(int(np.prod(r['output_shape'])) for r in rows) * batch_size * 4)}"]
-
-
 @cli.command()
 @click.argument("model_spec", metavar="MODEL")
 @click.option("--input-shape", default=None, metavar="C,H,W", help="Input shape for a zoo model (e.g. 3,32,32).")
@@ -506,25 +476,10 @@ def summary(model_spec, input_shape, classes, batch_size, optimizer):
     """A table of MODEL's layers (a zoo name, .json or .h5): output shape, inputs, parameters, multiply-adds,
     activation memory at --batch-size; then totals and the memory a training step needs (like torchinfo)."""
     from .run import RunConfig
+    from .summary import summary_text
     model = _model_for_inspection(model_spec, _shape_option(input_shape), classes)
-    rows = model.summary_rows()
-    frozen = {n for n, layer in model.layers.items() if not layer.trainable}
-    table = _table([("Layer (type)", "Output shape", "Inputs", "Params", "Mult-adds", "Activations")] + [
-        (f"{r['name']} ({r['type']})" + (" [frozen]" if r["name"] in frozen else "") + (" [aux]" if r["aux"] else ""),
-         _shape_text(r["output_shape"]), ", ".join(r["inputs"]), f"{r['params']:,}", f"{r['macs']:,}",
-         _mib(int(np.prod(r["output_shape"])) * batch_size * 4)) for r in rows], right=(3, 4, 5))
-    total, trainable = model.count_params()
-    rule = "-" * len(table[0])
-    click.echo(f'Model "{model.name}"  input {_shape_text(model.input_shape)}')
-    click.echo("\n".join([rule, table[0], rule.replace("-", "="), *table[1:], rule.replace("-", "=")]))
-    click.echo(f"Total params: {total:,}\nTrainable params: {trainable:,}\nFrozen params: {total - trainable:,}")
-    macs, flops = sum(r["macs"] for r in rows), sum(r["flops"] for r in rows)
-    click.echo(f"Mult-adds per image (forward): {macs:,} ({macs / 1e9:,.2f} G); FLOPs {flops:,}")
-    if model.aux_outputs:
-        click.echo(f"Auxiliary outputs (training only, [aux] layers): "
-                   f"{', '.join(f'{n} (loss weight {w:g})' for n, w in model.aux_outputs.items())}")
     optimizer = optimizer or RunConfig(model=model_spec).resolved().optimizer
-    click.echo("\n".join(_memory_lines(model, rows, batch_size, optimizer)))
+    click.echo(summary_text(model, batch_size, optimizer))
 
 
 @cli.command()

@@ -52,7 +52,8 @@ class Model:
         """Append ``layer`` fed by ``inputs`` (a name or list of names; default: the last node).
 
         Returns the node name (``name``, else ``layer.name``, else ``<lowercase class>_<i>``);
-        the node becomes the model output.
+        the node becomes the model output.  A layer given an ``activation`` (Keras' style) is followed
+        by a node of that activation, whose name is returned.
         """
         if not isinstance(layer, Layer):
             raise ValueError(f"model {self.name!r}: add() needs a Layer, got {type(layer).__name__}")
@@ -79,7 +80,8 @@ class Model:
         self._nodes[name] = (layer, inputs)
         self._plans = {}
         self.output = name
-        return name
+        activation = layer.take_activation()      # Keras' Conv2D(..., activation="relu"): a node of its own
+        return name if activation is None else self.add(activation, [name])
 
     def add_aux_output(self, node: str, weight: float):
         """Declare ``node`` an auxiliary training output whose loss counts ``weight`` times in the total.

@@ -8,13 +8,13 @@ the output's shape, ready for ``model.backward``.
     labels : (N,)   integer backend array   (class indices in [0, K))
 
 Softmax cross-entropy runs on the backend through its fused op (on a GPU
-only the scalar loss comes back).  Mean squared error has no backend kernel:
-it brings the small (N, K) output to the host, which is fine for the
-regression-style heads it is meant for.
+only the scalar loss comes back).  The regression losses (``mse``, ``mae``,
+``huber``) have no backend kernel: they bring the small (N, K) output to the
+host, which is fine for the regression heads they are meant for.
 
-Both loss classes also hand back what the training loop needs to count
-correct predictions (``predictions``: the probabilities, or the raw outputs for
-MSE) without another forward pass.
+Every loss also hands back what the training loop needs without another
+forward pass (the probabilities, or the raw outputs for regression), and says
+whether it is a classification loss (``classification``: accuracy is counted).
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from .registry import Registry
 
 LOSSES = Registry("loss", normalize=lambda n: n.lower().replace("-", "_"),
                   aliases={"softmax_cross_entropy": "cross_entropy", "categorical_crossentropy": "cross_entropy",
-                           "sparse_categorical_crossentropy": "cross_entropy", "mean_squared_error": "mse"})
+                           "sparse_categorical_crossentropy": "cross_entropy", "mean_squared_error": "mse",
+                           "mean_absolute_error": "mae", "l1": "mae", "smooth_l1": "huber"})
 
 
 def _register(cls):
@@ -53,6 +54,8 @@ class SoftmaxCrossEntropy:
     """
 
     name = "cross_entropy"
+    #: losses of classes count correct predictions (accuracy); regression losses do not
+    classification = True
 
     def __call__(self, backend, logits, labels, weight=1.0):
         """Return ``(loss, dlogits, probs)``; logits (N, K) (or (N, K, 1, 1)), labels (N,) int.
@@ -70,15 +73,14 @@ class SoftmaxCrossEntropy:
         return float(loss), probs
 
 
-@_register
-class MeanSquaredError:
-    """mean((y - t)^2) over every element (PyTorch's MSELoss, reduction 'mean').
+class _Regression:
+    """A loss on float targets computed on the host (regression heads are small): subclasses give the
+    element-wise loss and its derivative in the difference d = y - t; the loss is their mean.
 
-    ``targets`` is (N, K) float, or (N,) integer labels, which are one-hot
-    encoded.  dlogits = 2 (y - t) / (N * K).
+    ``targets`` is (N, K) float (or (N,) for K = 1), or (N,) integer labels, which are one-hot encoded.
     """
 
-    name = "mse"
+    classification = False
 
     @staticmethod
     def _targets(y, targets):
@@ -87,10 +89,10 @@ class MeanSquaredError:
             onehot = np.zeros(y.shape, dtype=np.float32)
             onehot[np.arange(y.shape[0]), t] = 1.0
             return onehot
-        t = t.astype(np.float32).reshape(y.shape) if t.size == y.size else None
-        if t is None:
-            raise ValueError(f"mse targets shape {np.shape(targets)} does not match the output shape {y.shape}")
-        return t
+        if t.size != y.size:
+            raise ValueError(f"regression targets shape {np.shape(targets)} does not match "
+                             f"the output shape {y.shape}")
+        return t.astype(np.float32).reshape(y.shape)
 
     def _diff(self, backend, outputs, targets):
         y = backend.to_host(outputs).astype(np.float32)
@@ -98,14 +100,54 @@ class MeanSquaredError:
 
     def __call__(self, backend, outputs, targets, weight=1.0):
         """Return ``(loss, doutputs, outputs)``; ``weight`` scales the gradient (the loss is unweighted)."""
-        y, d = self._diff(backend, outputs, targets)
-        loss = float(np.mean(d.astype(np.float64) ** 2))
-        grad = (d * np.float32(2.0 * weight / d.size)).astype(np.float32)
-        return loss, backend.asarray(grad), outputs
+        _, d = self._diff(backend, outputs, targets)
+        grad = (self.derivative(d) * np.float32(weight / d.size)).astype(np.float32)
+        return float(np.mean(self.elementwise(d.astype(np.float64)))), backend.asarray(grad), outputs
 
     def value(self, backend, outputs, targets):
-        y, d = self._diff(backend, outputs, targets)
-        return float(np.mean(d.astype(np.float64) ** 2)), outputs
+        _, d = self._diff(backend, outputs, targets)
+        return float(np.mean(self.elementwise(d.astype(np.float64)))), outputs
+
+
+@_register
+class MeanSquaredError(_Regression):
+    """mean((y - t)^2) over every element (PyTorch's MSELoss): dloss/dy = 2 (y - t) / (N * K)."""
+
+    name = "mse"
+
+    def elementwise(self, d):
+        return d * d
+
+    def derivative(self, d):
+        return 2.0 * d
+
+
+@_register
+class MeanAbsoluteError(_Regression):
+    """mean(|y - t|) (PyTorch's L1Loss): dloss/dy = sign(y - t) / (N * K), 0 where y = t."""
+
+    name = "mae"
+
+    def elementwise(self, d):
+        return np.abs(d)
+
+    def derivative(self, d):
+        return np.sign(d)
+
+
+@_register
+class Huber(_Regression):
+    """PyTorch's HuberLoss with delta 1: 0.5 d^2 where |d| <= 1, |d| - 0.5 elsewhere (mean over elements)."""
+
+    name = "huber"
+    delta = 1.0
+
+    def elementwise(self, d):
+        a = np.abs(d)
+        return np.where(a <= self.delta, 0.5 * d * d, self.delta * (a - 0.5 * self.delta))
+
+    def derivative(self, d):
+        return np.clip(d, -self.delta, self.delta)
 
 
 def softmax_cross_entropy(backend, logits, labels):
@@ -120,5 +162,5 @@ def mean_squared_error(backend, outputs, targets):
     return loss, d
 
 
-__all__ = ["SoftmaxCrossEntropy", "MeanSquaredError", "softmax_cross_entropy", "mean_squared_error",
-           "get_loss", "LOSSES"]
+__all__ = ["SoftmaxCrossEntropy", "MeanSquaredError", "MeanAbsoluteError", "Huber", "softmax_cross_entropy",
+           "mean_squared_error", "get_loss", "LOSSES"]

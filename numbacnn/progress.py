@@ -88,8 +88,9 @@ class ProgressBar:
         per_batch = info["elapsed"] / done
         eta = format_duration(per_batch * (total - done))
         digits = len(str(total))
-        line = (f"{done:>{digits}}/{total} [{bar}] - ETA {eta} - loss {info['epoch_loss']:.4f} - "
-                f"accuracy {info['epoch_accuracy']:.4f} - {info['images_per_s']:,.0f} img/s")
+        acc = "" if info.get("epoch_accuracy") is None else f"accuracy {info['epoch_accuracy']:.4f} - "
+        line = (f"{done:>{digits}}/{total} [{bar}] - ETA {eta} - loss {info['epoch_loss']:.4f} - {acc}"
+                f"{info['images_per_s']:,.0f} img/s")
         pad = max(0, self._line_len - len(line))
         self._line_len = len(line)
         self._write("\r" + line + " " * pad)

@@ -514,7 +514,7 @@ class TrainingRun:
         previous = self.resumed.training_state.get("history", []) if self.resumed is not None else []
         cbs = []
         if self.cfg.early_stop is not None:
-            cbs.append(EarlyStopping(self.cfg.monitor, self.cfg.early_stop, log=self.log))
+            cbs.append(EarlyStopping(self.cfg.monitor, self.cfg.early_stop, restore_best_weights=True, log=self.log))
         cbs += self.extra_callbacks
         cbs += [HistoryCSV(history_path, previous), ModelCheckpoint(ckpt, lambda trainer: self.metadata())]
         return cbs

@@ -182,11 +182,12 @@ def _evaluate(model, x, y, batch_size, loss_fn, keep_probs=False, outputs=None):
         values = [loss_fn.value(be, a, targets) for a in acts]
         total_loss += sum(w * v for (_, w), (v, _) in zip(outputs, values)) * len(xb)
         p = values[0][1]
-        correct += _count_correct(be, p, yb)
+        correct += _count_correct(be, p, yb) if loss_fn.classification else 0
         if keep_probs:
             probs.append(np.array(be.to_host(p), dtype=np.float32).reshape(len(xb), -1))
     n = len(x)
-    return total_loss / n, correct / n, (np.concatenate(probs) if keep_probs else None)
+    accuracy = correct / n if loss_fn.classification else None
+    return total_loss / n, accuracy, (np.concatenate(probs) if keep_probs else None)
 
 
 def evaluate_outputs(model, x, y, batch_size: int = 256, loss="cross_entropy") -> dict:
@@ -292,6 +293,7 @@ class Trainer:
         self.callbacks.call("on_epoch_begin", epoch, {"lr": self.optimizer.lr})
         order = self.rng.permutation(len(x)) if self.shuffle else np.arange(len(x))
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        ratio = (lambda k, n: k / n) if self.loss_fn.classification else (lambda k, n: None)
         for b, (s, e) in enumerate(bounds):
             idx = order[s:e]
             batch_loss, k = self._train_step(model, x[idx], y[idx], epoch, b)
@@ -299,9 +301,9 @@ class Trainer:
             elapsed = time.perf_counter() - t0
             self.callbacks.call("on_batch_end", b, {
                 "epoch": epoch + 1, "batch": b + 1, "batches": len(bounds), "size": e - s, "loss": batch_loss,
-                "accuracy": k / (e - s), "epoch_loss": loss_sum / seen, "epoch_accuracy": correct / seen,
+                "accuracy": ratio(k, e - s), "epoch_loss": loss_sum / seen, "epoch_accuracy": ratio(correct, seen),
                 "images_per_s": seen / elapsed if elapsed > 0 else 0.0, "elapsed": elapsed, "lr": self.optimizer.lr})
-        logs = {"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen,
+        logs = {"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": ratio(correct, seen),
                 "val_loss": None, "val_accuracy": None, "lr": self.optimizer.lr}
         if xv is not None:
             logs["val_loss"], logs["val_accuracy"], _ = _evaluate(model, xv, yv, 256, self.loss_fn)
@@ -334,7 +336,7 @@ class Trainer:
         model.backward(seeds)
         self.optimizer.step(model)
         self.step += 1
-        return batch_loss, _count_correct(be, preds, yb)
+        return batch_loss, _count_correct(be, preds, yb) if self.loss_fn.classification else 0
 
 
 # ---------------------------------------------------------------- fit / resume (functional form)
@@ -369,7 +371,7 @@ def fit(model, x_train, y_train, *, epochs=1, batch_size=32, optimizer=None, sch
     if val_split:
         x, y, xv, yv = validation_split(x, y, val_split, seed)
         validation_data = (xv, yv)
-    cbs = [EarlyStopping(monitor, early_stopping)] if early_stopping is not None else []
+    cbs = [EarlyStopping(monitor, early_stopping, restore_best_weights=True)] if early_stopping is not None else []
     cbs += list(callbacks or ())
     cbs += [ModelCheckpoint(checkpoint, metadata)] if checkpoint is not None else []
     trainer = Trainer(model, optimizer, schedule, loss, batch_size, augment, seed, shuffle, cbs, precompute_frozen)

@@ -10,4 +10,11 @@ from .base import LAYERS, Layer, layer_from_config, register
 
 globals().update(LAYERS)
 
-__all__ = ["LAYERS", "Layer", "layer_from_config", "register", *sorted(LAYERS)]
+#: Keras' names for the same layers (``numbacnn.layers.MaxPooling2D(2)`` is a MaxPool2D), and its Activation
+KERAS_NAMES = {"MaxPooling2D": "MaxPool2D", "AveragePooling2D": "AvgPool2D",
+               "GlobalAveragePooling2D": "GlobalAvgPool2D", "BatchNormalization": "BatchNorm",
+               "LayerNormalization": "LayerNorm"}
+globals().update({alias: LAYERS[name] for alias, name in KERAS_NAMES.items()})
+Activation = activations.Activation
+
+__all__ = ["LAYERS", "Layer", "layer_from_config", "register", "Activation", *sorted(LAYERS), *KERAS_NAMES]

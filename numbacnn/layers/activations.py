@@ -106,3 +106,14 @@ class Softmax(_Elementwise):
 
     def _df(self, dy, y):
         return self.backend.softmax_backward(self._rows(dy), self._rows(y)).reshape(y.shape)
+
+
+#: activation names (Keras' ``activation=`` argument, ``Activation(name)``) -> layer class
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax}
+
+
+def Activation(activation, name=None):  # noqa: N802  (Keras' name for a layer factory)
+    """Keras' ``layers.Activation("relu")``: the layer of that activation."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"Activation: unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[activation](name=name)

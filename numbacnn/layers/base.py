@@ -80,13 +80,17 @@ def as_pair(layer, arg: str, v, minimum: int):
     return v
 
 
-def as_padding(layer, v):
-    """Padding as an int, a pair (ph, pw) or a 4-list (top, bottom, left, right) -> (ph, pw).
+def as_padding(layer, v, kernel=None, dilation=(1, 1), stride=(1, 1)):
+    """Padding as an int, a pair (ph, pw), a 4-list (top, bottom, left, right), or Keras' "valid" / "same"
+    -> (ph, pw).
 
     The 4-list form is accepted in configs so that explicit (e.g. ONNX)
     paddings can be stored, but the backends pad symmetrically, so top must
     equal bottom and left must equal right; anything else raises a ValueError.
+    "same" (the output keeps the input's size) needs stride 1 and an odd (dilated) ``kernel``.
     """
+    if isinstance(v, str):
+        return _keras_padding(layer, v, kernel, dilation, stride)
     if isinstance(v, (list, tuple)) and len(v) == 4:
         if not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a >= 0 for a in v):
             raise ValueError(f"{layer.describe()}: padding must hold ints >= 0, got {v!r}")
@@ -96,6 +100,27 @@ def as_padding(layer, v):
                              f"supported: the backends pad symmetrically")
         return t, l
     return as_pair(layer, "padding", v, 0)
+
+
+def _keras_padding(layer, v, kernel, dilation, stride):
+    if v == "valid":
+        return 0, 0
+    if v != "same":
+        raise ValueError(f"{layer.describe()}: padding must be an int, a pair, a 4-list, 'valid' or 'same', got {v!r}")
+    spans = [d * (k - 1) for k, d in zip(kernel or (), dilation)]
+    if kernel is None or tuple(stride) != (1, 1) or any(s % 2 for s in spans):
+        raise ValueError(f"{layer.describe()}: padding='same' needs stride 1 and an odd kernel here (it would pad "
+                         f"unevenly); give the padding as numbers instead")
+    return spans[0] // 2, spans[1] // 2
+
+
+def check_activation(layer, activation):
+    """An activation name for the ``activation`` argument of Conv2D and Dense (Keras' style), or None."""
+    from .activations import ACTIVATIONS
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"{layer.describe()}: activation must be one of {', '.join(ACTIVATIONS)} or None, got "
+                         f"{activation!r}")
+    return activation
 
 
 def shape_str(shape) -> str:
@@ -262,6 +287,22 @@ class Layer:
         out = {k: np.array(to_host(v), dtype=np.float32, copy=True) for k, v in self.params.items()}
         out.update({k: np.array(to_host(v), dtype=np.float32, copy=True) for k, v in self.buffers.items()})
         return out
+
+    def __call__(self, inputs):
+        """Keras' functional API: called on ``numbacnn.Input`` tensors (or other calls' results), records a
+        node and returns its symbolic output (see ``numbacnn.keras``)."""
+        from ..keras import call_layer
+        return call_layer(self, inputs)
+
+    def take_activation(self):
+        """The activation layer this layer was given (Keras' ``activation="relu"``), which a graph adds as a
+        node of its own after it; the layer forgets it.  None for most layers."""
+        name = getattr(self, "activation", None)
+        if name is None:
+            return None
+        from .activations import ACTIVATIONS
+        self.activation = None
+        return ACTIVATIONS[name](name=f"{self.name}_{name}" if self.name else None)
 
     def get_random_state(self):
         """JSON-able state of the layer's random draws (dropout's seed and step), or None."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..init import check_kernel_initializer
-from .base import Layer, as_pair, as_padding, out_size, register
+from .base import Layer, as_pair, as_padding, check_activation, out_size, register
 
 
 @register
@@ -11,8 +11,11 @@ class Conv2D(Layer):
 
     x : (N, C, H, W) -> y : (N, filters, OH, OW); weight : (filters, C // groups, KH, KW),
     bias : (filters,).  ``padding`` is an int, a pair (ph, pw) or a 4-list
-    (top, bottom, left, right) that must be symmetric (see ``as_padding``).  The normalised
-    pairs are public: ``kernel_hw``, ``stride_hw``, ``padding_hw``, ``dilation_hw``.
+    (top, bottom, left, right) that must be symmetric (see ``as_padding``), or Keras' "valid" /
+    "same".  The normalised pairs are public: ``kernel_hw``, ``stride_hw``, ``padding_hw``,
+    ``dilation_hw``.  ``activation`` ("relu", "softmax", ...) becomes a node of its own after
+    this one when the layer is added to a graph; ``input_shape`` (C, H, W) gives a Keras-style
+    ``Sequential`` its input.
     """
 
     outputs_key = "filters"
@@ -20,7 +23,7 @@ class Conv2D(Layer):
     channel_affine = (("weight", "bias"), "bias")
 
     def __init__(self, filters, kernel_size=3, strides=1, padding=0, dilation=1, groups=1, use_bias=True,
-                 kernel_initializer="he_normal", name=None, trainable=True):
+                 kernel_initializer="he_normal", activation=None, input_shape=None, name=None, trainable=True):
         super().__init__(name, trainable)
         if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
             raise ValueError(f"{self.describe()}: filters must be an int >= 1, got {filters!r}")
@@ -33,8 +36,10 @@ class Conv2D(Layer):
         self.kernel_initializer = check_kernel_initializer(kernel_initializer, self.describe())
         self.kernel_hw = as_pair(self, "kernel_size", kernel_size, 1)
         self.stride_hw = as_pair(self, "strides", strides, 1)
-        self.padding_hw = as_padding(self, padding)
         self.dilation_hw = as_pair(self, "dilation", dilation, 1)
+        self.padding_hw = as_padding(self, padding, self.kernel_hw, self.dilation_hw, self.stride_hw)
+        self.activation = check_activation(self, activation)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self._x = None
 
     def _build(self, shapes):

@@ -4,23 +4,28 @@ from __future__ import annotations
 import numpy as np
 
 from ..init import check_kernel_initializer
-from .base import Layer, register
+from .base import Layer, check_activation, register
 
 
 @register
 class Dense(Layer):
-    """y = x @ weight.T + bias.  x : (N, F) -> y : (N, units); weight : (units, F), bias : (units,)."""
+    """y = x @ weight.T + bias.  x : (N, F) -> y : (N, units); weight : (units, F), bias : (units,).
+
+    ``activation`` and ``input_shape``: as for Conv2D (Keras' style)."""
 
     outputs_key = "units"
     optional_bias = True
     channel_affine = (("weight", "bias"), "bias")
 
-    def __init__(self, units, use_bias=True, kernel_initializer="he_normal", name=None, trainable=True):
+    def __init__(self, units, use_bias=True, kernel_initializer="he_normal", activation=None, input_shape=None,
+                 name=None, trainable=True):
         super().__init__(name, trainable)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"{self.describe()}: units must be an int >= 1, got {units!r}")
         self.units, self.use_bias = units, bool(use_bias)
         self.kernel_initializer = check_kernel_initializer(kernel_initializer, self.describe())
+        self.activation = check_activation(self, activation)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self._x = None
 
     def _build(self, shapes):
@@ -60,8 +65,9 @@ class Flatten(Layer):
 
     reshapes_only = True
 
-    def __init__(self, name=None, trainable=True):
+    def __init__(self, input_shape=None, name=None, trainable=True):
         super().__init__(name, trainable)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self._x_shape = None
 
     def _build(self, shapes):
