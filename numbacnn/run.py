@@ -249,12 +249,12 @@ def _is_h5(spec) -> bool:
 
 def model_from_spec(spec, input_shape=None, num_classes=None):
     """An unbuilt Model from a zoo name or a ``.json`` architecture (``.h5`` goes through load_model)."""
-    from .graph import Model
     from .models import ZOO, build_model
     if spec.lower().endswith(".json"):
+        from .io.architecture import read_architecture     # sized before anything is built
         if not os.path.isfile(spec):
             raise ValueError(f"model architecture {spec}: no such file")
-        return Model.from_json_file(spec)
+        return read_architecture(spec)
     if spec in ZOO:
         kwargs = {} if input_shape is None else {"input_shape": tuple(input_shape)}
         if num_classes is not None:
