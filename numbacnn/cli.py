@@ -204,6 +204,9 @@ TRAIN_OPTIONS = [
                       "labels in 0..K-1 have no images)."),
     click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True,
                  help="Training epochs (in total: a resumed run continues up to this number)."),
+    click.option("--loss", type=click.Choice(["cross_entropy", "mse", "mae", "huber"]), default=None,
+                 help="cross_entropy (classification; the default for labels) or a regression loss on float "
+                      "targets: mse (the default for them), mae, huber."),
     click.option("--recipe", default="auto", show_default=True, metavar="auto|none|MODEL",
                  help="Training recipe for the options below that are not given: auto = the zoo model's paper "
                       "recipe (see 'numbacnn models --recipe NAME'), none = numbacnn's defaults (Adam 0.001, "
@@ -320,6 +323,30 @@ def _write_roc(path, report):
                 w.writerow([c["name"], "inf" if t is None else t, "" if fp is None else fp, "" if tp is None else tp])
 
 
+def _regression_loss(meta) -> str | None:
+    """The regression loss a model was trained with (from its file's metadata), or None for a classifier."""
+    loss = (meta.get("train_options") or {}).get("loss") or (meta.get("keras") or {}).get("loss")
+    return loss if loss in ("mse", "mae", "huber") else None
+
+
+def _evaluate_regression(model_file, model, meta, x, y, names, where, batch_size, json_path):
+    """MSE, MAE and R^2 of a regression model (no classification metrics), and its loss."""
+    from .metrics import format_regression_report, regression_report
+    from .train import evaluate as evaluate_model, predict as predict_model
+    loss_name = _regression_loss(meta) or "mse"
+    with np.errstate(all="ignore"):
+        pred = predict_model(model, x, batch_size=batch_size)
+        loss, _, _ = evaluate_model(model, x, y, batch_size=batch_size, loss=loss_name)
+    _check_finite(model_file, pred, len(x))
+    report = {**regression_report(y, pred, names), "loss": float(loss), "loss_name": loss_name}
+    click.echo(f"{model_file} on {where}: {loss_name} loss {loss:.4f}")
+    click.echo(format_regression_report(report))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=2)
+        click.echo(f"Wrote {json_path}")
+
+
 def _aux_report(model, x, y, batch_size) -> dict:
     """Loss and accuracy of every auxiliary output (trained, dropped for inference), printed one per line."""
     from .train import evaluate_outputs
@@ -366,6 +393,9 @@ def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, de
                          f"has images of shape {tuple(x.shape[1:])}")
     if "mean" in meta:
         x = standardize(x, meta["mean"], meta["std"])
+    if y.dtype.kind == "f":
+        return _evaluate_regression(model_file, model, meta, x, y, names, f"{data or 'its test data'} ({part})",
+                                    batch_size, json_path)
     with np.errstate(all="ignore"):      # a non-finite output is reported below, not warned about
         loss, acc, probs = evaluate_model(model, x, y, batch_size=batch_size)
     _check_finite(model_file, probs, len(x))
@@ -396,17 +426,28 @@ def _probabilities(model, outputs):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _write_predictions(csv_path, save_outputs, rows, outputs, x):
+def _write_predictions(csv_path, save_outputs, rows, outputs, x, header=("input", "rank", "class", "probability")):
     if csv_path:
         with open(csv_path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["input", "rank", "class", "probability"])
+            w.writerow(header)
             w.writerows(rows)
         click.echo(f"Wrote {csv_path}")
     if save_outputs:
         with open(save_outputs, "wb") as f:
             np.savez(f, outputs=outputs, inputs=x.astype(np.float32))
         click.echo(f"Wrote {save_outputs} (outputs {outputs.shape})")
+
+
+def _print_values(labels, outputs, meta, csv_path, save_outputs, x):
+    """A regression model's predictions: one line of values per input (and the CSV / npz files)."""
+    flat = outputs.reshape(len(outputs), -1)
+    names = _class_names(meta, flat.shape[1])
+    rows = []
+    for label, values in zip(labels, flat):
+        click.echo(f"{label}: " + ", ".join(f"{n} {v:.6g}" for n, v in zip(names, values)))
+        rows.extend((label, n, float(v)) for n, v in zip(names, values))
+    _write_predictions(csv_path, save_outputs, rows, outputs, x, header=("input", "target", "value"))
 
 
 @cli.command()
@@ -441,6 +482,8 @@ def predict(model_file, inputs, top_k, csv_path, save_outputs, raw, batch_size, 
         outputs = predict_model(model, x, batch_size=batch_size).astype(np.float32)
         probs = _probabilities(model, outputs)
     _check_finite(model_file, outputs, len(x))
+    if _regression_loss(meta):
+        return _print_values(labels, outputs, meta, csv_path, save_outputs, x)
     _check_finite(model_file, probs, len(x))
     names = _class_names(meta, probs.shape[1])
     order = np.argsort(-probs, axis=1, kind="stable")[:, :min(top_k, probs.shape[1])]

@@ -184,3 +184,37 @@ def format_report(report: dict) -> str:
     for name, row in zip(names, cm):
         lines.append(f"{name:<{w}}" + "".join(f"{v:>{cw}}" for v in row))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- regression
+def regression_report(y_true, y_pred, target_names=None) -> dict:
+    """MSE, MAE and R^2 (coefficient of determination, 1 - SSE / SST) overall and per target.
+
+    y_true, y_pred : (N,) or (N, K) numbers.  R^2 is None for a target whose true values are all equal.
+    """
+    t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
+    p = np.asarray(y_pred, np.float64).reshape(len(y_true), -1)
+    if t.shape != p.shape:
+        raise ValueError(f"regression_report: predictions of shape {p.shape} for targets of shape {t.shape}")
+    names = list(target_names) if target_names is not None and len(target_names) == t.shape[1] else [
+        f"y{i}" for i in range(t.shape[1])]
+    d = p - t
+    sst = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
+    r2 = [None if s == 0 else float(1.0 - (d[:, j] ** 2).sum() / s) for j, s in enumerate(sst)]
+    total_sst = float(sst.sum())
+    return {"n": int(len(t)), "mse": float(np.mean(d ** 2)), "mae": float(np.mean(np.abs(d))),
+            "r2": None if total_sst == 0 else float(1.0 - (d ** 2).sum() / total_sst),
+            "targets": [{"name": n, "mse": float(np.mean(d[:, j] ** 2)), "mae": float(np.mean(np.abs(d[:, j]))),
+                         "r2": r2[j]} for j, n in enumerate(names)]}
+
+
+def format_regression_report(report: dict) -> str:
+    """Plain-text rendering of ``regression_report``: overall, then one line per target."""
+    def num(v):
+        return "n/a" if v is None else f"{v:.4f}"
+    lines = [f"mse {num(report['mse'])}  mae {num(report['mae'])}  r2 {num(report['r2'])} on {report['n']} samples"]
+    if len(report["targets"]) > 1:
+        w = max(len(t["name"]) for t in report["targets"])
+        lines += [f"  {t['name']:<{w}}  mse {num(t['mse'])}  mae {num(t['mae'])}  r2 {num(t['r2'])}"
+                  for t in report["targets"]]
+    return "\n".join(lines)

@@ -8,8 +8,8 @@ per epoch while the batches run (at most ten times a second)::
 
 and ends the epoch with its summary (time, loss, accuracy, validation
 figures, learning rate).  When the stream is not a terminal (a log file, a
-pipe, CI) there is no bar: each epoch prints one line, with the estimated
-time left for the whole run::
+pipe, CI) there is no bar: each epoch prints one line (at most one a second;
+the first and the last always), with the estimated time left for the run::
 
     epoch 3/10 - 4.2s - loss 0.0712 - accuracy 0.9781 - val_loss 0.0651 - val_accuracy 0.9800 - 3,412 img/s - lr 0.001 - left 0:29
 """
@@ -40,19 +40,23 @@ class ProgressBar:
     stream : where to write (default ``sys.stdout``)
     tty    : draw the bar (True) or print one line per epoch (False); default: ``stream.isatty()``
     width  : characters of the bar itself
+    min_line : without a terminal, at most one epoch line every ``min_line`` seconds (the first and the last
+               epochs always print), so a run of thousands of short epochs stays readable
     """
 
-    def __init__(self, stream=None, tty: bool | None = None, width: int = 30, min_interval: float = 0.1):
+    def __init__(self, stream=None, tty: bool | None = None, width: int = 30, min_interval: float = 0.1,
+                 min_line: float = 1.0):
         self.stream = stream if stream is not None else sys.stdout
         if tty is None:
             isatty = getattr(self.stream, "isatty", None)
             tty = bool(isatty()) if isatty is not None else False
-        self.tty, self.width, self.min_interval = tty, int(width), float(min_interval)
+        self.tty, self.width, self.min_interval, self.min_line = tty, int(width), float(min_interval), float(min_line)
         self.epochs = self.start_epoch = 0
         self._last_draw = 0.0
         self._line_len = 0
         self._epoch_times: list = []
         self._images_per_s = 0.0
+        self._last_line = 0.0
 
     def _write(self, text: str):
         self.stream.write(text)
@@ -105,7 +109,8 @@ class ProgressBar:
             self._write("\r" + " " * self._line_len + "\r")
             self._line_len = 0
             self._write(f"  {summary}" + (f" - left {format_duration(left)}" if done < self.epochs else "") + "\n")
-        else:
+        elif done in (self.start_epoch + 1, self.epochs) or time.perf_counter() - self._last_line >= self.min_line:
+            self._last_line = time.perf_counter()
             self._write(f"epoch {done}/{self.epochs} - {summary}"
                         + (f" - left {format_duration(left)}" if done < self.epochs else "") + "\n")
 

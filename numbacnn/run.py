@@ -60,6 +60,7 @@ class RunConfig:
     limit_test: int | None = None
     classes: int | None = None
     epochs: int = 4
+    loss: str | None = None              # None: cross_entropy for class labels, mse for float targets
     recipe: str = "auto"
     batch_size: int | None = None       # None: from the model's recipe (see ``resolved``)
     optimizer: str | None = None
@@ -149,7 +150,12 @@ class DataPlan:
 
     @property
     def num_classes(self) -> int:
+        """Classes (labels), or outputs (float targets: ``class_names`` holds the target names)."""
         return len(self.class_names)
+
+    @property
+    def regression(self) -> bool:
+        return self.y_train.dtype.kind == "f"
 
 
 # ====================================================================== 1. data
@@ -165,12 +171,18 @@ def _split_source(cfg: RunConfig, src):
         pool = np.arange(len(src))
     else:
         pool, test = holdout(src.y, cfg.test_split, cfg.seed, "test", cfg.data)
-        label = f"{len(test):,} images held out ({cfg.test_split:g} of the data, stratified, seed {cfg.seed})"
+        how = "stratified, " if src.y.dtype.kind in "iu" else ""
+        label = f"{len(test):,} {_kind(src.x)} held out ({cfg.test_split:g} of the data, {how}seed {cfg.seed})"
     val = np.zeros(0, np.int64)
     if cfg.val_split:
         keep, held = holdout(src.y[pool], cfg.val_split, cfg.seed, "val", cfg.data)
         pool, val = pool[keep], pool[held]
     return pool, val, test, label
+
+
+def _kind(x) -> str:
+    """What a dataset's samples are called in messages: images (N, C, H, W), or samples (feature rows)."""
+    return "images" if np.ndim(x) == 4 else "samples"
 
 
 def _new_record(cfg, src, test_src):
@@ -192,7 +204,9 @@ def _check_same_data(record, src, test_src, cfg):
 
 
 def _class_names(cfg, src, ys):
-    """Class names: the source's, checked against the labels and ``--classes``."""
+    """Class names: the source's, checked against the labels and ``--classes`` (regression: target names)."""
+    if ys[0].dtype.kind == "f":
+        return list(src.class_names)
     top = max(int(y.max()) + 1 if len(y) else 0 for y in ys)
     k = cfg.classes or max(len(src.class_names), top)
     if top > k:
@@ -217,7 +231,7 @@ def plan_data(cfg: RunConfig, record=None, log=lambda m: None) -> DataPlan:
         record, label = _new_record(cfg, src, test_src)
     else:
         _check_same_data(record, src, test_src, cfg)
-        label = f"{len(record.test):,} images held out (as recorded)"
+        label = f"{len(record.test):,} {_kind(src.x)} held out (as recorded)"
     test = subset(record.test, test_src.y, cfg.limit_test, cfg.seed, "limit_test")
     plan = DataPlan(src.x[record.train], src.y[record.train], None, None, test_src.x[test], test_src.y[test],
                     [], record, label + (f", {len(test):,} of them used (--limit-test)" if len(test) < len(
@@ -235,11 +249,14 @@ def plan_data(cfg: RunConfig, record=None, log=lambda m: None) -> DataPlan:
 
 def describe_data(cfg, plan) -> str:
     r = plan.record
-    val = (f", validation {len(r.val):,} ({cfg.val_split:g} of the rest, stratified, seed {cfg.seed})"
+    how = "" if plan.regression else "stratified, "
+    val = (f", validation {len(r.val):,} ({cfg.val_split:g} of the rest, {how}seed {cfg.seed})"
            if len(r.val) else "")
     limit = f" (--limit {cfg.limit:,})" if cfg.limit and len(r.train) < r.train_size else ""
-    return (f"Data {cfg.data}: {r.train_size:,} images {tuple(plan.x_train.shape[1:])}, {plan.num_classes} "
-            f"classes; training {len(r.train):,}{limit}{val}; test {plan.test_label}")
+    what = f"{plan.num_classes} float target(s)" if plan.regression else f"{plan.num_classes} classes"
+    kind = _kind(plan.x_train)
+    return (f"Data {cfg.data}: {r.train_size:,} {kind} {tuple(plan.x_train.shape[1:])}, {what}; "
+            f"training {len(r.train):,}{limit}{val}; test {plan.test_label}")
 
 
 # ====================================================================== 2. model
@@ -479,6 +496,7 @@ class TrainingRun:
             self.log(f"note: {self.cfg.out} records no data split (an older model file): the split is drawn again")
         self.plan = plan_data(self.cfg, record, self.log)
         self.log(describe_data(self.cfg, self.plan) + f" ({time.perf_counter() - t0:.1f}s to load)")
+        self._choose_loss()
         if self.resumed is None:
             self.model, self.precompute = prepare_model(self.cfg, self.plan, self.backend, self.log)
             self.optimizer, self.schedule = make_optimizer(self.cfg), make_schedule(self.cfg)
@@ -487,6 +505,15 @@ class TrainingRun:
         self.log(f"Model {self.model.name} ({self.model.count_params()[0]:,} parameters) on {self.backend.name}")
         self.log(describe_training(self.cfg))
         return self
+
+    def _choose_loss(self):
+        """--loss by the data when not given (cross-entropy for labels, mse for float targets), and checked."""
+        from .losses import get_loss
+        if self.cfg.loss is None:
+            self.cfg = dataclasses.replace(self.cfg, loss="mse" if self.plan.regression else "cross_entropy")
+        if self.plan.regression and get_loss(self.cfg.loss).classification:
+            raise ValueError(f"--data {self.cfg.data} has float targets (regression): use --loss mse, mae or huber, "
+                             f"not {self.cfg.loss}")
 
     def _prepare_resumed(self):
         from .optim import optimizer_from_state
@@ -523,14 +550,13 @@ class TrainingRun:
         from .data import make_augment
         from .train import Trainer
         augment = make_augment(self.cfg.augment) if self.cfg.augment else None
-        return Trainer(self.model, self.optimizer, self.schedule, "cross_entropy", self.cfg.batch_size, augment,
+        return Trainer(self.model, self.optimizer, self.schedule, self.cfg.loss, self.cfg.batch_size, augment,
                        self.cfg.seed, callbacks=self.callbacks(ckpt, history_path),
                        precompute_frozen=self.precompute)
 
     def train(self) -> RunResult:
         """Train, test, write the model file (step 4); ``prepare()`` first."""
         from .io.hdf5 import save_model
-        from .train import evaluate
         cfg, plan, out = self.cfg, self.plan, self.cfg.out
         ckpt, history_path = stem(out) + ".ckpt.h5", stem(out) + ".history.csv"
         trainer = self.trainer(ckpt, history_path)
@@ -547,15 +573,29 @@ class TrainingRun:
         except (ArithmeticError, ValueError) as e:
             kept = f"; the last completed epoch is in {ckpt}" if os.path.exists(ckpt) else ""
             raise type(e)(f"{e}{kept}; {out} was not written") from None
-        test_loss, test_acc, _ = evaluate(self.model, plan.x_test, plan.y_test, batch_size=256)
-        meta = {**self.metadata(), "test_accuracy": float(test_acc), "test_loss": float(test_loss)}
-        save_model(out, self.model, self.optimizer, training_state=trainer.training_state(), metadata=meta)
+        scores, line = self.test()
+        save_model(out, self.model, self.optimizer, training_state=trainer.training_state(),
+                   metadata={**self.metadata(), **scores})
         if os.path.exists(ckpt):
             os.remove(ckpt)
-        self.log(f"Test accuracy {test_acc:.4f} (loss {test_loss:.4f}) on {plan.test_label}")
+        self.log(line)
         took = sum(h["time"] for h in history[start:])
         self.log(f"Wrote {out} and {history_path} ({len(history) - start} epoch(s) in {took:.1f}s)")
-        return RunResult(self.model, history, test_loss, test_acc, out, history_path, plan)
+        return RunResult(self.model, history, scores["test_loss"], scores.get("test_accuracy"), out, history_path,
+                         plan)
+
+    def test(self):
+        """Scores on the test part: (metadata entries, the line to print)."""
+        from .train import evaluate, predict
+        plan = self.plan
+        loss, acc, _ = evaluate(self.model, plan.x_test, plan.y_test, batch_size=256, loss=self.cfg.loss)
+        if not plan.regression:
+            return ({"test_accuracy": float(acc), "test_loss": float(loss)},
+                    f"Test accuracy {acc:.4f} (loss {loss:.4f}) on {plan.test_label}")
+        from .metrics import regression_report
+        rep = regression_report(plan.y_test, predict(self.model, plan.x_test), plan.class_names)
+        return ({"test_loss": float(loss), "test_mse": rep["mse"], "test_mae": rep["mae"], "test_r2": rep["r2"]},
+                f"Test MSE {rep['mse']:.4f}, MAE {rep['mae']:.4f}, R^2 {rep['r2']:.4f} on {plan.test_label}")
 
     def run(self) -> RunResult:
         return self.prepare().train()

@@ -257,9 +257,9 @@ def test_load_dataset_specs_and_errors(tmp_path):
                           (str(tmp_path), "neither MNIST-style IDX files .* nor CIFAR-10")]:
         with pytest.raises(DataError, match=message):
             load_dataset(spec)
-    (tmp_path / "data.csv").write_text("1,2\n")
-    with pytest.raises(DataError, match="data.csv: unknown dataset file type"):
-        load_dataset(str(tmp_path / "data.csv"))
+    (tmp_path / "data.txt").write_text("1,2\n")
+    with pytest.raises(DataError, match="data.txt: unknown dataset file type"):
+        load_dataset(str(tmp_path / "data.txt"))
     with pytest.raises(DataError, match="unknown split 'valid'"):
         load_dataset("builtin", split="valid", n=10)
     with pytest.raises(DataError, match="builtin: has no test part"):

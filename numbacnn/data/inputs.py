@@ -42,15 +42,35 @@ def _array_images(path, input_shape, raw):
     return np.ascontiguousarray(a, np.float32)
 
 
+def _features(path, input_shape):
+    """Feature rows (N, F) for a regression or dense model: a CSV table (target columns, if any, dropped) or an
+    .npz array ``inputs``."""
+    from .tabular import csv_features
+    if path.lower().endswith(".csv"):
+        a = csv_features(path)
+    else:
+        arrays, _ = read_npz(path, ("inputs",))
+        a = np.asarray(arrays["inputs"], np.float32)
+    if a.ndim < 2 or tuple(a.shape[1:]) != tuple(input_shape):
+        raise DataError(f"{path}: inputs of shape {tuple(a.shape[1:])} do not fit the model input {tuple(input_shape)}")
+    return np.ascontiguousarray(a, np.float32)
+
+
 def read_prediction_inputs(paths, input_shape, raw=False):
     """(images (N, C, H, W) float32, a label per image) from image files (resized to the model input),
-    .npz files (array ``images``) and IDX files; ``raw`` feeds arrays unscaled."""
+    .npz files (array ``images``, or ``inputs``: features) and IDX files, or feature rows (N, F) from CSV
+    tables and .npz ``inputs``; ``raw`` feeds arrays unscaled."""
     arrays, labels = [], []
     for p in map(os.fspath, paths):
         if not os.path.exists(p):
             raise DataError(f"{p}: no such file")
         if os.path.isdir(p):
-            raise DataError(f"{p}: is a directory (give .npz, IDX or image files)")
+            raise DataError(f"{p}: is a directory (give .npz, IDX, CSV or image files)")
+        if p.lower().endswith(".csv") or (p.lower().endswith(".npz") and "inputs" in read_npz(p, ())[1]):
+            a = _features(p, input_shape)
+            arrays.append(a)
+            labels.extend(f"{p}[{i}]" for i in range(len(a)))
+            continue
         if p.lower().endswith(IMAGE_SUFFIXES) or _looks_like_image(p):
             arrays.append(load_image(p, input_shape)[None])
             labels.append(p)

@@ -327,8 +327,12 @@ def load_npz(path: str):
 # ----------------------------------------------------------------------------- entry points
 
 def _parts(spec, n=None, seed=0) -> tuple[dict, list[str]]:
-    """{'train': (x, y), 'test': (x, y)} (one or both) and class names for a spec."""
+    """{'train': (x, y), 'test': (x, y)} (one or both) and class names (target names for regression data,
+    see ``tabular``) for a spec."""
+    from . import tabular
     spec = str(spec)
+    if tabular.is_tabular(spec):
+        return tabular.parts(spec)
     if spec.startswith("builtin"):
         variant = spec.partition(":")[2] or "gray"
         if spec.count(":") > 1 or variant not in ("gray", "rgb"):
@@ -337,11 +341,11 @@ def _parts(spec, n=None, seed=0) -> tuple[dict, list[str]]:
         return {"all": (x, y)}, names
     if not os.path.exists(spec):
         raise DataError(f"{spec}: no such file or directory (expected builtin, builtin:rgb, an IDX or "
-                        "CIFAR-10 directory, or an .npz file)")
+                        "CIFAR-10 directory, an .npz or a .csv file)")
     if not os.path.isdir(spec):
         _regular(spec)                      # a device, pipe or socket is refused unopened
         if not spec.endswith(".npz"):
-            raise DataError(f"{spec}: unknown dataset file type (expected an .npz file or a directory)")
+            raise DataError(f"{spec}: unknown dataset file type (expected an .npz or .csv file or a directory)")
         x, y, names = load_npz(spec)
         return {"all": (x, y)}, names
     pairs = _idx_pairs(spec)
@@ -419,21 +423,22 @@ def train_test_split(x, y, test_fraction: float = 0.2, seed: int = 0, stratify: 
 
 
 def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation of ``x (N, C, H, W)``: two (C,) float32 arrays.
-
-    A channel with zero spread gets std 1 so that standardising it is safe.
+    """Per-channel mean and standard deviation of ``x (N, C, H, W)`` (per feature of ``x (N, F)``): two (C,)
+    float32 arrays.  A channel with zero spread gets std 1 so that standardising it is safe.
     """
     x = np.asarray(x, np.float32)
-    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
-    std = x.std(axis=(0, 2, 3), dtype=np.float64)
+    axes = (0,) + tuple(range(2, x.ndim))
+    mean = x.mean(axis=axes, dtype=np.float64)
+    std = x.std(axis=axes, dtype=np.float64)
     std[std < 1e-6] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
 
 
 def standardize(x: np.ndarray, mean, std) -> np.ndarray:
-    """``(x - mean) / std`` per channel; x (N, C, H, W), mean/std (C,). Returns float32."""
-    mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+    """``(x - mean) / std`` per channel; x (N, C, H, W) (or (N, F): per feature), mean/std (C,). Returns float32."""
+    shape = (1, -1) + (1,) * (np.ndim(x) - 2)
+    mean = np.asarray(mean, np.float32).reshape(shape)
+    std = np.asarray(std, np.float32).reshape(shape)
     if mean.shape[1] != x.shape[1] or std.shape[1] != x.shape[1]:
         raise ValueError(f"standardize: mean/std have {mean.shape[1]}/{std.shape[1]} channels, images have "
                          f"{x.shape[1]}")

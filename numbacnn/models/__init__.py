@@ -16,6 +16,7 @@ googlenet         GoogLeNet as published, with its two auxiliary classifiers    
 inception         GoogLeNet-style net for 32x32 with batch norm                       (3, 32, 32)
 resnet20 ... 110  CIFAR ResNets of He et al. 2016 (ResNet-20: 269,722; option A)      (3, 32, 32)
 resnet18 ... 152  torchvision's ResNets (ResNet-50: 25,557,032; bottleneck from 50)   (3, 224, 224)
+linear, mlp       dense networks for features (regression, the course's ridge/lasso)  (12,)
 ================  ==================================================================  =============
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..registry import Registry
 from .alexnet import alexnet, alexnet32, zfnet
 from .inception import googlenet, inception
 from .lenet import lenet5
+from .mlp import linear, mlp
 from .resnet import (resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101, resnet110,
                      resnet152)
 from .vgg import vgg, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
@@ -31,7 +33,7 @@ from .vgg import vgg, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, 
 ZOO = Registry("model")
 for _builder in (lenet5, alexnet, alexnet32, zfnet, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19,
                  vgg19_bn, vgg, googlenet, inception, resnet20, resnet32, resnet44, resnet56, resnet110, resnet18,
-                 resnet34, resnet50, resnet101, resnet152):
+                 resnet34, resnet50, resnet101, resnet152, linear, mlp):
     ZOO.register()(_builder)
 
 #: one line per zoo entry, shown by ``numbacnn models``
@@ -43,6 +45,8 @@ DESCRIPTIONS = {
     "vgg": "VGG-11 with batch norm for 32x32 images (one dense layer)",
     "googlenet": "GoogLeNet (Inception-v1) as published, two auxiliary classifiers weighted 0.3 in training",
     "inception": "GoogLeNet-style: LRN stem, inception blocks 3a-5b with 1x1 reductions and BN, 32x32",
+    "linear": "one dense layer: linear/softmax regression; ridge with --weight-decay, lasso with --l1",
+    "mlp": "a multilayer perceptron: dense 64-ReLU-dense 64-ReLU-dense",
 }
 for _d in (11, 13, 16, 19):
     DESCRIPTIONS[f"vgg{_d}"] = f"torchvision's VGG-{_d}: conv3x3 blocks, three dense layers with dropout"

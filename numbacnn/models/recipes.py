@@ -74,6 +74,8 @@ _GOOGLENET = Recipe("Szegedy et al. 2015, section 6: asynchronous SGD with momen
 _LENET = Recipe("numbacnn's default: Adam 1e-3 with cosine decay, batch 32 (LeCun et al. 1998 trained with "
                 "stochastic diagonal Levenberg-Marquardt, which numbacnn does not implement)",
                 optimizer="adam", lr=1e-3, momentum=0.9, batch_size=32, schedule="cosine")
+_DENSE = Recipe("numbacnn's default for dense networks: Adam 1e-3 with cosine decay, batch 32",
+                optimizer="adam", lr=1e-3, batch_size=32, schedule="cosine")
 _CIFAR_SGD = Recipe("numbacnn's CIFAR recipe for this 32x32 variant: SGD 0.05, momentum 0.9, weight decay 5e-4, "
                     "batch 128, cosine decay, flips and crops", lr=0.05, weight_decay=5e-4, schedule="cosine",
                     augment="flip,zoom")
@@ -82,7 +84,8 @@ for _names, _recipe in ((("resnet20", "resnet32", "resnet44", "resnet56", "resne
                         (("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"), _IMAGENET_RESNET),
                         (tuple(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")), _VGG),
                         (("alexnet",), _ALEXNET), (("zfnet",), _ZFNET), (("googlenet",), _GOOGLENET),
-                        (("lenet5",), _LENET), (("alexnet32", "vgg", "inception"), _CIFAR_SGD)):
+                        (("lenet5",), _LENET), (("alexnet32", "vgg", "inception"), _CIFAR_SGD),
+                        (("linear", "mlp"), _DENSE)):
     for _name in _names:
         RECIPES[_name] = _recipe
 
