@@ -315,34 +315,33 @@ class Model:
 
     __call__ = forward
 
-    def backward(self, dy, start=None, hook=None):
+    def backward(self, dy, start=None, hook=None, input_grad: bool = True):
         """Backpropagate ``dy``, the gradient of node ``start`` (default: the output), in reverse topological order;
         ``dy`` may also be a dict {node: its gradient} (several outputs, e.g. auxiliary heads).
 
         Fills the ``grads`` of every layer ``start`` depends on; where one output feeds several
-        nodes their gradients are summed (``backend.add_inplace`` on a private copy).  Returns
-        the gradient with respect to the model input.  ``hook(name, dxs)``, when given, is
-        called after each node's backward with the gradients it returned.
+        nodes their gradients are summed (``backend.add_forward`` into a new array).  Returns
+        the gradient with respect to the model input (None with ``input_grad=False``: layers fed only
+        by the input are told, through ``Layer.input_grad``, that no one needs theirs, and a convolution
+        then skips computing it).  ``hook(name, dxs)``, when given, is called after each node's backward
+        with the gradients it returned.
         """
         be = self.require_built()
         seeds = dict(dy) if isinstance(dy, dict) else {self.output if start is None else start: dy}
         grads = {n: be.asarray(g) if isinstance(g, np.ndarray) else g for n, g in seeds.items()}
-        owned = set()
         for n in reversed(self.plan(list(grads))):
             layer, ins = self._nodes[n]
+            layer.input_grad = input_grad or any(i != INPUT for i in ins)
             dxs = layer.backward(grads.pop(n))
             if hook is not None:
                 hook(n, dxs)
             if len(dxs) != len(ins):
                 raise ValueError(f"{layer.describe()}: backward returned {len(dxs)} gradients for {len(ins)} inputs")
             for src, dx in zip(ins, dxs):
-                if src not in grads:
-                    grads[src] = dx
+                if dx is None:
                     continue
-                if src not in owned:  # the first gradient may alias another array: sum into a copy
-                    grads[src] = be.copy(grads[src])
-                    owned.add(src)
-                be.add_inplace(grads[src], dx)
+                # a gradient may alias another (Add passes dy on): sums go into a new array
+                grads[src] = be.add_forward([grads[src], dx]) if src in grads else dx
         return grads.get(INPUT)
 
     # ------------------------------------------------------------ random state (dropout)

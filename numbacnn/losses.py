@@ -1,6 +1,7 @@
 """Loss functions: each returns ``(loss, dlogits)``.
 
-``loss`` is a Python float (the mean over the batch); ``dlogits`` is the
+``loss`` is the mean over the batch, a Python float or a value ``float()`` reads back from a GPU
+(so a training step waits for the device once, after its update); ``dlogits`` is the
 gradient of that mean with respect to the model output, a backend array of
 the output's shape, ready for ``model.backward``.
 
@@ -61,11 +62,12 @@ class SoftmaxCrossEntropy:
         """Return ``(loss, dlogits, probs)``; logits (N, K) (or (N, K, 1, 1)), labels (N,) int.
 
         ``weight`` scales the gradient (an auxiliary output's share of the total loss); the
-        returned loss is unweighted.
+        returned loss is unweighted, and on a GPU still on its way to the host: ``float(loss)``
+        reads it (the training step does so once, after the update).
         """
         loss, probs = backend.softmax_cross_entropy_forward(_rows(logits), labels)
         dlogits = backend.softmax_cross_entropy_backward(probs, labels, weight)
-        return float(loss), dlogits.reshape(logits.shape), probs
+        return loss, dlogits.reshape(logits.shape), probs
 
     def value(self, backend, logits, labels):
         """Only ``(loss, probs)``, for evaluation (no gradient)."""
@@ -153,7 +155,7 @@ class Huber(_Regression):
 def softmax_cross_entropy(backend, logits, labels):
     """``(loss, dlogits)`` of the mean softmax cross-entropy (see ``SoftmaxCrossEntropy``)."""
     loss, d, _ = SoftmaxCrossEntropy()(backend, logits, labels)
-    return loss, d
+    return float(loss), d
 
 
 def mean_squared_error(backend, outputs, targets):

@@ -24,8 +24,8 @@ a strategy in ``tests/kernels/strategies.py`` (see docs/ARCHITECTURE.md).
 PTX signatures are strings of type codes (``"A4 A4 A1 B I"``): ``A1``..``A4``
 C-contiguous float32 arrays of 1-4 dimensions, ``F`` float32, ``I`` int64,
 ``B`` boolean, ``U8`` uint8 array, ``u8`` uint8, ``u64`` uint64, ``L64``/``L32``
-int64/int32 arrays, ``LA2``/``LA4`` 2-/4-d int64 arrays; several signatures
-are a list.
+int64/int32 arrays, ``LA2``/``LA4`` 2-/4-d int64 arrays, ``T16`` a tuple of 16
+``A1``; several signatures are a list.
 """
 from __future__ import annotations
 
@@ -239,6 +239,17 @@ def conv2d_backward(dy, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), gr
     return dy, x, w, stride, padding, dilation, groups, bool(has_bias)
 
 
+def conv2d_backward_params(dy, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, has_bias=True):
+    """(dw like w, db (K,) or None when not has_bias) from dy (N, K, OH, OW): ``conv2d_backward`` without dx
+    (a convolution fed by the model input)."""
+    return conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias)
+
+
+def _compose_conv2d_backward_params(k, dy, x, w, stride, padding, dilation, groups, has_bias):
+    dw = k.conv2d_backward_weight(dy, x, w.shape, stride, padding, dilation, groups)
+    return dw, k.conv2d_backward_bias(dy) if has_bias else None
+
+
 def _compose_conv2d_backward(k, dy, x, w, stride, padding, dilation, groups, has_bias):
     dx = k.conv2d_backward_input(dy, w, x.shape, stride, padding, dilation, groups)
     dw = k.conv2d_backward_weight(dy, x, w.shape, stride, padding, dilation, groups)
@@ -258,7 +269,8 @@ def _conv_bench(label, shape, K, k, s, p):
 
 declare(Op(
     "conv2d", "conv2d",
-    (Method("conv2d_forward", conv2d_forward), Method("conv2d_backward", conv2d_backward, _compose_conv2d_backward)),
+    (Method("conv2d_forward", conv2d_forward), Method("conv2d_backward", conv2d_backward, _compose_conv2d_backward),
+     Method("conv2d_backward_params", conv2d_backward_params, _compose_conv2d_backward_params)),
     grad=lambda dy, i, o, kw: ((dy, i[0], i[1]), dict(kw, has_bias=i[2] is not None)),
     cuda={"conv2d_forward_tiled_kernel": "A4 A4 A1 B I I I I I I I A4",
           "conv2d_forward_direct_kernel": "A4 A4 A1 B I I I I I I I A4",
@@ -484,7 +496,8 @@ def _check_labels(logits, labels, name="logits"):
 
 
 def softmax_cross_entropy_forward(logits, labels):
-    """(loss: float, the mean over the batch; probs (N, K)) from logits (N, K) and integer labels (N,)."""
+    """(loss, the mean over the batch: a float, or on a GPU a value whose float() reads it back; probs (N, K))
+    from logits (N, K) and integer labels (N,)."""
     return _check_labels(logits, labels)
 
 
@@ -694,7 +707,8 @@ declare(Op("concat", "elementwise", (Method("concat_forward", concat_forward),
            grad=lambda dy, i, o, kw: ((dy, [int(x.shape[1]) for x in i[0]]), {}),
            cuda={"concat_forward_kernel": "A3 I A3", "concat_backward_kernel": "A3 I A3"}))
 declare(Op("add", "elementwise", (Method("add_forward", add_forward), Method("add_backward", add_backward)),
-           grad=lambda dy, i, o, kw: ((dy, len(i[0])), {}), cuda=helpers("add_inplace_kernel")))
+           grad=lambda dy, i, o, kw: ((dy, len(i[0])), {}), cuda={"add2_kernel": "A1 A1 A1",
+                                                                  **helpers("add_inplace_kernel")}))
 declare(Op("pad2d", "pad", (Method("pad2d_forward", pad2d_forward), Method("pad2d_backward", pad2d_backward)),
            grad=lambda dy, i, o, kw: ((dy,), _pick(kw, "pads")), cuda={"pad2d_kernel": "A3 I I F A3"}))
 
@@ -720,10 +734,51 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
             float(l1))
 
 
-declare(Op("sgd_update", "elementwise", (Method("sgd_update", sgd_update),),
-           cuda={"sgd_update_kernel": "A1 A1 A1 F F B F F"}))
-declare(Op("adam_update", "elementwise", (Method("adam_update", adam_update),),
-           cuda={"adam_update_kernel": "A1 A1 A1 A1 F F F F F F F F F F"}))
+def _same_length(**lists):
+    n = {name: len(v) for name, v in lists.items()}
+    if len(set(n.values())) != 1:
+        raise ValueError(f"the lists must have one entry per parameter, got lengths {n}")
+
+
+def sgd_update_many(params, grads, velocities, lr, momentum=0.0, nesterov=False, weight_decay=0.0, l1=0.0):
+    """``sgd_update`` of every parameter of the lists params, grads, velocities (arrays of any shapes, each
+    grad and velocity like its param), in place: on a GPU one launch per 16 parameters."""
+    params, grads, velocities = list(params), list(grads), list(velocities)
+    _same_length(params=params, grads=grads, velocities=velocities)
+    for p, g, v in zip(params, grads, velocities):
+        sgd_update(p, g, v, lr)
+    return params, grads, velocities, float(lr), float(momentum), bool(nesterov), float(weight_decay), float(l1)
+
+
+def adam_update_many(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                     l1=0.0):
+    """``adam_update`` of every parameter of the lists params, grads, m, v (all at the same ``step``), in place:
+    on a GPU one launch per 16 parameters."""
+    params, grads, m, v = list(params), list(grads), list(m), list(v)
+    _same_length(params=params, grads=grads, m=m, v=v)
+    for args in zip(params, grads, m, v):
+        adam_update(*args, step)
+    return (params, grads, m, v, int(step), float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
+            float(l1))
+
+
+def _compose_sgd_update_many(k, params, grads, velocities, *hyper):
+    for p, g, v in zip(params, grads, velocities):
+        k.sgd_update(p, g, v, *hyper)
+
+
+def _compose_adam_update_many(k, params, grads, m, v, *hyper):
+    for args in zip(params, grads, m, v):
+        k.adam_update(*args, *hyper)
+
+
+# CUDA: one multi-tensor kernel per optimizer (tuples of 16 flat arrays, code T16)
+declare(Op("sgd_update", "elementwise", (Method("sgd_update", sgd_update),
+                                         Method("sgd_update_many", sgd_update_many, _compose_sgd_update_many)),
+           cuda={"sgd_update_kernel": "T16 T16 T16 F F B F F"}))
+declare(Op("adam_update", "elementwise", (Method("adam_update", adam_update),
+                                          Method("adam_update_many", adam_update_many, _compose_adam_update_many)),
+           cuda={"adam_update_kernel": "T16 T16 T16 T16 F F F F F F F F F F"}))
 
 
 # ====================================================================== point-wise math, layout, transposed conv

@@ -64,10 +64,11 @@ def _targets_to_backend(be, y):
 def _count_correct(be, preds, y_host) -> int:
     """Correct predictions of a batch: argmax of the (N, K) output vs the labels (or the target's argmax).
 
-    The argmax runs on the backend: only the N indices come back to the host.
+    The argmax runs on the backend: only the N indices come back to the host (``readback``: on a GPU
+    one synchronisation serves it and every readback queued before, such as the step's losses).
     """
     n = len(y_host)
-    p = be.to_host(be.argmax(preds.reshape(n, preds.size // n)))
+    p = be.readback(be.argmax(preds.reshape(n, preds.size // n))).get()
     y = np.asarray(y_host)
     t = y if y.ndim == 1 else y.reshape(len(y), -1).argmax(axis=1)
     return int((p == t).sum())
@@ -325,18 +326,21 @@ class Trainer:
         outputs = model.training_outputs()      # [(logits node, loss weight)]: the output and auxiliary heads
         acts = model.forward(be.asarray(xb), training=True, until=[n for n, _ in outputs])
         targets = _targets_to_backend(be, yb)
-        batch_loss, seeds, preds = 0.0, {}, None
+        terms, seeds, preds = [], {}, None
         for (node, weight), out in zip(outputs, acts):
             loss, seeds[node], p = self.loss_fn(be, out, targets, weight)
-            batch_loss += weight * loss
+            terms.append((weight, loss))
             preds = p if preds is None else preds
+        model.backward(seeds, input_grad=False)
+        self.optimizer.step(model)
+        self.step += 1
+        # the step's one wait for the device: the argmax and the losses come back together, after the update
+        correct = _count_correct(be, preds, yb) if self.loss_fn.classification else 0
+        batch_loss = sum(weight * float(loss) for weight, loss in terms)
         if not math.isfinite(batch_loss):
             raise FloatingPointError(f"training diverged: loss is {batch_loss} at epoch {epoch + 1}, batch {b + 1} "
                                      f"(lower the learning rate?)")
-        model.backward(seeds)
-        self.optimizer.step(model)
-        self.step += 1
-        return batch_loss, _count_correct(be, preds, yb) if self.loss_fn.classification else 0
+        return batch_loss, correct
 
 
 # ---------------------------------------------------------------- fit / resume (functional form)

@@ -14,7 +14,8 @@ Layout: NCHW float32, conv weights OIHW, dense weights (out, in).
 The ops, their arguments and shapes: ``numbacnn/ops.py``, or ``help(Backend)``.
 
 Array helpers: ``asarray`` (host -> backend), ``to_host`` (backend -> numpy),
-``zeros``, ``add_inplace`` (a += b), ``copy``, ``synchronize``.
+``readback`` (backend -> numpy without waiting, until ``.get()``), ``zeros``,
+``add_inplace`` (a += b), ``copy``, ``synchronize``.
 """
 from __future__ import annotations
 
@@ -56,6 +57,11 @@ class Backend:
     def synchronize(self):
         """Wait for queued work (a no-op on the CPU)."""
 
+    def readback(self, a):
+        """``a`` on its way to the host: ``.get()`` returns it as a numpy array.  On a GPU the copy is queued
+        without waiting, and one synchronisation serves every readback queued before it."""
+        return Ready(self.to_host(a))
+
     # ------------------------------------------------------------ ops
     def run(self, method: ops.Method, args: tuple):
         """Call ``method``'s kernel with its checked arguments: the kernel of the same name, else its composition."""
@@ -65,6 +71,18 @@ class Backend:
         if method.compose is None:
             raise NotImplementedError(f"backend {self.name!r} has no kernel {method.name!r}")
         return method.compose(self.k, *args)
+
+
+class Ready:
+    """A host value already there (``Backend.readback`` off the GPU)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
 
 
 def _public(method: ops.Method):

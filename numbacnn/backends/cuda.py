@@ -1,7 +1,12 @@
 """The CUDA backend: ``numba.cuda`` kernels from ``numbacnn.kernels.cuda``.
 
 Arrays are numba device arrays (C-contiguous); ``asarray`` moves host data to
-the device and ``to_host`` brings it back.  Under Numba's CUDA simulator
+the device and ``to_host`` brings it back.  Device memory comes from the kernels'
+caching allocator (``numbacnn.kernels.cuda._memory``: a Numba EMM plugin installed
+here, before the CUDA context exists), so a training step allocates nothing once the
+first steps are done; every launch and copy runs on the backend's one stream, and
+``readback`` queues a copy to pinned memory that one synchronisation serves.
+Under Numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``) the same code runs on the CPU, one Python thread
 per CUDA thread: that is how CI checks every kernel without a GPU.
 """
@@ -32,9 +37,12 @@ class CUDABackend(Backend):
             raise RuntimeError("no CUDA GPU is available (numba.cuda.is_available() is False); use --device cpu, "
                                "or run on Numba's CUDA simulator (slow, for testing): set NUMBA_ENABLE_CUDASIM=1 "
                                "in the environment, e.g. NUMBA_ENABLE_CUDASIM=1 numbacnn train --device cuda")
-        from ..kernels.cuda import elementwise
+        from ..kernels.cuda import _memory, elementwise
 
+        #: whether device memory comes from the caching allocator (False when a CUDA context existed before)
+        self.caching = _memory.install()
         self._cuda = cuda
+        self._mem = _memory
         self._ew = elementwise
         self.k = kernel_table("cuda")
 
@@ -45,7 +53,7 @@ class CUDABackend(Backend):
             if dtype is None or np.dtype(a.dtype) == np.dtype(dtype):
                 return a
             a = a.copy_to_host()
-        return self._cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
+        return self._mem.to_device(a, dtype)
 
     def to_host(self, a) -> np.ndarray:
         """Device array -> numpy array (host arrays pass through)."""
@@ -66,4 +74,8 @@ class CUDABackend(Backend):
         return self._ew.copy(a)
 
     def synchronize(self):
-        self._cuda.synchronize()
+        self._mem.synchronize()
+
+    def readback(self, a):
+        """A copy of device array ``a`` queued to pinned host memory; ``.get()`` waits (once for all queued)."""
+        return self._mem.readback(a)

@@ -162,6 +162,9 @@ class Layer:
     channel_affine = None
     #: the name the layer class is registered under (set by ``@register``)
     registered_name = None
+    #: whether ``backward`` must return its inputs' gradients; ``Model.backward(input_grad=False)`` clears it
+    #: for layers fed only by the model input (a layer may then return None for them and skip the work)
+    input_grad = True
 
     def __init__(self, name=None, trainable=True):
         if name is not None and not isinstance(name, str):

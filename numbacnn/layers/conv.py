@@ -76,8 +76,12 @@ class Conv2D(Layer):
 
     def backward(self, dy):
         x = self._need_forward("_x")
-        dx, dw, db = self.backend.conv2d_backward(dy, x, self.params["weight"], self.stride_hw, self.padding_hw,
-                                                  self.dilation_hw, self.groups, self.use_bias)
+        args = (dy, x, self.params["weight"], self.stride_hw, self.padding_hw, self.dilation_hw, self.groups,
+                self.use_bias)
+        if self.input_grad:
+            dx, dw, db = self.backend.conv2d_backward(*args)
+        else:   # fed by the model input, whose gradient no one asked for: weights (and bias) only
+            dx, (dw, db) = None, self.backend.conv2d_backward_params(*args)
         self.grads["weight"] = dw
         if self.use_bias:
             self.grads["bias"] = db

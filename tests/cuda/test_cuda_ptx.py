@@ -31,36 +31,12 @@ from numbacnn.backends import numba_cuda_missing_reason  # noqa: E402
 if numba_cuda_missing_reason():
     pytest.skip(f"PTX checks need numba-cuda: {numba_cuda_missing_reason()}", allow_module_level=True)
 
-from numba import boolean, cuda, float32, int32, int64, uint8, uint64  # noqa: E402
+from numba import cuda, float32  # noqa: E402
 
-import numbacnn.kernels.cuda as cuda_pkg  # noqa: E402
-from numbacnn.ops import CUDA_HELPERS, OPS  # noqa: E402
+from numbacnn.backends.cuda_resources import CC, declared_kernels  # noqa: E402
 
-CC = (9, 0)
-# the type codes of the op table's PTX signatures (numbacnn/ops.py's docstring)
-TYPES = {"A1": float32[::1], "A2": float32[:, ::1], "A3": float32[:, :, ::1], "A4": float32[:, :, :, ::1],
-         "F": float32, "I": int64, "B": boolean, "U8": uint8[::1], "u8": uint8, "u64": uint64,
-         "L64": int64[::1], "L32": int32[::1], "LA2": int64[:, ::1], "LA4": int64[:, :, :, ::1]}
-
-
-def _signatures(codes):
-    return [tuple(TYPES[c] for c in sig.split()) for sig in (codes if isinstance(codes, list) else [codes])]
-
-
-def _kernels():
-    """{kernel name: (kernel, [signatures])} of every kernel the op table declares."""
-    import importlib
-    import pkgutil
-    objects = {}
-    for info in pkgutil.iter_modules(cuda_pkg.__path__):
-        objects.update(vars(importlib.import_module(f"{cuda_pkg.__name__}.{info.name}")))
-    declared = dict(CUDA_HELPERS)
-    for op in OPS.values():
-        declared.update(op.cuda)
-    return {name: (objects[name], _signatures(codes)) for name, codes in declared.items()}
-
-
-PTX_SIGNATURES = _kernels()
+# the kernels of the op table with their signatures, typed from its codes (numbacnn/ops.py's docstring)
+PTX_SIGNATURES = declared_kernels()
 
 F64 = re.compile(r"\.f64\b|\bcvt\.\S*f64")
 

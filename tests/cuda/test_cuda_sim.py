@@ -106,3 +106,29 @@ def test_softmax_cross_entropy_backward_weight():
     be, ref = get_backend("cuda"), get_backend("reference")
     got = be.to_host(be.softmax_cross_entropy_backward(be.asarray(probs), be.asarray(labels, np.int64), 0.3))
     np.testing.assert_allclose(got, ref.softmax_cross_entropy_backward(probs, labels, 0.3), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_multi_tensor_updates_match_one_update_per_parameter(opt, launched):
+    """``*_update_many`` over 19 parameters of mixed sizes (two launches of 16 tensor slots, empty ones
+    among them) equals the reference's update of each parameter on its own."""
+    be, ref = get_backend("cuda"), get_backend("reference")
+    rng = np.random.default_rng(3)
+    shapes = [(3,), (2, 5), (1,), (4, 1, 3, 3), (0,)] * 3 + [(7,), (1, 2), (130,), (2, 2)]
+    host = [[normal(rng, s) for s in shapes] for _ in range(4)]
+    host[3] = [np.abs(a) for a in host[3]]          # Adam's second moments are >= 0
+    dev = [[be.asarray(a) for a in group] for group in host]
+    if opt == "sgd":
+        kw = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2, l1=1e-3)
+        be.sgd_update_many(*dev[:3], **kw)
+        ref.sgd_update_many(*host[:3], **kw)
+        out = 3
+    else:
+        kw = dict(lr=0.01, weight_decay=1e-2, l1=1e-3)
+        be.adam_update_many(*dev, 3, **kw)
+        ref.adam_update_many(*host, 3, **kw)
+        out = 4
+    for g in range(out):
+        for got, want in zip(dev[g], host[g]):
+            np.testing.assert_allclose(be.to_host(got), want, rtol=1e-5, atol=1e-6)
+    expect_launched(launched, [f"{opt}_update_kernel"], f"{opt}_update_many")

@@ -95,6 +95,8 @@ def _to_host(be, tree):
         return type(tree)(_to_host(be, t) for t in tree)
     if _is_array(tree):
         return np.array(be.to_host(tree), copy=True)
+    if hasattr(tree, "__float__") and not isinstance(tree, (int, float, np.number)):
+        return float(tree)   # a scalar the device reads back lazily (the CUDA loss)
     return tree
 
 

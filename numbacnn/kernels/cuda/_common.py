@@ -18,6 +18,8 @@ import math
 import numpy as np
 from numba import cuda, float32
 
+from ._memory import empty, stream, to_device  # noqa: F401  (the launchers' allocator, stream and uploads)
+
 TPB = 256          # threads per block of 1-D elementwise launches (at most)
 RED_TPB = 256      # threads per block of reductions (at most; a power of two)
 MAX_BLOCKS = 65535  # blocks per grid dimension we ever ask for (kernels loop grid-stride)
@@ -28,9 +30,9 @@ def _next_pow2(n: int) -> int:
 
 
 def grid_1d(n: int, tpb: int = TPB):
-    """(blocks, threads) for a grid-stride loop over ``n`` items."""
+    """(blocks, threads, stream): the launch configuration of a grid-stride loop over ``n`` items."""
     threads = min(tpb, max(32, 32 * math.ceil(n / 32)))
-    return max(1, min(MAX_BLOCKS, math.ceil(n / threads))), threads
+    return max(1, min(MAX_BLOCKS, math.ceil(n / threads))), threads, stream()
 
 
 def reduce_tpb(m: int) -> int:
@@ -51,7 +53,7 @@ def as3d(a):
 
 def dummy_f32():
     """A 1-element device array standing for an absent optional argument (bias)."""
-    return cuda.device_array(1, dtype=np.float32)
+    return empty(1, np.float32)
 
 
 @cuda.jit(device=True)
@@ -113,6 +115,6 @@ def channel_sum_kernel(x, divisor, out):
 def channel_sum(x3, divisor=1.0):
     """Launch ``channel_sum_kernel``.  x3 : (N, C, S) device float32 -> (C,) device float32."""
     N, C, S = x3.shape
-    out = cuda.device_array(C, dtype=np.float32)
-    channel_sum_kernel[min(C, MAX_BLOCKS), reduce_tpb(N * S)](x3, np.float32(divisor), out)
+    out = empty(C, np.float32)
+    channel_sum_kernel[min(C, MAX_BLOCKS), reduce_tpb(N * S), stream()](x3, np.float32(divisor), out)
     return out

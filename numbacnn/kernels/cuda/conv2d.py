@@ -22,7 +22,7 @@ from numba import cuda, float32
 
 from ..geometry import out_size
 
-from ._common import MAX_BLOCKS, RED_TPB, as3d, block_sum, channel_sum, dummy_f32, grid_1d, reduce_tpb
+from ._common import MAX_BLOCKS, RED_TPB, as3d, block_sum, channel_sum, dummy_f32, empty, grid_1d, reduce_tpb, stream
 
 TILE = 16    # largest output tile edge (threads per block edge) of the tiled forward
 REGION = 48  # edge of the shared input region of the tiled forward (9 KiB of float32)
@@ -180,14 +180,14 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
     K, Cg, KH, KW = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH, OW = out_size(H, KH, sh, ph, dh), out_size(W, KW, sw, pw, dw)
-    y = cuda.device_array((N, K, OH, OW), dtype=np.float32)
+    y = empty((N, K, OH, OW), np.float32)
     has_bias = b is not None
     bias = b if has_bias else dummy_f32()
     args = (x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, groups, y)
     th, tw = _tile_edge(OH, KH, sh, dh), _tile_edge(OW, KW, sw, dw)
     if th and tw:
         grid = ((OW + tw - 1) // tw, (OH + th - 1) // th, min(N * K, MAX_BLOCKS))
-        conv2d_forward_tiled_kernel[grid, (tw, th)](*args)
+        conv2d_forward_tiled_kernel[grid, (tw, th), stream()](*args)
     else:
         conv2d_forward_direct_kernel[grid_1d(y.size)](*args)
     return y
@@ -195,7 +195,7 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
 
 def conv2d_backward_input(dy, w, x_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
     """dy : (N, K, OH, OW), w : (K, C // groups, KH, KW) -> dx : x_shape = (N, C, H, W); device float32."""
-    dx = cuda.device_array(tuple(int(s) for s in x_shape), dtype=np.float32)
+    dx = empty(tuple(int(s) for s in x_shape), np.float32)
     conv2d_backward_input_kernel[grid_1d(dx.size)](dy, w, stride[0], stride[1], padding[0], padding[1],
                                                    dilation[0], dilation[1], groups, dx)
     return dx
@@ -203,9 +203,9 @@ def conv2d_backward_input(dy, w, x_shape, stride=(1, 1), padding=(0, 0), dilatio
 
 def conv2d_backward_weight(dy, x, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
     """dy : (N, K, OH, OW), x : (N, C, H, W) -> dw : w_shape = (K, C // groups, KH, KW); device float32."""
-    dwt = cuda.device_array(tuple(int(s) for s in w_shape), dtype=np.float32)
+    dwt = empty(tuple(int(s) for s in w_shape), np.float32)
     N, K, OH, OW = dy.shape
-    conv2d_backward_weight_kernel[min(dwt.size, MAX_BLOCKS), reduce_tpb(N * OH * OW)](
+    conv2d_backward_weight_kernel[min(dwt.size, MAX_BLOCKS), reduce_tpb(N * OH * OW), stream()](
         dy, x, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, dwt)
     return dwt
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32
 
-from ._common import MAX_BLOCKS, RED_TPB, as3d, block_sum, channel_sum, dummy_f32, grid_1d, reduce_tpb
+from ._common import MAX_BLOCKS, RED_TPB, as3d, block_sum, channel_sum, dummy_f32, empty, grid_1d, reduce_tpb, stream
 
 __all__ = ["conv_transpose2d_forward", "conv_transpose2d_backward"]
 
@@ -108,7 +108,7 @@ def conv_transpose2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), output
     K, KH, KW = w.shape[1] * groups, w.shape[2], w.shape[3]
     OH = (H - 1) * stride[0] - 2 * padding[0] + dilation[0] * (KH - 1) + output_padding[0] + 1
     OW = (W - 1) * stride[1] - 2 * padding[1] + dilation[1] * (KW - 1) + output_padding[1] + 1
-    y = cuda.device_array((N, K, OH, OW), dtype=np.float32)
+    y = empty((N, K, OH, OW), np.float32)
     conv_transpose2d_forward_kernel[grid_1d(y.size)](x, w, dummy_f32() if b is None else b, b is not None,
                                                      stride[0], stride[1], padding[0], padding[1], dilation[0],
                                                      dilation[1], groups, y)
@@ -120,9 +120,10 @@ def conv_transpose2d_backward(dy, x, w, stride=(1, 1), padding=(0, 0), output_pa
     """dy : (N, K, OH, OW), x : (N, C, H, W), w : (C, K // groups, KH, KW) device float32
     -> (dx like x, dw like w, db (K,) or None), device float32."""
     geo = (stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups)
-    dx = cuda.device_array(x.shape, dtype=np.float32)
+    dx = empty(x.shape, np.float32)
     conv_transpose2d_backward_input_kernel[grid_1d(dx.size)](dy, w, *geo, dx)
-    dwt = cuda.device_array(w.shape, dtype=np.float32)
+    dwt = empty(w.shape, np.float32)
     N, C, H, W = x.shape
-    conv_transpose2d_backward_weight_kernel[min(dwt.size, MAX_BLOCKS), reduce_tpb(N * H * W)](dy, x, *geo, dwt)
+    conv_transpose2d_backward_weight_kernel[min(dwt.size, MAX_BLOCKS), reduce_tpb(N * H * W), stream()](
+        dy, x, *geo, dwt)
     return dx, dwt, (channel_sum(as3d(dy)) if has_bias else None)

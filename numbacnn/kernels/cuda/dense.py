@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32
 
-from ._common import channel_sum, dummy_f32
+from ._common import channel_sum, dummy_f32, empty, stream
 
 TILE = 16
 TILE_PAD = TILE + 1  # shared tiles are TILE x (TILE + 1): the extra column avoids bank conflicts
@@ -106,26 +106,26 @@ def _grid(rows, cols):
 def dense_forward(x, w, b=None):
     """x : (N, IN), w : (OUT, IN), b : (OUT,) or None -> y : (N, OUT); device float32."""
     N, OUT = x.shape[0], w.shape[0]
-    y = cuda.device_array((N, OUT), dtype=np.float32)
+    y = empty((N, OUT), np.float32)
     has_bias = b is not None
     grid, block = _grid(N, OUT)
-    dense_forward_kernel[grid, block](x, w, b if has_bias else dummy_f32(), has_bias, y)
+    dense_forward_kernel[grid, block, stream()](x, w, b if has_bias else dummy_f32(), has_bias, y)
     return y
 
 
 def dense_backward_input(dy, w):
     """dy : (N, OUT), w : (OUT, IN) -> dx : (N, IN); device float32."""
-    dx = cuda.device_array((dy.shape[0], w.shape[1]), dtype=np.float32)
+    dx = empty((dy.shape[0], w.shape[1]), np.float32)
     grid, block = _grid(dx.shape[0], dx.shape[1])
-    dense_backward_input_kernel[grid, block](dy, w, dx)
+    dense_backward_input_kernel[grid, block, stream()](dy, w, dx)
     return dx
 
 
 def dense_backward_weight(dy, x):
     """dy : (N, OUT), x : (N, IN) -> dw : (OUT, IN); device float32."""
-    dw = cuda.device_array((dy.shape[1], x.shape[1]), dtype=np.float32)
+    dw = empty((dy.shape[1], x.shape[1]), np.float32)
     grid, block = _grid(dw.shape[0], dw.shape[1])
-    dense_backward_weight_kernel[grid, block](dy, x, dw)
+    dense_backward_weight_kernel[grid, block, stream()](dy, x, dw)
     return dw
 
 

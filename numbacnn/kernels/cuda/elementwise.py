@@ -13,13 +13,14 @@ import math
 import numpy as np
 from numba import cuda, float32, uint8, uint64
 
-from ._common import RED_TPB, MAX_BLOCKS, as3d, block_max, block_sum, flat, grid_1d, reduce_tpb
+from . import _memory
+from ._common import MAX_BLOCKS, RED_TPB, as3d, block_max, block_sum, empty, flat, grid_1d, reduce_tpb, stream
 
 _F32 = np.float32
 
 
 def _empty_like(a, dtype=np.float32):
-    return cuda.device_array(a.shape, dtype=dtype)
+    return empty(a.shape, dtype)
 
 
 def _launch_flat(kernel, n, *args):
@@ -36,6 +37,13 @@ def fill_kernel(out, value):
 
 
 @cuda.jit
+def add2_kernel(a, b, y):
+    """y[i] = a[i] + b[i].  a, b, y : (n,) float32"""
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        y[i] = a[i] + b[i]
+
+
+@cuda.jit
 def add_inplace_kernel(a, b):
     """a[i] += b[i].  a, b : (n,) float32 (each element owned by one thread)."""
     for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
@@ -44,7 +52,7 @@ def add_inplace_kernel(a, b):
 
 def full(shape, value, dtype=np.float32):
     """A device array of ``shape`` filled with ``value``."""
-    out = cuda.device_array(shape, dtype=dtype)
+    out = empty(shape, dtype)
     _launch_flat(fill_kernel, out.size, flat(out), np.dtype(dtype).type(value))
     return out
 
@@ -55,9 +63,7 @@ def zeros(shape, dtype=np.float32):
 
 def copy(a):
     """A new device array equal to ``a`` (device-to-device copy)."""
-    out = cuda.device_array(a.shape, dtype=a.dtype)
-    out.copy_to_device(a)
-    return out
+    return _memory.copy(a)
 
 
 def add_inplace(a, b):
@@ -258,7 +264,7 @@ def softmax_cross_entropy_backward_kernel(probs, labels, inv_n, dlogits):
 
 
 def _rows(kernel, n_rows, row_len, *args):
-    kernel[min(max(n_rows, 1), MAX_BLOCKS), reduce_tpb(row_len)](*args)
+    kernel[min(max(n_rows, 1), MAX_BLOCKS), reduce_tpb(row_len), stream()](*args)
 
 
 def softmax_forward(x):
@@ -276,16 +282,17 @@ def softmax_backward(dy, y):
 
 
 def softmax_cross_entropy_forward(logits, labels):
-    """Mean cross-entropy.  logits : (N, K) float32, labels : (N,) int -> (loss: float, probs (N, K)).
+    """Mean cross-entropy.  logits : (N, K) float32, labels : (N,) int -> (loss, probs (N, K)).
 
-    The per-row losses are computed on the device; their mean is taken on the
-    host, where the Python float has to end up anyway.
+    The per-row losses are computed on the device and copied to pinned host memory without waiting;
+    ``loss`` is their mean, read (with one synchronisation for every readback queued before) when
+    ``float(loss)`` is first asked: a training step reads it after the backward pass and the update.
     """
     N, K = logits.shape
     probs = _empty_like(logits)
-    row_loss = cuda.device_array(N, dtype=np.float32)
+    row_loss = empty(N, np.float32)
     _rows(softmax_cross_entropy_forward_kernel, N, K, logits, labels, probs, row_loss)
-    return float(row_loss.copy_to_host().mean()), probs
+    return _memory.ReadbackMean(row_loss), probs
 
 
 def softmax_cross_entropy_backward(probs, labels, weight=1.0):
@@ -321,7 +328,7 @@ def argmax_kernel(x, out):
 
 def argmax(x):
     """Index of each row's maximum.  x : (N, K) float32 -> (N,) int64 device array."""
-    out = cuda.device_array(x.shape[0], dtype=np.int64)
+    out = empty(x.shape[0], np.int64)
     _launch_flat(argmax_kernel, x.shape[0], x, out)
     return out
 
@@ -413,7 +420,7 @@ def concat_backward_kernel(dy, offset, dx):
 def concat_forward(xs):
     """Concatenate (N, Ci, ...) device arrays along axis 1."""
     C = sum(int(x.shape[1]) for x in xs)
-    y = cuda.device_array((xs[0].shape[0], C) + tuple(xs[0].shape[2:]), dtype=np.float32)
+    y = empty((xs[0].shape[0], C) + tuple(xs[0].shape[2:]), np.float32)
     offset = 0
     for x in xs:
         _launch_flat(concat_forward_kernel, x.size, as3d(x), offset, as3d(y))
@@ -425,7 +432,7 @@ def concat_backward(dy, sizes):
     """Split dy (N, C, ...) along axis 1 into pieces of ``sizes`` channels."""
     out, offset = [], 0
     for c in sizes:
-        dx = cuda.device_array((dy.shape[0], c) + tuple(dy.shape[2:]), dtype=np.float32)
+        dx = empty((dy.shape[0], c) + tuple(dy.shape[2:]), np.float32)
         _launch_flat(concat_backward_kernel, dx.size, as3d(dy), offset, as3d(dx))
         out.append(dx)
         offset += c
@@ -433,9 +440,12 @@ def concat_backward(dy, sizes):
 
 
 def add_forward(xs):
-    """Sum of same-shape device arrays."""
-    y = copy(xs[0])
-    for x in xs[1:]:
+    """Sum of same-shape device arrays (one launch for two; no copy)."""
+    if len(xs) == 1:
+        return copy(xs[0])
+    y = _empty_like(xs[0])
+    _launch_flat(add2_kernel, y.size, flat(xs[0]), flat(xs[1]), flat(y))
+    for x in xs[2:]:
         add_inplace(y, x)
     return y
 
@@ -452,10 +462,21 @@ def _penalised(p, g, weight_decay, l1):
     return g + weight_decay * p + l1 * s
 
 
+# Multi-tensor updates: one launch updates up to TENSORS parameters, passed as tuples of flat arrays
+# (block row y = the tensor, blocks along x stride over its elements); unused slots hold an empty array.
+# 16 tensors keep the kernel parameters of Adam's four tuples under the classic 4 KiB limit.
+TENSORS = 16
+
+
 @cuda.jit
-def sgd_update_kernel(param, grad, velocity, lr, momentum, nesterov, weight_decay, l1):
-    """PyTorch's SGD step, in place.  param, grad, velocity : (n,) float32; scalars float32, nesterov bool"""
-    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+def sgd_update_kernel(params, grads, velocities, lr, momentum, nesterov, weight_decay, l1):
+    """PyTorch's SGD step, in place, on up to TENSORS parameters at once.
+
+    params, grads, velocities : tuples of TENSORS (n_t,) float32 arrays (the t-th of each has the same size);
+    scalars float32, nesterov bool.  Launch: grid (blocks, TENSORS).
+    """
+    param, grad, velocity = params[cuda.blockIdx.y], grads[cuda.blockIdx.y], velocities[cuda.blockIdx.y]
+    for i in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, param.size, cuda.gridDim.x * cuda.blockDim.x):
         p = param[i]
         g = _penalised(p, grad[i], weight_decay, l1)
         if momentum != float32(0):
@@ -466,13 +487,16 @@ def sgd_update_kernel(param, grad, velocity, lr, momentum, nesterov, weight_deca
 
 
 @cuda.jit
-def adam_update_kernel(param, grad, m, v, lr, beta1, beta2, one_m_beta1, one_m_beta2, bc1, bc2, eps,
+def adam_update_kernel(params, grads, ms, vs, lr, beta1, beta2, one_m_beta1, one_m_beta2, bc1, bc2, eps,
                        weight_decay, l1):
-    """PyTorch's Adam step, in place.  param, grad, m, v : (n,) float32.
+    """PyTorch's Adam step, in place, on up to TENSORS parameters at once.
 
-    one_m_beta* = 1 - beta*, bc* = 1 - beta* ** step: float32 scalars computed on the host.
+    params, grads, ms, vs : tuples of TENSORS (n_t,) float32 arrays; one_m_beta* = 1 - beta*,
+    bc* = 1 - beta* ** step: float32 scalars computed on the host.  Launch: grid (blocks, TENSORS).
     """
-    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+    t = cuda.blockIdx.y
+    param, grad, m, v = params[t], grads[t], ms[t], vs[t]
+    for i in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, param.size, cuda.gridDim.x * cuda.blockDim.x):
         p = param[i]
         g = _penalised(p, grad[i], weight_decay, l1)
         mi = m[i] * beta1 + one_m_beta1 * g
@@ -482,15 +506,37 @@ def adam_update_kernel(param, grad, m, v, lr, beta1, beta2, one_m_beta1, one_m_b
         param[i] = p - lr * (mi / bc1) / (math.sqrt(vi / bc2) + eps)
 
 
+def _multi_tensor(kernel, groups, *scalars):
+    """Launch ``kernel`` on the parallel lists of ``groups`` (params, grads, ...) TENSORS at a time."""
+    n = len(groups[0])
+    pad = empty(0, np.float32)
+    for s in range(0, n, TENSORS):
+        chunk = [tuple(flat(a) for a in g[s:s + TENSORS]) + (pad,) * (TENSORS - len(g[s:s + TENSORS]))
+                 for g in groups]
+        largest = max(int(a.size) for a in chunk[0])
+        if largest:
+            blocks, threads, st = grid_1d(largest)
+            kernel[(min(blocks, 1024), TENSORS), threads, st](*chunk, *scalars)
+
+
+def sgd_update_many(params, grads, velocities, lr, momentum=0.0, nesterov=False, weight_decay=0.0, l1=0.0):
+    _multi_tensor(sgd_update_kernel, (params, grads, velocities), _F32(lr), _F32(momentum), bool(nesterov),
+                  _F32(weight_decay), _F32(l1))
+
+
+def adam_update_many(params, grads, ms, vs, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                     l1=0.0):
+    _multi_tensor(adam_update_kernel, (params, grads, ms, vs), _F32(lr), _F32(beta1), _F32(beta2),
+                  _F32(1 - beta1), _F32(1 - beta2), _F32(1 - beta1 ** step), _F32(1 - beta2 ** step), _F32(eps),
+                  _F32(weight_decay), _F32(l1))
+
+
 def sgd_update(param, grad, velocity, lr, momentum=0.0, nesterov=False, weight_decay=0.0, l1=0.0):
-    _launch_flat(sgd_update_kernel, param.size, flat(param), flat(grad), flat(velocity), _F32(lr), _F32(momentum),
-                 bool(nesterov), _F32(weight_decay), _F32(l1))
+    sgd_update_many([param], [grad], [velocity], lr, momentum, nesterov, weight_decay, l1)
 
 
 def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, l1=0.0):
-    _launch_flat(adam_update_kernel, param.size, flat(param), flat(grad), flat(m), flat(v), _F32(lr), _F32(beta1),
-                 _F32(beta2), _F32(1 - beta1), _F32(1 - beta2), _F32(1 - beta1 ** step), _F32(1 - beta2 ** step),
-                 _F32(eps), _F32(weight_decay), _F32(l1))
+    adam_update_many([param], [grad], [m], [v], step, lr, beta1, beta2, eps, weight_decay, l1)
 
 
 __all__ = [
@@ -498,5 +544,5 @@ __all__ = [
     "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
     "softmax_forward", "softmax_backward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "argmax",
     "dropout_forward", "dropout_backward", "concat_forward", "concat_backward", "add_forward", "add_backward",
-    "sgd_update", "adam_update", "full", "zeros", "copy", "add_inplace",
+    "sgd_update", "adam_update", "sgd_update_many", "adam_update_many", "full", "zeros", "copy", "add_inplace",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 from numba import cuda, float32
 
 from ..pointwise import strided_view
-from ._common import flat, grid_1d
+from ._common import empty, flat, grid_1d, to_device
 
 __all__ = ["transpose_forward", "transpose_backward", "take_forward", "take_backward"]
 
@@ -31,10 +31,10 @@ def gather_strided_kernel(x, shape, strides, y):
 
 def transpose_forward(x, perm):
     """x : any shape, device float32 -> y = x.transpose(perm), C-contiguous device float32."""
-    y = cuda.device_array(tuple(x.shape[p] for p in perm), dtype=np.float32)
+    y = empty(tuple(x.shape[p] for p in perm), np.float32)
     if y.size:
         shape, (strides,) = strided_view(x.shape, perm)
-        gather_strided_kernel[grid_1d(y.size)](flat(x), cuda.to_device(shape), cuda.to_device(strides), flat(y))
+        gather_strided_kernel[grid_1d(y.size)](flat(x), to_device(shape), to_device(strides), flat(y))
     return y
 
 
@@ -75,9 +75,9 @@ def take_forward(x, indices, axis):
     """x : any shape, device float32; indices : ints in [0, x.shape[axis]) -> y with len(indices) along axis."""
     idx = np.asarray(indices, dtype=np.int64)
     A, L, B = _as3(x.shape, axis)
-    y = cuda.device_array(tuple(x.shape[:axis]) + (len(idx),) + tuple(x.shape[axis + 1:]), dtype=np.float32)
+    y = empty(tuple(x.shape[:axis]) + (len(idx),) + tuple(x.shape[axis + 1:]), np.float32)
     if y.size:
-        take_forward_kernel[grid_1d(y.size)](x.reshape(A, L, B), cuda.to_device(idx), y.reshape(A, len(idx), B))
+        take_forward_kernel[grid_1d(y.size)](x.reshape(A, L, B), to_device(idx), y.reshape(A, len(idx), B))
     return y
 
 
@@ -87,8 +87,8 @@ def take_backward(dy, indices, axis, size):
     order = np.argsort(idx, kind="stable").astype(np.int64)
     starts = np.searchsorted(idx[order], np.arange(int(size) + 1)).astype(np.int64)
     A, M, B = _as3(dy.shape, axis)
-    dx = cuda.device_array(tuple(dy.shape[:axis]) + (int(size),) + tuple(dy.shape[axis + 1:]), dtype=np.float32)
+    dx = empty(tuple(dy.shape[:axis]) + (int(size),) + tuple(dy.shape[axis + 1:]), np.float32)
     if dx.size:
-        take_backward_kernel[grid_1d(dx.size)](dy.reshape(A, M, B), cuda.to_device(starts), cuda.to_device(order),
+        take_backward_kernel[grid_1d(dx.size)](dy.reshape(A, M, B), to_device(starts), to_device(order),
                                                dx.reshape(A, int(size), B))
     return dx

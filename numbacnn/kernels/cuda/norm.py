@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import cuda, float32
 
-from ._common import MAX_BLOCKS, RED_TPB, as3d, block_sum, grid_1d, reduce_tpb
+from ._common import MAX_BLOCKS, RED_TPB, as3d, block_sum, empty, grid_1d, reduce_tpb, stream
 
 _F32 = np.float32
 
@@ -122,15 +122,15 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     """
     x3 = as3d(x)
     N, C, S = x3.shape
-    mean = cuda.device_array(C, dtype=np.float32)
-    invstd = cuda.device_array(C, dtype=np.float32)
+    mean = empty(C, np.float32)
+    invstd = empty(C, np.float32)
     if training:
         m = N * S
-        batch_norm_stats_kernel[min(C, MAX_BLOCKS), reduce_tpb(m)](
+        batch_norm_stats_kernel[min(C, MAX_BLOCKS), reduce_tpb(m), stream()](
             x3, _F32(momentum), _F32(m / max(m - 1, 1)), _F32(eps), mean, invstd, running_mean, running_var)
     else:
         batch_norm_eval_stats_kernel[grid_1d(C)](running_mean, running_var, _F32(eps), mean, invstd)
-    y = cuda.device_array(x.shape, dtype=np.float32)
+    y = empty(x.shape, np.float32)
     batch_norm_apply_kernel[grid_1d(x.size)](x3, mean, invstd, gamma, beta, as3d(y))
     return y, mean, invstd
 
@@ -139,11 +139,11 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
     """dy, x : (N, C, H, W) or (N, C); gamma, save_* : (C,) -> (dx, dgamma (C,), dbeta (C,))."""
     x3, dy3 = as3d(x), as3d(dy)
     N, C, S = x3.shape
-    dgamma = cuda.device_array(C, dtype=np.float32)
-    dbeta = cuda.device_array(C, dtype=np.float32)
-    batch_norm_backward_reduce_kernel[min(C, MAX_BLOCKS), reduce_tpb(N * S)](dy3, x3, save_mean, save_invstd,
+    dgamma = empty(C, np.float32)
+    dbeta = empty(C, np.float32)
+    batch_norm_backward_reduce_kernel[min(C, MAX_BLOCKS), reduce_tpb(N * S), stream()](dy3, x3, save_mean, save_invstd,
                                                                             dgamma, dbeta)
-    dx = cuda.device_array(x.shape, dtype=np.float32)
+    dx = empty(x.shape, np.float32)
     batch_norm_backward_input_kernel[grid_1d(x.size)](dy3, x3, gamma, save_mean, save_invstd, dgamma, dbeta,
                                                       bool(training), as3d(dx))
     return dx, dgamma, dbeta
@@ -222,22 +222,23 @@ def layer_norm_backward_params_kernel(dy, x, mean, invstd, dgamma, dbeta):
 def layer_norm_forward(x, gamma, beta, eps=1e-5):
     """x : (M, F); gamma, beta : (F,) -> (y (M, F), save_mean (M,), save_invstd (M,)); device float32."""
     M, F = x.shape
-    y = cuda.device_array(x.shape, dtype=np.float32)
-    mean = cuda.device_array(M, dtype=np.float32)
-    invstd = cuda.device_array(M, dtype=np.float32)
-    layer_norm_forward_kernel[min(M, MAX_BLOCKS), reduce_tpb(F)](x, gamma, beta, _F32(eps), y, mean, invstd)
+    y = empty(x.shape, np.float32)
+    mean = empty(M, np.float32)
+    invstd = empty(M, np.float32)
+    layer_norm_forward_kernel[min(M, MAX_BLOCKS), reduce_tpb(F), stream()](x, gamma, beta, _F32(eps), y, mean, invstd)
     return y, mean, invstd
 
 
 def layer_norm_backward(dy, x, gamma, save_mean, save_invstd):
     """dy, x : (M, F); gamma : (F,); save_* : (M,) -> (dx (M, F), dgamma (F,), dbeta (F,)); device float32."""
     M, F = x.shape
-    dx = cuda.device_array(x.shape, dtype=np.float32)
-    layer_norm_backward_input_kernel[min(M, MAX_BLOCKS), reduce_tpb(F)](dy, x, gamma, save_mean, save_invstd, dx)
-    dgamma = cuda.device_array(F, dtype=np.float32)
-    dbeta = cuda.device_array(F, dtype=np.float32)
-    layer_norm_backward_params_kernel[min(F, MAX_BLOCKS), reduce_tpb(M)](dy, x, save_mean, save_invstd, dgamma,
-                                                                         dbeta)
+    dx = empty(x.shape, np.float32)
+    layer_norm_backward_input_kernel[min(M, MAX_BLOCKS), reduce_tpb(F), stream()](
+        dy, x, gamma, save_mean, save_invstd, dx)
+    dgamma = empty(F, np.float32)
+    dbeta = empty(F, np.float32)
+    layer_norm_backward_params_kernel[min(F, MAX_BLOCKS), reduce_tpb(M), stream()](
+        dy, x, save_mean, save_invstd, dgamma, dbeta)
     return dx, dgamma, dbeta
 
 
@@ -279,8 +280,8 @@ def lrn_backward_kernel(dy, x, y, scale, size, two_alpha_beta_over_size, beta, d
 
 def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
     """x : (N, C, H, W) -> (y, scale), both x's shape; device float32."""
-    y = cuda.device_array(x.shape, dtype=np.float32)
-    scale = cuda.device_array(x.shape, dtype=np.float32)
+    y = empty(x.shape, np.float32)
+    scale = empty(x.shape, np.float32)
     lrn_forward_kernel[grid_1d(x.size)](as3d(x), int(size), _F32(alpha / size), _F32(beta), _F32(k), as3d(y),
                                         as3d(scale))
     return y, scale
@@ -288,7 +289,7 @@ def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
 
 def lrn_backward(dy, x, y, scale, size=5, alpha=1e-4, beta=0.75, k=1.0):
     """dy, x, y, scale : (N, C, H, W) -> dx : (N, C, H, W); device float32."""
-    dx = cuda.device_array(x.shape, dtype=np.float32)
+    dx = empty(x.shape, np.float32)
     lrn_backward_kernel[grid_1d(x.size)](as3d(dy), as3d(x), as3d(y), as3d(scale), int(size),
                                          _F32(2.0 * alpha * beta / size), _F32(beta), as3d(dx))
     return dx

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from ._common import grid_1d
+from ._common import empty, grid_1d
 
 __all__ = ["pad2d_forward", "pad2d_backward"]
 
@@ -38,7 +38,7 @@ def pad2d_forward(x, pads=(0, 0, 0, 0), value=0.0):
     t, b, l, r = (int(p) for p in pads)
     N, C, H, W = x.shape
     OH, OW = H + t + b, W + l + r
-    y = cuda.device_array((N, C, OH, OW), dtype=np.float32)
+    y = empty((N, C, OH, OW), np.float32)
     if y.size:
         pad2d_kernel[grid_1d(y.size)](x.reshape(N * C, H, W), t, l, np.float32(value), y.reshape(N * C, OH, OW))
     return y

@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda, float32
 
 from ..pointwise import BINARY, UNARY, broadcast, reduction
-from ._common import flat, grid_1d
+from ._common import empty, flat, grid_1d, to_device
 
 __all__ = ["unary_forward", "unary_backward", "binary_forward", "binary_backward"]
 
@@ -110,7 +110,7 @@ def unary_backward_kernel(dy, x, y, code, a, b, dx):
 
 def unary_forward(x, fn, alpha=0.0, beta=0.0):
     """x : any shape, device float32 -> y like x."""
-    y = cuda.device_array(x.shape, dtype=np.float32)
+    y = empty(x.shape, np.float32)
     if x.size:
         unary_forward_kernel[grid_1d(x.size)](flat(x), UNARY[fn], np.float32(alpha), np.float32(beta), flat(y))
     return y
@@ -118,7 +118,7 @@ def unary_forward(x, fn, alpha=0.0, beta=0.0):
 
 def unary_backward(dy, x, y, fn, alpha=0.0, beta=0.0):
     """dy, x, y : one shape, device float32 -> dx like x."""
-    dx = cuda.device_array(x.shape, dtype=np.float32)
+    dx = empty(x.shape, np.float32)
     if x.size:
         unary_backward_kernel[grid_1d(x.size)](flat(dy), flat(x), flat(y), UNARY[fn], np.float32(alpha),
                                                np.float32(beta), flat(dx))
@@ -199,18 +199,18 @@ def sum_to_kernel(g, keep, keep_st, red, red_st, out):
 def binary_forward(a, b, fn):
     """a, b : device float32 of broadcastable shapes -> y : their broadcast shape, device float32."""
     out, shape, sa, sb = broadcast(a.shape, b.shape)
-    y = cuda.device_array(out, dtype=np.float32)
+    y = empty(out, np.float32)
     if y.size:
-        binary_forward_kernel[grid_1d(y.size)](flat(a), cuda.to_device(sa), flat(b), cuda.to_device(sb),
-                                               cuda.to_device(shape), BINARY[fn], flat(y))
+        binary_forward_kernel[grid_1d(y.size)](flat(a), to_device(sa), flat(b), to_device(sb),
+                                               to_device(shape), BINARY[fn], flat(y))
     return y
 
 
 def _reduce(g, out_shape, shape):
     if tuple(shape) == tuple(out_shape):
         return g
-    out = cuda.device_array(shape, dtype=np.float32)
-    keep, keep_st, red, red_st = (cuda.to_device(v) for v in reduction(out_shape, shape))
+    out = empty(shape, np.float32)
+    keep, keep_st, red, red_st = (to_device(v) for v in reduction(out_shape, shape))
     sum_to_kernel[grid_1d(out.size)](flat(g), keep, keep_st, red, red_st, flat(out))
     return out
 
@@ -218,9 +218,9 @@ def _reduce(g, out_shape, shape):
 def binary_backward(dy, a, b, fn, need_a=True, need_b=True):
     """dy : the broadcast shape, a, b : device float32 -> (da like a or None, db like b or None)."""
     out, shape, sa, sb = broadcast(a.shape, b.shape)
-    ga = cuda.device_array(out, dtype=np.float32)
-    gb = cuda.device_array(out, dtype=np.float32)
+    ga = empty(out, np.float32)
+    gb = empty(out, np.float32)
     if ga.size:
-        binary_partials_kernel[grid_1d(ga.size)](flat(dy), flat(a), cuda.to_device(sa), flat(b), cuda.to_device(sb),
-                                                 cuda.to_device(shape), BINARY[fn], flat(ga), flat(gb))
+        binary_partials_kernel[grid_1d(ga.size)](flat(dy), flat(a), to_device(sa), flat(b), to_device(sb),
+                                                 to_device(shape), BINARY[fn], flat(ga), flat(gb))
     return (_reduce(ga, out, a.shape) if need_a else None), (_reduce(gb, out, b.shape) if need_b else None)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import cuda, float32, int64
 
-from ._common import channel_sum, grid_1d
+from ._common import channel_sum, empty, grid_1d
 from ..geometry import out_size
 from .elementwise import zeros
 
@@ -134,8 +134,8 @@ def max_pool2d_forward(x, kernel=(2, 2), stride=(2, 2), padding=(0, 0)):
     N, C, H, W = x.shape
     OH = out_size(H, kernel[0], stride[0], padding[0])
     OW = out_size(W, kernel[1], stride[1], padding[1])
-    y = cuda.device_array((N, C, OH, OW), dtype=np.float32)
-    argmax = cuda.device_array((N, C, OH, OW), dtype=np.int64)
+    y = empty((N, C, OH, OW), np.float32)
+    argmax = empty((N, C, OH, OW), np.int64)
     max_pool2d_forward_kernel[grid_1d(y.size)](x, kernel[0], kernel[1], stride[0], stride[1], padding[0],
                                                padding[1], y, argmax)
     return y, argmax
@@ -156,7 +156,7 @@ def avg_pool2d_forward(x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), count_in
     N, C, H, W = x.shape
     OH = out_size(H, kernel[0], stride[0], padding[0])
     OW = out_size(W, kernel[1], stride[1], padding[1])
-    y = cuda.device_array((N, C, OH, OW), dtype=np.float32)
+    y = empty((N, C, OH, OW), np.float32)
     avg_pool2d_forward_kernel[grid_1d(y.size)](x, kernel[0], kernel[1], stride[0], stride[1], padding[0],
                                                padding[1], bool(count_include_pad), y)
     return y
@@ -164,7 +164,7 @@ def avg_pool2d_forward(x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), count_in
 
 def avg_pool2d_backward(dy, x_shape, kernel=(2, 2), stride=(2, 2), padding=(0, 0), count_include_pad=True):
     """dy : (N, C, OH, OW) -> dx : x_shape; device float32."""
-    dx = cuda.device_array(tuple(int(s) for s in x_shape), dtype=np.float32)
+    dx = empty(tuple(int(s) for s in x_shape), np.float32)
     avg_pool2d_backward_kernel[grid_1d(dx.size)](dy, kernel[0], kernel[1], stride[0], stride[1], padding[0],
                                                  padding[1], bool(count_include_pad), dx)
     return dx
@@ -180,7 +180,7 @@ def global_avg_pool2d_forward(x):
 def global_avg_pool2d_backward(dy, x_shape):
     """dy : (N, C, 1, 1) -> dx : x_shape = (N, C, H, W), dy / (H * W) everywhere."""
     N, C, H, W = (int(s) for s in x_shape)
-    dx = cuda.device_array((N, C, H, W), dtype=np.float32)
+    dx = empty((N, C, H, W), np.float32)
     global_avg_pool2d_backward_kernel[grid_1d(dx.size)](dy.reshape(N * C), np.float32(H * W),
                                                         dx.reshape(N * C, H * W))
     return dx
