@@ -16,6 +16,9 @@ A callback stops training by setting ``self.trainer.stop_training = True``.
 A callback whose state must survive ``--resume`` (early stopping's best value
 and weights) names it with ``state_key`` and implements ``state_dict()`` /
 ``load_state_dict(state)``; the trainer stores that state in checkpoints.
+A callback with ``writer_only = True`` (checkpoints, the history CSV, the
+progress bar) runs only in the process that writes: in a data-parallel run
+(``numbacnn.distributed``) every rank has the same history, and one writes it.
 
 Here: ``EarlyStopping``, ``ModelCheckpoint``, ``HistoryCSV``, ``LambdaCallback``;
 the progress bar is ``numbacnn.progress.ProgressBar``.
@@ -31,6 +34,7 @@ class Callback:
     """Base class (optional: any object with the hooks works)."""
 
     state_key: str | None = None
+    writer_only = False
     trainer = None
     model = None
 
@@ -42,7 +46,8 @@ class CallbackList:
     """Calls a hook on every callback that has it."""
 
     def __init__(self, callbacks=(), trainer=None):
-        self.callbacks = [c for c in callbacks if c is not None]
+        writer = getattr(getattr(trainer, "strategy", None), "is_writer", True)
+        self.callbacks = [c for c in callbacks if c is not None and (writer or not getattr(c, "writer_only", False))]
         for c in self.callbacks:
             if hasattr(c, "set_trainer"):
                 c.set_trainer(trainer)
@@ -157,6 +162,8 @@ class ModelCheckpoint(Callback):
     ``--resume``/``train.resume`` continue from such a file exactly.
     """
 
+    writer_only = True
+
     def __init__(self, path, metadata=None):
         self.path, self.metadata = os.fspath(path), metadata
 
@@ -171,6 +178,7 @@ class HistoryCSV(Callback):
     """Rewrite ``path`` (epoch, loss, accuracy, val_loss, val_accuracy, lr, time) after every epoch."""
 
     FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
+    writer_only = True
 
     def __init__(self, path, previous=()):
         self.path, self.rows = os.fspath(path), list(previous)

@@ -34,6 +34,15 @@ GOMP_SPINCOUNT             defaulted to 1000: GNU OpenMP workers spin only brief
                            (workqueue: 6.6, 5.6 and 5.0 ms)
 OPENBLAS_THREAD_TIMEOUT    defaulted to 4 (short spinning where OpenBLAS is threaded)
 NUMBA_ENABLE_CUDASIM       set by the CUDA-simulator test process; read here only
+NUMBACNN_MPI               auto (default): train data-parallel over MPI when an MPI launcher (mpiexec,
+                           srun) started this process with more than one rank (``mpi_launcher``);
+                           0: never (each process trains alone); 1: always initialise MPI
+NUMBACNN_MPI_TIMEOUT       seconds a rank waits for the others in one collective before it stops the
+                           job with an error naming itself (default 300): a rank that hangs ends the job
+NUMBACNN_BUCKET_MIB        size of the gradient buckets allreduced during the backward pass (default 4)
+NUMBACNN_CHECK_SYNC        N > 0: every N steps the ranks compare a checksum of their parameters (debug)
+NUMBA_NUM_THREADS          read here only to know whether the user chose it: without it a rank of a
+                           data-parallel run uses the cores of its machine / the ranks on it
 """
 from __future__ import annotations
 
@@ -72,3 +81,23 @@ DEVICE = getenv("NUMBACNN_DEVICE", "auto")
 DEBUG = getenv("NUMBACNN_DEBUG", "0") not in ("0", "false", "False", "no")
 MAX_GIB = getenv("NUMBACNN_MAX_GIB", None, float)     # None: the default of io.limits.max_bytes()
 CUDASIM = getenv("NUMBA_ENABLE_CUDASIM", 0, int) == 1
+MPI = getenv("NUMBACNN_MPI", "auto")
+MPI_TIMEOUT = getenv("NUMBACNN_MPI_TIMEOUT", 300.0, float)
+BUCKET_MIB = getenv("NUMBACNN_BUCKET_MIB", 4.0, float)
+CHECK_SYNC = getenv("NUMBACNN_CHECK_SYNC", 0, int)
+THREADS_GIVEN = getenv("NUMBA_NUM_THREADS") is not None
+
+#: (rank variable, size variable) of the MPI launchers: MPICH/Intel MPI (hydra) and Slurm's PMI, Open MPI,
+#: MVAPICH, Cray PALS; PMIx (Open MPI 5, srun --mpi=pmix) gives a rank only
+MPI_LAUNCHER_VARS = (("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                     ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"), ("PALS_RANKID", "PALS_SIZE"),
+                     ("PMIX_RANK", None))
+
+
+def mpi_launcher():
+    """(the variable showing that an MPI launcher started this process, the number of ranks or None when the
+    launcher does not say), or None for a process started otherwise."""
+    for rank_var, size_var in MPI_LAUNCHER_VARS:
+        if getenv(rank_var) is not None:
+            return rank_var, getenv(size_var, None, int) if size_var else None
+    return None

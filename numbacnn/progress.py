@@ -44,6 +44,8 @@ class ProgressBar:
                epochs always print), so a run of thousands of short epochs stays readable
     """
 
+    writer_only = True      # a data-parallel run shows one bar, the writing rank's (callbacks.CallbackList)
+
     def __init__(self, stream=None, tty: bool | None = None, width: int = 30, min_interval: float = 0.1,
                  min_line: float = 1.0):
         self.stream = stream if stream is not None else sys.stdout

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, register
+from .base import Layer, assign, register
 
 
 @register
@@ -16,9 +16,16 @@ class BatchNorm(Layer):
     (``r = (1 - momentum) * r + momentum * batch``); evaluation, or a frozen
     layer (``trainable=False``), uses the running statistics and leaves them
     unchanged.
+
+    ``stats_sync``: None, or (set by a data-parallel strategy, ``distributed.MPIStrategy(sync_bn=True)``) an
+    object whose ``sum(a)`` adds a host float64 array over the ranks and ``sum_gradients(a)`` adds a gradient
+    statistic in this rank's gradient units.  Training then normalises with the statistics of the global
+    batch and back-propagates through them (PyTorch's SyncBatchNorm): K ranks compute what one process
+    computes on the whole batch, to float32 rounding.
     """
 
     channel_affine = (("gamma", "beta"), "beta")
+    stats_sync = None
 
     def __init__(self, momentum=0.1, eps=1e-5, name=None, trainable=True):
         super().__init__(name, trainable)
@@ -27,7 +34,7 @@ class BatchNorm(Layer):
         if not isinstance(eps, (int, float)) or not eps > 0.0:
             raise ValueError(f"{self.describe()}: eps must be a number > 0, got {eps!r}")
         self.momentum, self.eps = float(momentum), float(eps)
-        self._x = None
+        self._x, self._synced = None, False
 
     def _build(self, shapes):
         s = shapes[0]
@@ -47,6 +54,9 @@ class BatchNorm(Layer):
         x = inputs[0]
         self._training = bool(training) and self.trainable
         p, b = self.params, self.buffers
+        self._synced = self._training and self.stats_sync is not None
+        if self._synced:
+            return self._synced_forward(x)
         y, self._mean, self._invstd = self.backend.batch_norm_forward(
             x, p["gamma"], p["beta"], b["running_mean"], b["running_var"], self._training, self.momentum, self.eps)
         self._x = x
@@ -54,10 +64,48 @@ class BatchNorm(Layer):
 
     def backward(self, dy):
         x = self._need_forward("_x")
+        if self._synced:
+            return self._synced_backward(dy, x)
         dx, dgamma, dbeta = self.backend.batch_norm_backward(dy, x, self.params["gamma"], self._mean,
                                                              self._invstd, self._training)
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         return [dx]
+
+    def _synced_forward(self, x):
+        """Training with the global batch's mean and biased variance (sums over the ranks, in float64); the
+        kernel's evaluation path normalises with them, and the running statistics take them (unbiased)."""
+        be, b = self.backend, self.buffers
+        xh = np.asarray(be.to_host(x), dtype=np.float64)
+        C = xh.shape[1]
+        axes = (0, *range(2, xh.ndim))
+        totals = self.stats_sync.sum(np.concatenate([xh.sum(axis=axes), (xh * xh).sum(axis=axes), [xh.size // C]]))
+        m = totals[-1]
+        mean = totals[:C] / m
+        var = np.maximum(totals[C:2 * C] / m - mean * mean, 0.0)
+        y, self._mean, self._invstd = be.batch_norm_forward(
+            x, self.params["gamma"], self.params["beta"], be.asarray(mean.astype(np.float32)),
+            be.asarray(var.astype(np.float32)), False, self.momentum, self.eps)
+        for name, batch in (("running_mean", mean), ("running_var", var * (m / max(m - 1, 1)))):
+            r = np.asarray(be.to_host(b[name]), dtype=np.float64)
+            assign(b[name], ((1 - self.momentum) * r + self.momentum * batch).astype(np.float32))
+        self._x, self._count = x, m
+        return y
+
+    def _synced_backward(self, dy, x):
+        """dx = gamma invstd (dy - (S1 + xhat S2) / M), S1 = Σ dy and S2 = Σ dy xhat over the global batch of M
+        values per channel; dgamma, dbeta stay this rank's sums (the strategy sums every gradient)."""
+        be = self.backend
+        dx0, dgamma, dbeta = be.batch_norm_backward(dy, x, self.params["gamma"], self._mean, self._invstd, False)
+        self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
+        C = len(self._mean)
+        s = self.stats_sync.sum_gradients(np.concatenate([be.to_host(dbeta), be.to_host(dgamma)]))
+        mean, invstd = be.to_host(self._mean), be.to_host(self._invstd)
+        scale = (be.to_host(self.params["gamma"]) * invstd / self._count).astype(np.float32)
+        shape = (1, C) + (1,) * (len(x.shape) - 2)
+        xhat = (np.asarray(be.to_host(x)) - mean.reshape(shape)) * invstd.reshape(shape)
+        dx = np.asarray(be.to_host(dx0)) - (scale * s[:C]).astype(np.float32).reshape(shape) \
+            - xhat * (scale * s[C:]).astype(np.float32).reshape(shape)
+        return [be.asarray(dx)]
 
     def clear_cache(self):
         self._x = self._mean = self._invstd = None
