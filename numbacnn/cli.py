@@ -5,6 +5,7 @@
     numbacnn predict MODEL.h5 INPUT... [--top-k 3] [--csv FILE] [--save-outputs OUT.npz]
     numbacnn summary MODEL          numbacnn time MODEL          numbacnn models
     numbacnn import-onnx MODEL.onnx [--out MODEL.h5]      numbacnn export-onnx MODEL.h5 [--out MODEL.onnx]
+    numbacnn pack PHOTOS/ PHOTOS.h5 --size 64              (image files decoded once into a packed dataset)
 
 Errors: every problem a user can cause (a missing or corrupt file, an unknown
 model, bad data, an option out of range, shapes that do not fit) ends with
@@ -184,8 +185,10 @@ TRAIN_OPTIONS = [
                       "the number of classes differs)."),
     click.option("--data", default="builtin", show_default=True,
                  help="builtin (generated 28x28 gray shapes, 12,000 images), builtin:rgb (32x32 colour), a "
-                      "directory of MNIST-style IDX files, a CIFAR-10 binary directory, or an .npz file with "
-                      "arrays images, labels (and optionally class_names)."),
+                      "directory of MNIST-style IDX files, a CIFAR-10 binary directory, an .npz file with "
+                      "arrays images, labels (and optionally class_names), a folder of image files with one "
+                      "subfolder per class (train/, val/, test/ inside it are used as given splits), a .csv/.txt "
+                      "list of path,label rows, or a packed .h5 dataset ('numbacnn pack')."),
     click.option("--test-data", default=None,
                  help="Dataset to test on (same forms as --data; its own test part when it has one, else all "
                       "of it). Default: --data's own test part, else a held-out split of --data."),
@@ -262,11 +265,38 @@ TRAIN_OPTIONS = [
     click.option("--standardize", is_flag=True,
                  help="Standardise images per channel with the training part's mean and std (stored in the "
                       "model file and applied by evaluate and predict)."),
+    click.option("--image-size", default=None, metavar="SIDE|HxW",
+                 help="Image files: the crop fed to the model (default: the model's input size)."),
+    click.option("--color", type=click.Choice(["grey", "gray", "rgb"]), default=None,
+                 help="Image files: colour mode (default: grey for a 1-channel model input, else rgb)."),
+    click.option("--resize", type=click.IntRange(min=1), default=None, metavar="SIDE",
+                 help="Image files: the shorter side is resized to SIDE before the centre crop (default: as "
+                      "little as the crop needs). All three are stored in the model file and applied by evaluate "
+                      "and predict."),
+    click.option("--mean", default=None, callback=lambda c, p, v: _floats(v, "'--mean'"), metavar="M1,M2,...",
+                 help="Given per-channel means (in [0, 1] units) to standardise with, instead of --standardize's "
+                      "(with --std; e.g. ImageNet's 0.485,0.456,0.406)."),
+    click.option("--std", default=None, callback=lambda c, p, v: _floats(v, "'--std'"), metavar="S1,S2,...",
+                 help="Given per-channel standard deviations (with --mean)."),
+    click.option("--skip-bad-images", is_flag=True,
+                 help="Leave out (and count) image files that cannot be decoded, instead of stopping there."),
+    click.option("--workers", type=click.IntRange(min=0), default=None,
+                 help="Threads decoding image files ahead of training (default: the cores, at most 4; 0: in "
+                      "the training loop)."),
     device_option,
     click.option("--out", default=None, metavar="FILE.h5",
                  help="Model file to write (default model.h5, or the --resume file). The history goes to "
                       "<stem>.history.csv beside it, a checkpoint to <stem>.ckpt.h5 during training."),
 ]
+
+
+def _floats(value, option):
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers", param_hint=option) from None
 
 
 def _train_options(f):
@@ -373,21 +403,26 @@ def _aux_report(model, x, y, batch_size) -> dict:
 @click.option("--json", "json_path", default=None, metavar="FILE", help="Also write the report as JSON.")
 @click.option("--roc", "roc_path", default=None, metavar="FILE.csv",
               help="Write the one-vs-rest ROC points (class, threshold, fpr, tpr).")
+@click.option("--skip-bad-images", is_flag=True,
+              help="Image files: leave out (and count) files that cannot be decoded, instead of stopping there.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Image files: threads decoding them (default: the cores, at most 4).")
 @device_option
-def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, device):
+def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, skip_bad_images, workers, device):
     """Accuracy, per-class precision/recall/specificity/F1/AUC and the confusion matrix of MODEL.h5."""
     from .data import standardize
     from .io.hdf5 import load_model
     from .metrics import classification_report, format_report
     from .run import evaluation_data
-    from .train import evaluate as evaluate_model
+    from .train import evaluate_data
 
     for p, opt in ((json_path, "'--json'"), (roc_path, "'--roc'")):
         if p:
             _check_writable(p, opt)
     mf = load_model(model_file, backend=_backend(device))
     model, meta = mf.model, mf.metadata
-    x, y, names, part = evaluation_data(meta, data, split, limit, model_file)
+    x, y, names, part = evaluation_data(meta, data, split, limit, model_file, model.input_shape, skip_bad_images,
+                                        workers, click.echo)
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise ValueError(f"model {model_file} takes inputs of shape {tuple(model.input_shape)} but --data {data} "
                          f"has images of shape {tuple(x.shape[1:])}")
@@ -397,7 +432,7 @@ def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, de
         return _evaluate_regression(model_file, model, meta, x, y, names, f"{data or 'its test data'} ({part})",
                                     batch_size, json_path)
     with np.errstate(all="ignore"):      # a non-finite output is reported below, not warned about
-        loss, acc, probs = evaluate_model(model, x, y, batch_size=batch_size)
+        loss, acc, probs, y = evaluate_data(model, x, y, batch_size=batch_size)
     _check_finite(model_file, probs, len(x))
     names = _class_names(meta, probs.shape[1], names)
     report = classification_report(y, probs, names, include_roc=bool(roc_path))
@@ -463,8 +498,9 @@ def _print_values(labels, outputs, meta, csv_path, save_outputs, x):
 @batch_option
 @device_option
 def predict(model_file, inputs, top_k, csv_path, save_outputs, raw, batch_size, device):
-    """Top-k classes of MODEL.h5 for each INPUT: .npz files (array 'images'), IDX image files, or PNG/PGM/PPM
-    images (resized to the model input)."""
+    """Top-k classes of MODEL.h5 for each INPUT: .npz files (array 'images'), IDX image files, image files
+    (JPEG, PNG, BMP, GIF, TIFF, WebP, PGM/PPM) or folders of them, read with the resize, crop and colour mode
+    the model was trained with."""
     from .data import standardize
     from .data.inputs import read_prediction_inputs
     from .io.hdf5 import load_model
@@ -475,7 +511,7 @@ def predict(model_file, inputs, top_k, csv_path, save_outputs, raw, batch_size, 
             _check_writable(p, opt)
     mf = load_model(model_file, backend=_backend(device))
     model, meta = mf.model, mf.metadata
-    x, labels = read_prediction_inputs(inputs, model.input_shape, raw)
+    x, labels = read_prediction_inputs(inputs, model.input_shape, raw, meta.get("preprocessing"))
     if "mean" in meta and not raw:
         x = standardize(x, meta["mean"], meta["std"])
     with np.errstate(all="ignore"):      # a non-finite output is reported below, not warned about
@@ -632,6 +668,49 @@ def export_onnx_cmd(model_file, out, keep_aux, opset, force):
         click.echo("Note: the model was trained on standardised images; the ONNX graph does not include the "
                    f"standardisation (mean {np.round(mf.metadata['mean'], 4).tolist()}, "
                    f"std {np.round(mf.metadata['std'], 4).tolist()}): apply it to its inputs", err=True)
+
+
+# ====================================================================== pack
+@cli.command()
+@click.argument("source", metavar="PHOTOS")
+@click.argument("out", metavar="OUT.h5")
+@click.option("--size", required=True, metavar="SIDE|HxW", help="The crop every image is stored as (e.g. 64).")
+@click.option("--color", type=click.Choice(["grey", "gray", "rgb"]), default="rgb", show_default=True,
+              help="Colour mode of the stored images.")
+@click.option("--resize", type=click.IntRange(min=1), default=None, metavar="SIDE",
+              help="The shorter side is resized to SIDE before the centre crop (default: as little as the crop "
+                   "needs).")
+@click.option("--skip-bad-images", is_flag=True, help="Leave out (and count) files that cannot be decoded.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Threads decoding images (default: the cores, at most 4).")
+@force_option
+def pack(source, out, size, color, resize, skip_bad_images, workers, force):
+    """Decode the images of PHOTOS (a class folder or a path,label list) once into a packed HDF5 dataset OUT.h5
+    (uint8 images, labels, class names, the preprocessing; its train/val/test parts kept), which 'train --data
+    OUT.h5' and 'evaluate --data OUT.h5' read with no decoding."""
+    from .data import folders
+    from .data.images import Preprocessing, color_name
+    from .data.packed import pack as pack_files
+    from .data.pipeline import default_workers
+    from .data.sources import parse_size
+    _check_writable(out, "'OUT.h5'", force)
+    if not out.lower().endswith((".h5", ".hdf5")):
+        raise click.BadParameter(f"{out}: a packed dataset's name ends in .h5 or .hdf5", param_hint="'OUT.h5'")
+    prep = Preprocessing(*parse_size(size, "--size"), color_name(color), resize)
+    if os.path.isdir(source):
+        coll = folders.scan_folder(source, click.echo)
+    elif folders.is_image_list(source):
+        coll = folders.scan_list(source, click.echo)
+    else:
+        raise ValueError(f"{source}: not a folder of class folders or a list of image files (path,label rows)")
+    click.echo(f"Packing {len(coll.paths):,} images of {len(coll.class_names)} classes from {source} as "
+               f"{prep.describe()} ...")
+    done = pack_files(coll, out, prep, skip_bad_images, default_workers() if workers is None else workers,
+                      click.echo)
+    parts = ", ".join(f"{k} {v:,}" for k, v in done["parts"].items())
+    skipped = f", {done['skipped']:,} unreadable file(s) left out" if done["skipped"] else ""
+    click.echo(f"Wrote {out}: {done['images']:,} images {_shape_text(prep.shape)}{' (' + parts + ')' if parts else ''}"
+               f"{skipped} in {done['seconds']:.1f}s ({done['images'] / max(done['seconds'], 1e-9):,.0f} images/s)")
 
 
 if __name__ == "__main__":

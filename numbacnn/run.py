@@ -81,14 +81,21 @@ class RunConfig:
     init_from: str | None = None
     seed: int = 0
     standardize: bool = False
+    image_size: str | None = None        # image files: HxW (default: the model's input), --color, --resize
+    color: str | None = None
+    resize: int | None = None
+    mean: tuple | None = None            # given per-channel normalisation (else --standardize computes it)
+    std: tuple | None = None
+    skip_bad_images: bool = False
+    workers: int | None = None           # threads decoding image files (None: data.pipeline.default_workers)
     device: str = "auto"
     out: str = "model.h5"
 
     #: options that decide which images are trained and tested on (fixed for a resumed run)
     DATA_OPTIONS = ("data", "test_data", "test_split", "val_split", "limit", "limit_test", "seed", "standardize",
-                    "classes")
+                    "classes", "image_size", "color", "resize", "mean", "std")
     #: options not stored with the model (where it runs, where it is written)
-    LOCAL = ("device", "out")
+    LOCAL = ("device", "out", "workers")
 
     @property
     def learning_rate(self) -> float:
@@ -147,6 +154,7 @@ class DataPlan:
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     notes: list = field(default_factory=list)
+    preprocessing: object = None         # data.images.Preprocessing of image files (x_* are then Datasets)
 
     @property
     def num_classes(self) -> int:
@@ -167,14 +175,20 @@ def _split_source(cfg: RunConfig, src):
         pool = np.setdiff1d(np.arange(len(src)), src.predefined_test)
         if not cfg.test_data:
             test, label = src.predefined_test, f"{len(src.predefined_test):,} images of its own test part"
-    elif cfg.test_data:
+    elif cfg.test_data or src.predefined_val is not None:
         pool = np.arange(len(src))
     else:
         pool, test = holdout(src.y, cfg.test_split, cfg.seed, "test", cfg.data)
         how = "stratified, " if src.y.dtype.kind in "iu" else ""
         label = f"{len(test):,} {_kind(src.x)} held out ({cfg.test_split:g} of the data, {how}seed {cfg.seed})"
     val = np.zeros(0, np.int64)
-    if cfg.val_split:
+    if src.predefined_val is not None:          # its own val/ folder; a test part held out of train/ if none
+        pool, val = np.setdiff1d(pool, src.predefined_val), src.predefined_val
+        if test is None and not cfg.test_data:
+            keep, held = holdout(src.y[pool], cfg.test_split, cfg.seed, "test", cfg.data)
+            pool, test = pool[keep], pool[held]
+            label = f"{len(test):,} images held out ({cfg.test_split:g} of train/, stratified, seed {cfg.seed})"
+    elif cfg.val_split:
         keep, held = holdout(src.y[pool], cfg.val_split, cfg.seed, "val", cfg.data)
         pool, val = pool[keep], pool[held]
     return pool, val, test, label
@@ -225,8 +239,8 @@ def plan_data(cfg: RunConfig, record=None, log=lambda m: None) -> DataPlan:
     """Load ``cfg.data`` (and ``cfg.test_data``), split it (or re-use ``record``'s split) and standardise."""
     from .data import channel_stats, standardize
     from .data.splits import load_source, subset
-    src = load_source(cfg.data)
-    test_src = load_source(cfg.test_data) if cfg.test_data else src
+    src = load_source(cfg.data, image_options(cfg, log))
+    test_src = load_source(cfg.test_data, image_options(cfg, log, src.preprocessing)) if cfg.test_data else src
     if record is None:
         record, label = _new_record(cfg, src, test_src)
     else:
@@ -239,24 +253,49 @@ def plan_data(cfg: RunConfig, record=None, log=lambda m: None) -> DataPlan:
     if len(record.val):
         plan.x_val, plan.y_val = src.x[record.val], src.y[record.val]
     plan.class_names = _class_names(cfg, src, [plan.y_train, plan.y_test])
-    if cfg.standardize:
-        plan.mean, plan.std = channel_stats(plan.x_train)
+    plan.preprocessing = src.preprocessing
+    if cfg.standardize or cfg.mean is not None:
+        from .data.sources import given_stats
+        given = given_stats(cfg.mean, cfg.std, plan.x_train.shape[1])
+        plan.mean, plan.std = given if given is not None else channel_stats(plan.x_train)
         for name in ("x_train", "x_val", "x_test"):
             if getattr(plan, name) is not None:
                 setattr(plan, name, standardize(getattr(plan, name), plan.mean, plan.std))
     return plan
 
 
+def image_options(cfg: RunConfig, log=None, fixed=None):
+    """How ``cfg.data``'s image files (if it has any) become inputs: the options given, else the model's input
+    shape (``data.sources.ImageOptions``)."""
+    from .data.sources import ImageOptions
+    return ImageOptions(cfg.image_size, cfg.color, cfg.resize, lambda: model_input_shape(cfg.model), fixed,
+                        cfg.skip_bad_images, cfg.workers, log)
+
+
+def model_input_shape(spec) -> tuple:
+    """The input shape of a zoo model (its default), a .json architecture or an .h5 model file."""
+    import inspect
+
+    from .models import ZOO
+    if _is_h5(spec):
+        from .io.hdf5 import load_model
+        return tuple(load_model(spec, backend="cpu").model.input_shape)
+    if isinstance(spec, str) and spec in ZOO:
+        return tuple(inspect.signature(ZOO[spec]).parameters["input_shape"].default)
+    return tuple(model_from_spec(spec).input_shape)
+
+
 def describe_data(cfg, plan) -> str:
     r = plan.record
     how = "" if plan.regression else "stratified, "
-    val = (f", validation {len(r.val):,} ({cfg.val_split:g} of the rest, {how}seed {cfg.seed})"
-           if len(r.val) else "")
+    val = (f", validation {len(r.val):,} " + (f"({cfg.val_split:g} of the rest, {how}seed {cfg.seed})" if
+                                              cfg.val_split else "(its own val part)") if len(r.val) else "")
     limit = f" (--limit {cfg.limit:,})" if cfg.limit and len(r.train) < r.train_size else ""
     what = f"{plan.num_classes} float target(s)" if plan.regression else f"{plan.num_classes} classes"
     kind = _kind(plan.x_train)
+    files = f"; image files read as {plan.preprocessing.describe()}" if plan.preprocessing is not None else ""
     return (f"Data {cfg.data}: {r.train_size:,} {kind} {tuple(plan.x_train.shape[1:])}, {what}; "
-            f"training {len(r.train):,}{limit}{val}; test {plan.test_label}")
+            f"training {len(r.train):,}{limit}{val}; test {plan.test_label}{files}")
 
 
 # ====================================================================== 2. model
@@ -532,6 +571,8 @@ class TrainingRun:
     def metadata(self) -> dict:
         meta = {"class_names": self.plan.class_names, "train_options": self.cfg.stored(),
                 "library_version": __version__, **self.plan.record.to_metadata()}
+        if self.plan.preprocessing is not None:
+            meta["preprocessing"] = self.plan.preprocessing.to_json()
         if self.plan.mean is not None:
             meta.update(mean=np.asarray(self.plan.mean, np.float32), std=np.asarray(self.plan.std, np.float32))
         return meta
@@ -635,20 +676,24 @@ def _evaluation_indices(src, record, meta, split, model_label):
     return src.predefined_test, f"its own test part, {len(src.predefined_test):,} images"
 
 
-def evaluation_data(meta: dict, spec, split="auto", limit=None, model_label="the model"):
+def evaluation_data(meta: dict, spec, split="auto", limit=None, model_label="the model", input_shape=None,
+                    skip_bad=False, workers=None, log=None):
     """(x, y, class names, description) for ``numbacnn evaluate``.
 
     Data a model was trained on is recognised by its fingerprint: ``auto``/``test`` then score
     only the images held out at training; ``all`` scores everything and says how many were
-    trained on.  Without ``spec`` the model's recorded test data is used.
+    trained on.  Without ``spec`` the model's recorded test data is used.  Image files are read
+    with the preprocessing the model file records (else made for ``input_shape``); x is then a
+    streamed ``data.datasets.Dataset``.
     """
+    from .data.sources import model_image_options
     from .data.splits import SplitRecord, load_source, subset
     record = SplitRecord.from_metadata(meta, model_label)
     if spec is None:
         if record is None:
             raise DataError(f"{model_label} does not record the data it was trained on: give --data")
         spec = record.test_spec
-    src = load_source(spec)
+    src = load_source(spec, model_image_options(meta, input_shape, model_label, skip_bad, workers, log))
     idx, part = _evaluation_indices(src, record, meta, split, model_label)
     if limit is not None and limit < len(idx):
         idx = subset(idx, src.y, limit, 0, "limit_test")

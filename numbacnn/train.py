@@ -37,6 +37,8 @@ import time
 import numpy as np
 
 from .callbacks import CallbackList, EarlyStopping, ModelCheckpoint
+from .data.datasets import ArrayDataset, Dataset, as_dataset
+from .data.pipeline import BatchStream, augment_batch, batch_seeds
 from .graph import INPUT, Model
 from .losses import get_loss
 from .optim import SGD, optimizer_from_state
@@ -143,62 +145,92 @@ def frozen_prefix_split(model):
     return prefix, boundary, head
 
 
+def _batches(data: Dataset, batch_size: int):
+    """The batches (x, y) of ``data`` in order, through the input pipeline with the dataset's workers."""
+    order = np.arange(len(data))
+    bounds = [order[s:s + batch_size] for s in range(0, len(data), int(batch_size))]
+    return BatchStream(lambda j: data.batch(bounds[j]), len(bounds), data.workers)
+
+
+def _prefix_features(model, boundary, data: Dataset, batch_size=256):
+    """(the boundary node's output, the labels) for every sample of ``data`` (evaluation mode), on the host."""
+    be, out, ys = model.backend, [], []
+    with _batches(data, batch_size) as stream:
+        for xb, yb in stream:
+            acts = model.forward(be.asarray(xb), training=False, until=boundary)
+            out.append(np.array(be.to_host(acts), dtype=np.float32))
+            ys.append(yb)
+    return np.concatenate(out), np.concatenate(ys)
+
+
 def run_prefix(model, prefix, boundary, x, batch_size=256):
-    """The boundary node's output for every sample of x (evaluation mode), on the host."""
-    be, out = model.backend, []
-    for s in range(0, len(x), batch_size):
-        acts = model.forward(be.asarray(x[s:s + batch_size]), training=False, until=boundary)
-        out.append(np.array(be.to_host(acts), dtype=np.float32))
-    return np.concatenate(out)
+    """The boundary node's output for every sample of x (arrays or a ``Dataset``; evaluation mode), on the host."""
+    return _prefix_features(model, boundary, as_dataset(x), batch_size)[0]
 
 
 # ---------------------------------------------------------------- evaluate / predict
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
-    """The model's raw outputs (N, ...) for x (N, C, H, W), in evaluation mode, on the host."""
-    x = check_data("predict", x, None, model.input_shape)
-    be = model.backend
-    outs = [np.array(be.to_host(model.forward(be.asarray(x[s:s + batch_size]), training=False)))
-            for s in range(0, len(x), int(batch_size))]
+    """The model's raw outputs (N, ...) for x (N, C, H, W) (or a ``Dataset``), in evaluation mode, on the host."""
+    data, be, outs = as_dataset(x, None, "predict", model.input_shape), model.backend, []
+    with _batches(data, int(batch_size)) as stream:
+        for xb, _ in stream:
+            outs.append(np.array(be.to_host(model.forward(be.asarray(xb), training=False))))
     return np.concatenate(outs)
 
 
-def evaluate(model, x, y, batch_size: int = 256, loss="cross_entropy"):
-    """(mean loss, accuracy, probabilities (N, K) on the host) of ``model``'s output on (x, y)."""
-    x = check_data("evaluate", x, y, model.input_shape)
-    return _evaluate(model, x, np.asarray(y), int(batch_size), get_loss(loss), True,
-                     [(model.logits_node(), 1.0)])
+def evaluate(model, x, y=None, batch_size: int = 256, loss="cross_entropy"):
+    """(mean loss, accuracy, probabilities (N, K) on the host) of ``model``'s output on (x, y) (or on a
+    ``Dataset`` x)."""
+    return evaluate_data(model, x, y, batch_size, loss)[:3]
+
+
+def evaluate_data(model, x, y=None, batch_size: int = 256, loss="cross_entropy"):
+    """``evaluate``'s (loss, accuracy, probabilities) and the labels of the images scored (a dataset that skips
+    unreadable files scores fewer than it holds)."""
+    data = as_dataset(x, y, "evaluate", model.input_shape)
+    return _scores(model, data, int(batch_size), get_loss(loss), True, [(model.logits_node(), 1.0)])
 
 
 def _evaluate(model, x, y, batch_size, loss_fn, keep_probs=False, outputs=None):
     """(loss, accuracy, probabilities or None) of the first of ``outputs`` ([(logits node, weight)], default
-    ``model.training_outputs()``); the loss is the weighted sum over all of them (the training objective)."""
+    ``model.training_outputs()``); the loss is the weighted sum over all of them (the training objective).
+    ``x`` is an array (with labels ``y``) or a ``Dataset``."""
+    return _scores(model, as_dataset(x, None if isinstance(x, Dataset) else y), batch_size, loss_fn, keep_probs,
+                   outputs)[:3]
+
+
+def _scores(model, data, batch_size, loss_fn, keep_probs=False, outputs=None):
     be = model.backend
     outputs = model.training_outputs() if outputs is None else outputs
     nodes = [n for n, _ in outputs]
-    total_loss, correct, probs = 0.0, 0, []
-    for s in range(0, len(x), batch_size):
-        xb, yb = x[s:s + batch_size], y[s:s + batch_size]
-        acts = model.forward(be.asarray(xb), training=False, until=nodes)
-        targets = _targets_to_backend(be, yb)
-        values = [loss_fn.value(be, a, targets) for a in acts]
-        total_loss += sum(w * v for (_, w), (v, _) in zip(outputs, values)) * len(xb)
-        p = values[0][1]
-        correct += _count_correct(be, p, yb) if loss_fn.classification else 0
-        if keep_probs:
-            probs.append(np.array(be.to_host(p), dtype=np.float32).reshape(len(xb), -1))
-    n = len(x)
+    total_loss, correct, probs, ys = 0.0, 0, [], []
+    with _batches(data, batch_size) as stream:
+        for xb, yb in stream:
+            if not len(yb):
+                continue
+            acts = model.forward(be.asarray(xb), training=False, until=nodes)
+            targets = _targets_to_backend(be, yb)
+            values = [loss_fn.value(be, a, targets) for a in acts]
+            total_loss += sum(w * v for (_, w), (v, _) in zip(outputs, values)) * len(xb)
+            p = values[0][1]
+            correct += _count_correct(be, p, yb) if loss_fn.classification else 0
+            ys.append(yb)
+            if keep_probs:
+                probs.append(np.array(be.to_host(p), dtype=np.float32).reshape(len(xb), -1))
+    n = sum(len(b) for b in ys)
+    if not n:
+        raise ValueError("no image could be read to evaluate")
     accuracy = correct / n if loss_fn.classification else None
-    return total_loss / n, accuracy, (np.concatenate(probs) if keep_probs else None)
+    return total_loss / n, accuracy, (np.concatenate(probs) if keep_probs else None), np.concatenate(ys)
 
 
 def evaluate_outputs(model, x, y, batch_size: int = 256, loss="cross_entropy") -> dict:
     """{output node: (loss, accuracy, probabilities)} for the model output and every auxiliary output,
     each on its own (unweighted)."""
-    x = check_data("evaluate", x, y, model.input_shape)
+    data = as_dataset(x, y, "evaluate", model.input_shape)
     out = {}
     for node in [model.output, *model.aux_outputs]:
-        out[node] = _evaluate(model, x, np.asarray(y), int(batch_size), get_loss(loss), True,
-                              [(model.logits_node(node), 1.0)])
+        out[node] = _scores(model, data, int(batch_size), get_loss(loss), True, [(model.logits_node(node), 1.0)])[:3]
     return out
 
 
@@ -210,16 +242,20 @@ class Trainer:
     optimizer : an ``optim.Optimizer`` (default SGD(lr=0.01)); its ``lr`` is set by the schedule
     schedule  : a ``schedules.Schedule`` (default: constant at the optimizer's lr)
     loss      : a loss name or object (``losses.get_loss``)
-    augment   : ``aug(batch_x, rng) -> batch_x`` applied to each training batch on the host
+    augment   : ``aug(batch_x, rng) -> batch_x`` applied to each training batch on the host, with a generator
+                seeded for that batch (``data.pipeline.batch_seeds``: the same whatever the workers)
     callbacks : objects with the hooks of ``callbacks.Callback``
     precompute_frozen : run the fixed (frozen) part of the graph once and train only the head
+    workers   : threads making batches ahead of the loop (``data.pipeline``); None: the dataset's own (none
+                for arrays, some for image files)
 
-    ``fit(x, y, epochs, validation_data, initial_state)`` returns the history; ``stop_training``
-    set by a callback ends the run after the current epoch.
+    ``fit(x, y, epochs, validation_data, initial_state)`` returns the history; x and the validation
+    data are arrays or ``data.datasets.Dataset``s (batches read on demand: image files, packed
+    files); ``stop_training`` set by a callback ends the run after the current epoch.
     """
 
     def __init__(self, model, optimizer=None, schedule=None, loss="cross_entropy", batch_size=32, augment=None,
-                 seed=0, shuffle=True, callbacks=(), precompute_frozen=False):
+                 seed=0, shuffle=True, callbacks=(), precompute_frozen=False, workers=None):
         self.model = model
         self.backend = model.require_built()
         if int(batch_size) < 1:
@@ -231,6 +267,7 @@ class Trainer:
         if precompute_frozen and augment is not None:
             raise ValueError("precompute_frozen cannot be combined with augment (features are computed once)")
         self.rng = np.random.default_rng(self.seed)
+        self.workers = None if workers is None else int(workers)
         self.epoch, self.step, self.history = 0, 0, []
         self.stop_training = False
         self.callbacks = CallbackList(callbacks, self)
@@ -264,50 +301,63 @@ class Trainer:
 
     # ------------------------------------------------------------ the loop
     def fit(self, x, y, epochs, validation_data=None, initial_state=None) -> list:
-        """Train up to ``epochs`` in total on host arrays; returns the history (list of per-epoch dicts)."""
-        x = check_data("training data", x, y, self.model.input_shape)
-        y = np.asarray(y)
-        xv = yv = None
-        if validation_data is not None:
-            xv = check_data("validation data", validation_data[0], validation_data[1], self.model.input_shape)
-            yv = np.asarray(validation_data[1])
+        """Train up to ``epochs`` in total on arrays or a ``Dataset``; returns the history (per-epoch dicts)."""
+        data = as_dataset(x, y, "training data", self.model.input_shape)
+        val = None if validation_data is None else as_dataset(*validation_data, "validation data",
+                                                                  self.model.input_shape)
         if initial_state is not None:
             self.restore(initial_state)
         train_model = self.model
         if self.precompute_frozen:
-            prefix, boundary, train_model = frozen_prefix_split(self.model)
-            x = run_prefix(self.model, prefix, boundary, x)
-            xv = None if xv is None else run_prefix(self.model, prefix, boundary, xv)
-        bounds = batch_bounds(len(x), self.batch_size)
-        self.callbacks.call("on_train_begin", {"epochs": int(epochs), "start_epoch": self.epoch, "samples": len(x),
+            _, boundary, train_model = frozen_prefix_split(self.model)
+            data = ArrayDataset(*_prefix_features(self.model, boundary, data))
+            val = None if val is None else ArrayDataset(*_prefix_features(self.model, boundary, val))
+        bounds = batch_bounds(len(data), self.batch_size)
+        self.callbacks.call("on_train_begin", {"epochs": int(epochs), "start_epoch": self.epoch, "samples": len(data),
                                                "batches": len(bounds), "batch_size": self.batch_size,
-                                               "val_samples": 0 if xv is None else len(xv)})
+                                               "val_samples": 0 if val is None else len(val)})
         self.stop_training = False
         while self.epoch < int(epochs) and not self.stop_training:
-            self._epoch(train_model, x, y, bounds, xv, yv)
+            self._epoch(train_model, data, bounds, val)
         self.callbacks.call("on_train_end", {"history": self.history})
         return self.history
 
-    def _epoch(self, model, x, y, bounds, xv, yv):
+    def _stream(self, data, order, bounds):
+        """The epoch's batches (x, y) in order, augmented with one seed per batch drawn from the trainer's generator."""
+        batches = [order[s:e] for s, e in bounds]
+        seeds = batch_seeds(self.rng, len(batches)) if self.augment is not None else None
+
+        def make(j):
+            xb, yb = data.batch(batches[j])
+            return (augment_batch(self.augment, xb, seeds[j]) if seeds is not None and len(yb) else xb), yb
+
+        return BatchStream(make, len(batches), data.workers if self.workers is None else self.workers)
+
+    def _epoch(self, model, data, bounds, val):
         epoch = self.epoch
         self.optimizer.lr = float(self.schedule.lr_for_epoch(epoch))
         self.callbacks.call("on_epoch_begin", epoch, {"lr": self.optimizer.lr})
-        order = self.rng.permutation(len(x)) if self.shuffle else np.arange(len(x))
+        order = self.rng.permutation(len(data)) if self.shuffle else np.arange(len(data))
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         ratio = (lambda k, n: k / n) if self.loss_fn.classification else (lambda k, n: None)
-        for b, (s, e) in enumerate(bounds):
-            idx = order[s:e]
-            batch_loss, k = self._train_step(model, x[idx], y[idx], epoch, b)
-            seen, loss_sum, correct = seen + e - s, loss_sum + batch_loss * (e - s), correct + k
-            elapsed = time.perf_counter() - t0
-            self.callbacks.call("on_batch_end", b, {
-                "epoch": epoch + 1, "batch": b + 1, "batches": len(bounds), "size": e - s, "loss": batch_loss,
-                "accuracy": ratio(k, e - s), "epoch_loss": loss_sum / seen, "epoch_accuracy": ratio(correct, seen),
-                "images_per_s": seen / elapsed if elapsed > 0 else 0.0, "elapsed": elapsed, "lr": self.optimizer.lr})
+        with self._stream(data, order, bounds) as stream:
+            for b, (xb, yb) in enumerate(stream):
+                if not len(yb):                 # every image of the batch skipped as unreadable
+                    continue
+                batch_loss, k = self._train_step(model, xb, yb, epoch, b)
+                seen, loss_sum, correct = seen + len(yb), loss_sum + batch_loss * len(yb), correct + k
+                elapsed = time.perf_counter() - t0
+                self.callbacks.call("on_batch_end", b, {
+                    "epoch": epoch + 1, "batch": b + 1, "batches": len(bounds), "size": len(yb), "loss": batch_loss,
+                    "accuracy": ratio(k, len(yb)), "epoch_loss": loss_sum / seen,
+                    "epoch_accuracy": ratio(correct, seen), "images_per_s": seen / elapsed if elapsed > 0 else 0.0,
+                    "elapsed": elapsed, "lr": self.optimizer.lr})
+        if not seen:
+            raise ValueError(f"no image of the training data could be read in epoch {epoch + 1}")
         logs = {"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": ratio(correct, seen),
                 "val_loss": None, "val_accuracy": None, "lr": self.optimizer.lr}
-        if xv is not None:
-            logs["val_loss"], logs["val_accuracy"], _ = _evaluate(model, xv, yv, 256, self.loss_fn)
+        if val is not None:
+            logs["val_loss"], logs["val_accuracy"], _, _ = _scores(model, val, 256, self.loss_fn)
         logs["time"] = time.perf_counter() - t0
         self.history.append(logs)
         self.schedule.on_epoch_end(epoch, logs)
@@ -317,12 +367,6 @@ class Trainer:
     def _train_step(self, model, xb, yb, epoch, b):
         """One forward, backward and optimizer step; returns (loss, correct predictions)."""
         be = self.backend
-        if self.augment is not None:
-            shape = xb.shape
-            xb = self.augment(xb, self.rng)
-            if tuple(np.shape(xb)) != shape:
-                raise ValueError(f"augment returned shape {np.shape(xb)} for a batch of shape {shape}")
-            xb = np.ascontiguousarray(xb, dtype=np.float32)
         outputs = model.training_outputs()      # [(logits node, loss weight)]: the output and auxiliary heads
         acts = model.forward(be.asarray(xb), training=True, until=[n for n, _ in outputs])
         targets = _targets_to_backend(be, yb)
@@ -371,7 +415,8 @@ def fit(model, x_train, y_train, *, epochs=1, batch_size=32, optimizer=None, sch
     """
     if validation_data is not None and val_split:
         raise ValueError("fit takes either val_split or validation_data, not both")
-    x, y = np.asarray(x_train), np.asarray(y_train)
+    x = x_train if isinstance(x_train, Dataset) else np.asarray(x_train)
+    y = x.y if isinstance(x, Dataset) and y_train is None else np.asarray(y_train)
     if val_split:
         x, y, xv, yv = validation_split(x, y, val_split, seed)
         validation_data = (xv, yv)
@@ -412,5 +457,5 @@ def resume(path, x_train, y_train, *, epochs, backend="cpu", **fit_kwargs):
     return mf.model, history
 
 
-__all__ = ["Trainer", "fit", "evaluate", "evaluate_outputs", "predict", "resume", "frozen_prefix_split", "run_prefix",
-           "validation_split", "batch_bounds", "check_data"]
+__all__ = ["Trainer", "fit", "evaluate", "evaluate_data", "evaluate_outputs", "predict", "resume",
+           "frozen_prefix_split", "run_prefix", "validation_split", "batch_bounds", "check_data"]

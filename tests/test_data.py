@@ -1,16 +1,14 @@
-"""Datasets, loaders, image files and augmentation (numbacnn/data)."""
+"""Datasets, loaders and augmentation (numbacnn/data; image files: test_images.py, folders and packed files:
+test_data_streams.py)."""
 import gzip
 import os
 import struct
-import zlib
 
 import numpy as np
 import pytest
 
-from numbacnn.data import (BUILTIN_CLASS_NAMES, DataError, channel_stats, load_dataset, load_image,
-                           load_images, load_splits, make_augment, make_shapes, read_idx, read_image,
-                           resize, save_image, standardize, train_test_split)
-from numbacnn.data.images import decode_png, encode_png
+from numbacnn.data import (BUILTIN_CLASS_NAMES, DataError, channel_stats, load_dataset, load_splits, make_augment,
+                           make_shapes, read_idx, standardize, train_test_split)
 
 MNIST_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
@@ -303,143 +301,6 @@ def test_standardisation_uses_training_statistics():
     assert sd[0] == 1.0 and np.allclose(standardize(const, m, sd), 0)
     with pytest.raises(ValueError, match="channels"):
         standardize(const, [0, 0], [1, 1])
-
-
-# ----------------------------------------------------------------------------- image files
-
-def _filter_row(ftype, raw, prior, bpp):
-    """PNG filter of one row (ints) for the test encoder."""
-    left = np.r_[np.zeros(bpp, int), raw[:-bpp]]
-    upleft = np.r_[np.zeros(bpp, int), prior[:-bpp]]
-    if ftype == 0:
-        pred = np.zeros_like(raw)
-    elif ftype == 1:
-        pred = left
-    elif ftype == 2:
-        pred = prior
-    elif ftype == 3:
-        pred = (left + prior) // 2
-    else:
-        p = left + prior - upleft
-        pa, pb, pc = abs(p - left), abs(p - prior), abs(p - upleft)
-        pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prior, upleft))
-    return ((raw - pred) % 256).astype(np.uint8)
-
-
-def png_bytes(img, colour, filters=(0, 1, 2, 3, 4), depth=8, interlace=0, palette=None):
-    """A PNG whose rows cycle through the given filter types (an encoder independent of the decoder)."""
-    h, w = img.shape[:2]
-    rows = img.reshape(h, -1).astype(int)
-    bpp = rows.shape[1] // w
-    body, prior = b"", np.zeros(rows.shape[1], int)
-    for y in range(h):
-        f = filters[y % len(filters)]
-        body += bytes([f]) + _filter_row(f, rows[y], prior, bpp).tobytes()
-        prior = rows[y]
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, interlace))
-    if palette is not None:
-        out += chunk(b"PLTE", palette.astype(np.uint8).tobytes())
-    return out + chunk(b"tEXt", b"Comment\x00test") + chunk(b"IDAT", zlib.compress(body)) + chunk(b"IEND", b"")
-
-
-@pytest.mark.parametrize("colour, channels", [(0, 1), (2, 3), (4, 2), (6, 4)])
-def test_png_decoder_all_filters(colour, channels):
-    img = np.random.default_rng(colour).integers(0, 256, (7, 9, channels), dtype=np.uint8)
-    for filters in [(0,), (1,), (2,), (3,), (4,), (4, 3, 2, 1, 0)]:
-        out = decode_png(png_bytes(img, colour, filters))
-        assert out.shape == (7, 9, channels)
-        assert np.array_equal(np.rint(out * 255).astype(np.uint8), img), filters
-
-
-def test_png_palette_and_encoder_roundtrip():
-    pal = np.random.default_rng(0).integers(0, 256, (5, 3))
-    idx = np.random.default_rng(1).integers(0, 5, (4, 6, 1), dtype=np.uint8)
-    out = decode_png(png_bytes(idx, 3, palette=pal))
-    assert np.array_equal(np.rint(out * 255), pal[idx[..., 0]])
-    rgb = np.random.default_rng(2).integers(0, 256, (5, 3, 3), dtype=np.uint8)
-    assert np.array_equal(np.rint(decode_png(encode_png(rgb)) * 255), rgb)
-
-
-def test_png_errors(tmp_path):
-    img = np.zeros((4, 4, 1), np.uint8)
-    cases = [(png_bytes(img, 0, depth=16), "unsupported PNG format"),
-             (png_bytes(img, 0, interlace=1), "interlaced"),
-             (png_bytes(img, 3), "palette PNG without a PLTE"),
-             (png_bytes(img, 0)[:40], "truncated PNG"),
-             (b"\x89PNG\r\n\x1a\n" + b"\x00" * 4, "truncated PNG"),
-             (b"GIF89a....", "GIF images are not supported yet"),
-             (b"\x00\x01\x02....", "unsupported image format")]
-    good = bytearray(png_bytes(img, 0))
-    good[20] ^= 0xFF                                   # inside IHDR: CRC no longer matches
-    cases.append((bytes(good), "fails its CRC check"))
-    for i, (data, message) in enumerate(cases):
-        p = tmp_path / f"img{i}.png"
-        p.write_bytes(data)
-        with pytest.raises(DataError, match=f"img{i}.png: .*{message}"):
-            read_image(str(p))
-    with pytest.raises(DataError, match="file not found"):
-        read_image(str(tmp_path / "none.png"))
-
-
-def test_pnm_formats(tmp_path):
-    g = np.array([[0, 128, 255], [10, 20, 30]], np.uint8)
-    (tmp_path / "a.pgm").write_bytes(b"P5\n# a comment\n3 2\n255\n" + g.tobytes())
-    (tmp_path / "b.pgm").write_bytes(b"P2 3 2 255\n" + " ".join(map(str, g.ravel())).encode())
-    (tmp_path / "c.pgm").write_bytes(b"P5 3 2 1000\n" + (g.astype(np.uint16) * 3).astype(">u2").tobytes())
-    rgb = np.arange(18, dtype=np.uint8).reshape(2, 3, 3) * 10
-    (tmp_path / "d.ppm").write_bytes(b"P6 3 2 255\n" + rgb.tobytes())
-    (tmp_path / "e.ppm").write_bytes(b"P3 3 2 255 " + " ".join(map(str, rgb.ravel())).encode())
-    for name in "ab":
-        assert np.allclose(read_image(str(tmp_path / f"{name}.pgm"))[..., 0], g / 255)
-    assert np.allclose(read_image(str(tmp_path / "c.pgm"))[..., 0], g.astype(int) * 3 / 1000)
-    for name in "de":
-        assert np.allclose(read_image(str(tmp_path / f"{name}.ppm")), rgb / 255)
-    for data, message in [(b"P5 3 2 255\n" + b"\x00" * 5, "truncated pixel data"),
-                          (b"P4 3 2\n", "not a PGM/PPM"), (b"P5 3 x 255\n", "malformed"),
-                          (b"P5 3 2", "truncated Netpbm header"), (b"P5 0 2 255\n", "bad Netpbm size")]:
-        (tmp_path / "bad.pgm").write_bytes(data)
-        with pytest.raises(DataError, match=f"bad.pgm: {message}"):
-            read_image(str(tmp_path / "bad.pgm"))
-
-
-def test_load_image_converts_and_resizes(tmp_path):
-    rgb = np.random.default_rng(0).random((3, 10, 12)).astype(np.float32)
-    save_image(str(tmp_path / "x.png"), rgb)
-    save_image(str(tmp_path / "x.ppm"), rgb)
-    q = np.rint(rgb * 255) / 255
-    assert np.allclose(load_image(str(tmp_path / "x.png"), (3, 10, 12)), q)
-    assert np.allclose(load_image(str(tmp_path / "x.ppm"), (3, 10, 12)), q)
-    gray = load_image(str(tmp_path / "x.png"), (1, 10, 12))
-    assert np.allclose(gray[0], 0.299 * q[0] + 0.587 * q[1] + 0.114 * q[2], atol=1e-6)
-    save_image(str(tmp_path / "g.pgm"), gray)
-    assert np.allclose(load_image(str(tmp_path / "g.pgm"), (3, 10, 12)), np.repeat(np.rint(gray * 255) / 255, 3, 0))
-    batch = load_images([str(tmp_path / "x.png")] * 2, (1, 5, 6))
-    assert batch.shape == (2, 1, 5, 6)
-    with pytest.raises(ValueError, match="C = 1 or 3"):
-        save_image(str(tmp_path / "y.png"), np.zeros((2, 4, 4)))
-
-
-def test_resize_nearest_and_bilinear():
-    img = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
-    assert np.array_equal(resize(img, 2, 2, "nearest")[0], [[5, 7], [13, 15]])
-    assert np.array_equal(resize(img, 8, 8, "nearest")[0, ::2, ::2], img[0])
-    assert np.allclose(resize(img, 2, 2)[0], [[2.5, 4.5], [10.5, 12.5]])     # mean of each 2x2 block
-    assert np.allclose(resize(np.full((2, 3, 5), 0.3, np.float32), 7, 2), 0.3)
-    with pytest.raises(ValueError, match="unknown method"):
-        resize(img, 2, 2, "cubic")
-
-
-def test_resize_bilinear_matches_torch():
-    torch = pytest.importorskip("torch")
-    img = np.random.default_rng(0).random((2, 9, 7)).astype(np.float32)
-    for h, w in [(28, 28), (4, 5), (9, 14)]:
-        ref = torch.nn.functional.interpolate(torch.tensor(img[None]), size=(h, w), mode="bilinear",
-                                              align_corners=False)[0].numpy()
-        assert np.allclose(resize(img, h, w), ref, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- augmentation

@@ -18,9 +18,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from .images import sample_bilinear
 
 DEFAULTS = {"flip_p": 0.5, "contrast": 0.3, "zoom": 0.2, "noise_std": 0.05}
+
+
+def sample_bilinear(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``x (N, C, H, W)`` at rows ``ys (N, Ho)`` and columns ``xs (N, Wo)``.
+
+    Coordinates are in pixel units with pixel centres at integers; samples
+    outside are clamped to the border.  Returns ``(N, C, Ho, Wo)`` float32.
+    """
+    n, _, h, w = x.shape
+    ys = np.clip(ys, 0, h - 1)
+    xs = np.clip(xs, 0, w - 1)
+    y0 = np.minimum(np.floor(ys).astype(np.int64), h - 2 if h > 1 else 0)
+    x0 = np.minimum(np.floor(xs).astype(np.int64), w - 2 if w > 1 else 0)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    fy = (ys - y0)[:, None, :, None].astype(np.float32)
+    fx = (xs - x0)[:, None, None, :].astype(np.float32)
+    b = np.arange(n)[:, None, None, None]
+    c = np.arange(x.shape[1])[None, :, None, None]
+
+    def at(yi, xi):
+        return x[b, c, yi[:, None, :, None], xi[:, None, None, :]]
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
+    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
 
 
 def flip(x, rng, flip_p=0.5):

@@ -1,298 +1,270 @@
-"""Image files for ``predict``: PGM/PPM and PNG readers, resizing, a writer.
+"""Image files through Pillow: decoding, EXIF orientation, colour mode, resize and centre crop.
 
-No imaging library is needed: Netpbm (P2/P3/P5/P6, 8 or 16 bit) is parsed by
-hand and PNG by a small decoder built on ``zlib`` (8-bit grey, grey+alpha,
-RGB, RGBA and palette images, non-interlaced; anything else is a
-``DataError``).  ``load_image(path, (C, H, W))`` returns a float32 array in
-[0, 1] converted to C channels (grey <-> RGB by ITU-R 601 luma or by
-repetition; alpha is dropped) and resized with bilinear or nearest sampling.
+Every format Pillow reads (JPEG, PNG, BMP, GIF, TIFF, WebP, PGM/PPM, ...) in every mode (grey, RGB,
+RGBA, palette, 16-bit).  A ``Preprocessing`` says how a file becomes a model input, and the model
+file records it, so ``predict`` and ``evaluate`` apply exactly what training applied::
+
+    1. EXIF orientation applied (a phone's portrait photo stands upright)
+    2. colour: grey (ITU-R 601 luma, Pillow's ``convert('L')``) or rgb; alpha dropped; 16-bit samples
+       scaled to 8 bits (x * 255 / 65535, rounded)
+    3. resized (keeping its aspect ratio) as little as lets the ``height x width`` crop fit, or so that
+       its shorter side is ``resize`` when that is larger (torchvision's Resize(256) + CenterCrop(224)),
+       then the centre crop: one bilinear resampling (Pillow's, antialiased when shrinking) of just the
+       cropped region
+    4. uint8 (C, H, W); as float32, divided by 255 (``to_float``)
+
+JPEG files are decoded at a reduced scale (libjpeg's DCT scaling, Pillow's ``draft``) when that is
+still at least the size step 3 resizes to: the same pixels at training and prediction, a faster decode.
+
+Pillow's decompression-bomb limit stays on (``PIL.Image.MAX_IMAGE_PIXELS``: a warning above it, an
+error above twice it), and the pixels a header declares are checked against ``NUMBACNN_MAX_GIB``
+(``io.limits``) before anything is decoded.  A missing, corrupt or truncated file is one
+``DataError`` naming it.
 """
 from __future__ import annotations
 
-import struct
-import zlib
+import math
+import os
+import tempfile
+from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from ..io import limits
-from .loaders import DataError, read_file_bytes
+from .loaders import DataError
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}     # colour type -> samples per pixel
+#: the file names read as images in folders (other files are left alone)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm",
+                  ".pbm")
+COLORS = {"grey": 1, "rgb": 3}
+_ALIASES = {"gray": "grey", "l": "grey", "rgb": "rgb", "grey": "grey", "color": "rgb", "colour": "rgb"}
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ORIENTATION = 0x0112
 
 
-# ----------------------------------------------------------------------------- Netpbm
+def is_image_name(name) -> bool:
+    """True when the file name ends in one of ``IMAGE_SUFFIXES`` (any case)."""
+    return os.fspath(name).lower().endswith(IMAGE_SUFFIXES)
 
-def _check_pixels(path, count):
-    """Refuse from the header an image whose samples, as float32, would take more than memory allows."""
+
+def color_name(value, where: str = "--color") -> str:
+    """'grey' or 'rgb' for the names people use (gray, grey, L, rgb, colour); DataError otherwise."""
+    name = _ALIASES.get(str(value).strip().lower())
+    if name is None:
+        raise DataError(f"{where}: unknown colour mode {value!r} (use grey or rgb)")
+    return name
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image file becomes a model input (see the module docstring); stored in model files."""
+
+    height: int
+    width: int
+    color: str = "rgb"
+    resize: int | None = None       # the shorter side before the centre crop; None: just what the crop needs
+
+    @property
+    def channels(self) -> int:
+        return COLORS[self.color]
+
+    @property
+    def shape(self) -> tuple:
+        return self.channels, self.height, self.width
+
+    def scale(self, w: int, h: int) -> float:
+        """The factor a ``w x h`` image is resized by before the centre crop."""
+        return max(self.height / h, self.width / w, (self.resize or 0) / min(w, h))
+
+    @classmethod
+    def for_shape(cls, shape, resize=None) -> "Preprocessing":
+        """The preprocessing that gives a model input of ``shape`` (C, H, W), C = 1 (grey) or 3 (rgb)."""
+        c, h, w = (int(s) for s in shape)
+        if c not in (1, 3):
+            raise DataError(f"a model input of {c} channels cannot be made from image files (1: grey, 3: rgb)")
+        return cls(h, w, "grey" if c == 1 else "rgb", resize)
+
+    def to_json(self) -> dict:
+        return {"size": [self.height, self.width], "color": self.color, "resize": self.resize}
+
+    @classmethod
+    def from_json(cls, doc, where: str = "preprocessing") -> "Preprocessing":
+        """A stored preprocessing, every field checked (DataError names ``where`` and the field)."""
+        def ok_int(v, lo=1, hi=1 << 16):
+            return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+        if not isinstance(doc, dict) or set(doc) - {"size", "color", "resize"}:
+            raise DataError(f"{where}: damaged preprocessing record {str(doc)[:60]!r}")
+        size = doc.get("size")
+        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(ok_int(s) for s in size)):
+            raise DataError(f"{where}: preprocessing size {size!r} is not [height, width] (1..65536)")
+        if doc.get("color") not in COLORS:
+            raise DataError(f"{where}: preprocessing colour {doc.get('color')!r} is not grey or rgb")
+        resize = doc.get("resize")
+        if resize is not None and not ok_int(resize):
+            raise DataError(f"{where}: preprocessing resize {resize!r} is not a side in 1..65536")
+        return cls(int(size[0]), int(size[1]), doc["color"], resize)
+
+    def describe(self) -> str:
+        resize = f"shorter side resized to {self.resize}, " if self.resize else ""
+        return f"{self.color}, {resize}centre {self.height}x{self.width} crop"
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def _why(exc, path) -> str:
+    """Pillow's message without the file name (the error names it once, first)."""
+    text = " ".join(str(exc).replace(repr(path), "").replace(path, "").split()).rstrip(" :")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def open_image(path) -> Image.Image:
+    """The Pillow image of ``path``, header read and sizes checked, pixels not yet decoded."""
+    path = os.fspath(path)
     try:
-        limits.check_declared(16 * count, f"{path}: an image of {count:,} samples")
+        limits.regular_file(path)
     except ValueError as exc:
         raise DataError(str(exc)) from None
-
-
-def _pnm_tokens(data: bytes, count: int, path: str):
-    """The first ``count`` whitespace-separated header tokens (skipping # comments) and the offset after them."""
-    tokens, i = [], 0
-    while len(tokens) < count:
-        while i < len(data) and data[i:i + 1].isspace():
-            i += 1
-        if i < len(data) and data[i:i + 1] == b"#":
-            while i < len(data) and data[i:i + 1] not in (b"\n", b"\r"):
-                i += 1
-            continue
-        j = i
-        while j < len(data) and not data[j:j + 1].isspace() and data[j:j + 1] != b"#":
-            j += 1
-        if j == i:
-            raise DataError(f"{path}: truncated Netpbm header")
-        tokens.append(data[i:j])
-        i = j
-    return tokens, i
-
-
-def decode_pnm(data: bytes, path: str = "<bytes>") -> np.ndarray:
-    """Decode PGM/PPM (P2, P3, P5, P6) to ``(H, W, C)`` float32 in [0, 1]."""
-    magic = data[:2]
-    if magic not in (b"P2", b"P3", b"P5", b"P6"):
-        raise DataError(f"{path}: not a PGM/PPM file (magic {magic!r}; P1/P4 bitmaps are not supported)")
-    (_, w, h, maxval), offset = _pnm_tokens(data, 4, path)
     try:
-        w, h, maxval = int(w), int(h), int(maxval)
-    except ValueError:
-        raise DataError(f"{path}: malformed Netpbm header") from None
-    if w < 1 or h < 1 or not 0 < maxval < 65536:
-        raise DataError(f"{path}: bad Netpbm size {w}x{h} or maxval {maxval}")
-    c = 3 if magic in (b"P3", b"P6") else 1
-    count = w * h * c
-    _check_pixels(path, count)
-    if magic in (b"P5", b"P6"):
-        dtype = np.dtype(">u2") if maxval > 255 else np.dtype(np.uint8)
-        body = data[offset + 1:]                      # exactly one whitespace byte after maxval
-        if len(body) < count * dtype.itemsize:
-            raise DataError(f"{path}: truncated pixel data ({len(body)} bytes, need {count * dtype.itemsize})")
-        pixels = np.frombuffer(body, dtype, count).astype(np.float32)
-    else:
+        im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refused as a decompression bomb ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise many types on damaged headers
+        raise DataError(f"{path}: not a readable image ({_why(exc, path)})") from None
+    w, h = im.size
+    try:
+        limits.check_declared(4 * w * h * max(len(im.getbands()), 1), f"{path}: an image of {w}x{h} pixels")
+    except ValueError as exc:
+        im.close()
+        raise DataError(str(exc)) from None
+    return im
+
+
+def _draft(im, prep, color):
+    """Ask a JPEG decoder for a reduced scale still at least as large as the resize needs."""
+    if im.format != "JPEG":
+        return
+    w, h = im.size
+    turned = im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+    tw, th = (h, w) if turned else (w, h)                       # the upright size
+    scale = prep.scale(tw, th)
+    need = (math.ceil(tw * scale), math.ceil(th * scale))
+    im.draft("L" if color == "grey" else "RGB", need[::-1] if turned else need)
+
+
+def _convert(im, color):
+    """``im`` in mode L (grey) or RGB: 16-bit samples scaled, palettes expanded, alpha dropped."""
+    if im.mode in _SIXTEEN_BIT:
+        a = np.clip(np.asarray(im, dtype=np.int64), 0, 65535)
+        im = Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L")
+    elif im.mode in ("P", "PA"):
+        im = im.convert("RGBA")                # transparency included, without Pillow's warning
+    target = "L" if color == "grey" else "RGB"
+    if im.mode == target:
+        return im
+    try:
+        return im.convert(target)
+    except ValueError:                         # a conversion Pillow has no direct path for
+        return im.convert("RGB").convert(target)
+
+
+def _resize_crop(im, prep):
+    """One bilinear resampling of the centre region that becomes the ``height x width`` crop."""
+    w, h = im.size
+    scale = prep.scale(w, h)
+    bw, bh = prep.width / scale, prep.height / scale
+    left, top = (w - bw) / 2, (h - bh) / 2
+    return im.resize((prep.width, prep.height), Image.Resampling.BILINEAR, box=(left, top, left + bw, top + bh))
+
+
+def decode(path, prep: Preprocessing) -> np.ndarray:
+    """Read ``path`` as ``prep.shape`` (C, H, W) uint8 (see the module docstring)."""
+    path = os.fspath(path)
+    with open_image(path) as im:
         try:
-            pixels = np.array(data[offset:].split()[:count], dtype=np.float32)
-        except ValueError:
-            raise DataError(f"{path}: non-numeric pixel value in ASCII Netpbm data") from None
-        if pixels.size < count:
-            raise DataError(f"{path}: truncated pixel data ({pixels.size} values, need {count})")
-    return np.clip(pixels / maxval, 0.0, 1.0).reshape(h, w, c)
+            _draft(im, prep, prep.color)
+            im.load()
+            ImageOps.exif_transpose(im, in_place=True)
+            out = _resize_crop(_convert(im, prep.color), prep)
+            a = np.asarray(out, dtype=np.uint8)
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - truncated or corrupt data: OSError, SyntaxError, ValueError, ...
+            raise DataError(f"{path}: cannot decode ({_why(exc, path)})") from None
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return np.ascontiguousarray(a)
 
 
-# ----------------------------------------------------------------------------- PNG
-
-def _paeth(a: int, b: int, c: int) -> int:
-    p = a + b - c
-    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-    return a if pa <= pb and pa <= pc else b if pb <= pc else c
+def to_float(a) -> np.ndarray:
+    """uint8 pixels as float32 in [0, 1] (x / 255, as every loader of numbacnn scales them)."""
+    return np.asarray(a).astype(np.float32) / np.float32(255.0)
 
 
-def _unfilter(raw: bytes, h: int, stride: int, bpp: int, path: str) -> np.ndarray:
-    """Undo PNG's per-row filters; returns (h, stride) uint8."""
-    if len(raw) != h * (stride + 1):
-        raise DataError(f"{path}: PNG image data has {len(raw)} bytes, expected {h * (stride + 1)}")
-    rows = np.frombuffer(raw, np.uint8).reshape(h, stride + 1)
-    out = np.zeros((h, stride), np.uint8)
-    prior = np.zeros(stride, np.uint8)
-    for y in range(h):
-        ftype, line = rows[y, 0], rows[y, 1:]
-        if ftype == 0:
-            cur = line.copy()
-        elif ftype == 1:      # Sub: running sum along each channel, modulo 256
-            cur = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).ravel()
-        elif ftype == 2:      # Up
-            cur = line + prior
-        elif ftype in (3, 4):  # Average, Paeth: depend on the reconstructed left neighbour
-            cur = bytearray(line.tobytes())
-            up = prior.tolist()
-            for i in range(stride):
-                left = cur[i - bpp] if i >= bpp else 0
-                if ftype == 3:
-                    cur[i] = (cur[i] + ((left + up[i]) >> 1)) & 0xFF
-                else:
-                    upleft = up[i - bpp] if i >= bpp else 0
-                    cur[i] = (cur[i] + _paeth(left, up[i], upleft)) & 0xFF
-            cur = np.frombuffer(bytes(cur), np.uint8)
-        else:
-            raise DataError(f"{path}: bad PNG filter type {ftype} on row {y}")
-        out[y] = cur
-        prior = out[y]
-    return out
+def _prep(shape_or_prep, resize=None) -> Preprocessing:
+    if isinstance(shape_or_prep, Preprocessing):
+        return shape_or_prep
+    return Preprocessing.for_shape(shape_or_prep, resize)
 
 
-def decode_png(data: bytes, path: str = "<bytes>") -> np.ndarray:
-    """Decode an 8-bit non-interlaced PNG to ``(H, W, C)`` float32 in [0, 1] (C = 1, 2, 3 or 4)."""
-    if not data.startswith(PNG_SIGNATURE):
-        raise DataError(f"{path}: not a PNG file (bad signature)")
-    pos, header, palette, idat = 8, None, None, []
-    while True:
-        if pos + 8 > len(data):
-            raise DataError(f"{path}: truncated PNG (no IEND chunk)")
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if len(body) != length or pos + 12 + length > len(data):
-            raise DataError(f"{path}: truncated PNG chunk {ctype!r}")
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        if zlib.crc32(ctype + body) != crc:
-            raise DataError(f"{path}: PNG chunk {ctype!r} fails its CRC check (corrupt file)")
-        pos += 12 + length
-        if ctype == b"IHDR":
-            if length != 13:
-                raise DataError(f"{path}: bad PNG IHDR chunk")
-            header = struct.unpack(">IIBBBBB", body)
-        elif ctype == b"PLTE":
-            palette = np.frombuffer(body, np.uint8).reshape(-1, 3)
-        elif ctype == b"IDAT":
-            idat.append(body)
-        elif ctype == b"IEND":
-            break
-    if header is None:
-        raise DataError(f"{path}: PNG has no IHDR chunk")
-    w, h, depth, colour, compression, filter_method, interlace = header
-    if depth != 8 or colour not in _PNG_CHANNELS:
-        raise DataError(f"{path}: unsupported PNG format (bit depth {depth}, colour type {colour}; "
-                        "only 8-bit grey, grey+alpha, RGB, RGBA and palette are supported)")
-    if interlace != 0 or compression != 0 or filter_method != 0:
-        raise DataError(f"{path}: unsupported PNG (interlaced or unknown compression/filter method)")
-    if w == 0 or h == 0:
-        raise DataError(f"{path}: PNG has zero size {w}x{h}")
-    channels = _PNG_CHANNELS[colour]
-    _check_pixels(path, w * h * channels)
-    try:      # inflate no more than the image needs (+1 byte, to see that there is more)
-        raw = zlib.decompressobj().decompress(b"".join(idat), h * (w * channels + 1) + 1)
-    except zlib.error as exc:
-        raise DataError(f"{path}: corrupt PNG image data ({exc})") from None
-    img = _unfilter(raw, h, w * channels, channels, path).reshape(h, w, channels)
-    if colour == 3:
-        if palette is None:
-            raise DataError(f"{path}: palette PNG without a PLTE chunk")
-        if img.max() >= len(palette):
-            raise DataError(f"{path}: PNG palette index {int(img.max())} out of range")
-        img = palette[img[..., 0]]
-    return img.astype(np.float32) / np.float32(255.0)
+def load_image(path, shape_or_prep) -> np.ndarray:
+    """An image file as float32 (C, H, W) in [0, 1]: ``shape_or_prep`` is a ``Preprocessing`` or a shape
+    (C, H, W) (then: resized as little as lets the centre crop fit, grey for C = 1, rgb for C = 3)."""
+    return to_float(decode(path, _prep(shape_or_prep)))
 
 
-def encode_png(img: np.ndarray) -> bytes:
-    """Encode ``(H, W)`` or ``(H, W, C)`` (C in 1..4) uint8 as a PNG (filter type 0)."""
-    a = np.asarray(img, np.uint8)
-    if a.ndim == 2:
-        a = a[..., None]
-    h, w, c = a.shape
-    colour = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), a.reshape(h, w * c)], axis=1).tobytes()
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    return (PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+def load_images(paths, shape_or_prep) -> np.ndarray:
+    """Several image files as one float32 (N, C, H, W) batch (see ``load_image``)."""
+    prep = _prep(shape_or_prep)
+    limits.check_declared(4 * len(paths) * math.prod(prep.shape), f"{len(paths):,} images of shape {prep.shape}")
+    return np.stack([load_image(p, prep) for p in paths]) if len(paths) else np.zeros((0, *prep.shape), np.float32)
 
 
-# ----------------------------------------------------------------------------- read, convert, resize
-
-def read_image(path: str) -> np.ndarray:
-    """Read a PNG, PGM or PPM file into ``(H, W, C)`` float32 in [0, 1]."""
-    data = read_file_bytes(path)
-    if data.startswith(PNG_SIGNATURE):
-        return decode_png(data, path)
-    if data[:1] == b"P":
-        return decode_pnm(data, path)
-    known = _known_format(data)
-    if known:
-        raise DataError(f"{path}: {known} images are not supported yet (use PNG, PGM or PPM)")
-    raise DataError(f"{path}: unsupported image format (expected PNG, PGM or PPM)")
-
-
-def _known_format(data: bytes) -> str | None:
-    """The name of an image format recognised by its magic bytes (JPEG, GIF, BMP, TIFF, WebP), else None."""
-    for magic, name in ((b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
-                        (b"MM\x00*", "TIFF")):
-        if data.startswith(magic):
-            return name
-    return "WebP" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
+def read_image(path) -> np.ndarray:
+    """An image file at its own size, upright, as (H, W, C) float32 in [0, 1]: C = 1 for grey (and 16-bit
+    grey) files, 3 for every other mode (alpha dropped)."""
+    path = os.fspath(path)
+    with open_image(path) as im:
+        try:
+            im.load()
+            ImageOps.exif_transpose(im, in_place=True)
+            grey = im.mode in ("1", "L", "LA", "I", "F") or im.mode.startswith("I;16")
+            a = np.asarray(_convert(im, "grey" if grey else "rgb"), dtype=np.uint8)
+        except Exception as exc:  # noqa: BLE001 - as in decode
+            raise DataError(f"{path}: cannot decode ({_why(exc, path)})") from None
+    return to_float(a[..., None] if a.ndim == 2 else a)
 
 
-def to_channels(img: np.ndarray, channels: int, path: str = "<image>") -> np.ndarray:
-    """(H, W, c) -> (channels, H, W): alpha dropped, grey repeated, RGB -> grey by luma."""
-    if img.shape[2] in (2, 4):
-        img = img[..., :-1]
-    if channels == img.shape[2]:
-        out = img
-    elif channels == 1 and img.shape[2] == 3:
-        out = img @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
-    elif img.shape[2] == 1:
-        out = np.repeat(img, channels, axis=2)
-    else:
-        raise DataError(f"{path}: cannot convert a {img.shape[2]}-channel image to {channels} channels")
-    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
-
-
-def sample_bilinear(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Bilinear samples of ``x (N, C, H, W)`` at rows ``ys (N, Ho)`` and columns ``xs (N, Wo)``.
-
-    Coordinates are in pixel units with pixel centres at integers; samples
-    outside are clamped to the border.  Returns ``(N, C, Ho, Wo)`` float32.
-    """
-    n, _, h, w = x.shape
-    ys = np.clip(ys, 0, h - 1)
-    xs = np.clip(xs, 0, w - 1)
-    y0 = np.minimum(np.floor(ys).astype(np.int64), h - 2 if h > 1 else 0)
-    x0 = np.minimum(np.floor(xs).astype(np.int64), w - 2 if w > 1 else 0)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    fy = (ys - y0)[:, None, :, None].astype(np.float32)
-    fx = (xs - x0)[:, None, None, :].astype(np.float32)
-    b = np.arange(n)[:, None, None, None]
-    c = np.arange(x.shape[1])[None, :, None, None]
-
-    def at(yi, xi):
-        return x[b, c, yi[:, None, :, None], xi[:, None, None, :]]
-
-    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
-    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32)
-
-
-def resize(img: np.ndarray, height: int, width: int, method: str = "bilinear") -> np.ndarray:
-    """Resize ``img (C, H, W)`` to ``(C, height, width)``: bilinear (half-pixel centres, like
-    PyTorch's ``align_corners=False``) or nearest."""
-    c, h, w = img.shape
-    if (h, w) == (height, width):
-        return img.astype(np.float32, copy=True)
-    ys = (np.arange(height) + 0.5) * (h / height) - 0.5
-    xs = (np.arange(width) + 0.5) * (w / width) - 0.5
-    if method == "nearest":
-        yi = np.clip(np.floor((np.arange(height) + 0.5) * (h / height)).astype(np.int64), 0, h - 1)
-        xi = np.clip(np.floor((np.arange(width) + 0.5) * (w / width)).astype(np.int64), 0, w - 1)
-        return img[:, yi][:, :, xi].astype(np.float32)
-    if method != "bilinear":
-        raise ValueError(f"resize: unknown method {method!r} (use bilinear or nearest)")
-    return sample_bilinear(img[None], ys[None], xs[None])[0]
-
-
-def load_image(path: str, shape, method: str = "bilinear") -> np.ndarray:
-    """Read an image file as ``shape = (C, H, W)`` float32 in [0, 1]."""
-    c, h, w = (int(s) for s in shape)
-    return resize(to_channels(read_image(path), c, path), h, w, method)
-
-
-def load_images(paths, shape, method: str = "bilinear") -> np.ndarray:
-    """Several image files as one ``(N, C, H, W)`` float32 batch."""
-    return np.stack([load_image(p, shape, method) for p in paths])
-
-
-def save_image(path: str, img: np.ndarray) -> None:
-    """Write ``img (C, H, W)`` in [0, 1] (C = 1 or 3) as PNG, or PGM/PPM when the name ends in .pgm/.ppm."""
+def save_image(path, img) -> None:
+    """Write ``img (C, H, W)`` in [0, 1] (C = 1 or 3) in the format its name says (PNG, JPEG, PGM, ...),
+    atomically (a temporary file, then a rename)."""
+    path = os.fspath(path)
     a = np.clip(np.rint(np.asarray(img, np.float32) * 255.0), 0, 255).astype(np.uint8)
     if a.ndim != 3 or a.shape[0] not in (1, 3):
         raise ValueError(f"save_image: expected (C, H, W) with C = 1 or 3, got {a.shape}")
-    hwc = a.transpose(1, 2, 0)
-    if path.lower().endswith((".pgm", ".ppm")):
-        magic = b"P5" if a.shape[0] == 1 else b"P6"
-        data = magic + b"\n%d %d\n255\n" % (a.shape[2], a.shape[1]) + hwc.tobytes()
-    else:
-        data = encode_png(hwc)
-    with open(path, "wb") as f:
-        f.write(data)
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
+    im = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0), "L" if a.shape[0] == 1 else "RGB")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            im.save(f, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize float ``img (C, H, W)`` to ``(C, height, width)`` with Pillow's bilinear filter (per channel,
+    in float32: no rounding to 8 bits)."""
+    img = np.asarray(img, np.float32)
+    if img.shape[1:] == (height, width):
+        return img.copy()
+    return np.stack([np.asarray(Image.fromarray(c, "F").resize((width, height), Image.Resampling.BILINEAR))
+                     for c in img]).astype(np.float32)
+
+
+__all__ = ["Preprocessing", "IMAGE_SUFFIXES", "COLORS", "is_image_name", "color_name", "open_image", "decode",
+           "to_float", "load_image", "load_images", "read_image", "save_image", "resize"]

@@ -1,14 +1,19 @@
-"""What ``numbacnn predict`` reads: image files, ``.npz`` arrays and IDX files, as one batch."""
+"""What ``numbacnn predict`` reads: image files and folders of them, ``.npz`` arrays and IDX files, as one batch.
+
+Image files go through the preprocessing the model file records (``images.Preprocessing``: the resize,
+centre crop and colour mode training applied), else the one made for the model's input shape;
+``model_inputs`` also applies the recorded standardisation, so a caller (``predict``, plots) feeds
+the model exactly what training fed it.
+"""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 
-from .images import load_image
+from .images import Preprocessing, is_image_name, load_images
 from .loaders import DataError, as_images, read_idx, read_npz
 
-IMAGE_SUFFIXES = (".png", ".pgm", ".ppm", ".pnm")
 RAW_HINT = " (pass --raw to feed the arrays to the model unchanged)"
 
 
@@ -56,34 +61,74 @@ def _features(path, input_shape):
     return np.ascontiguousarray(a, np.float32)
 
 
-def read_prediction_inputs(paths, input_shape, raw=False):
-    """(images (N, C, H, W) float32, a label per image) from image files (resized to the model input),
-    .npz files (array ``images``, or ``inputs``: features) and IDX files, or feature rows (N, F) from CSV
-    tables and .npz ``inputs``; ``raw`` feeds arrays unscaled."""
-    arrays, labels = [], []
+def folder_images(folder) -> list:
+    """Every image file under ``folder`` (recursively, sorted; hidden files and folders left out)."""
+    found = []
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.join(here, f) for f in sorted(files) if is_image_name(f) and not f.startswith(".")]
+    if not found:
+        raise DataError(f"{folder}: is a directory without image files (give .npz, IDX, CSV or image files)")
+    return found
+
+
+def _expand(paths) -> list:
+    out = []
     for p in map(os.fspath, paths):
         if not os.path.exists(p):
             raise DataError(f"{p}: no such file")
-        if os.path.isdir(p):
-            raise DataError(f"{p}: is a directory (give .npz, IDX, CSV or image files)")
+        out += folder_images(p) if os.path.isdir(p) else [p]
+    return out
+
+
+def read_prediction_inputs(paths, input_shape, raw=False, preprocessing=None):
+    """(images (N, C, H, W) float32, a label per image) from image files and folders of them (read as
+    ``preprocessing`` says: a ``Preprocessing`` or its stored form; default: made for the model input),
+    .npz files (array ``images``, or ``inputs``: features) and IDX files, or feature rows (N, F) from CSV
+    tables and .npz ``inputs``; ``raw`` feeds arrays unscaled."""
+    arrays, labels, pending = [], [], []
+    for p in _expand(paths):
+        if is_image_name(p):
+            pending.append(p)
+            continue
+        _flush_images(pending, input_shape, preprocessing, arrays, labels)
         if p.lower().endswith(".csv") or (p.lower().endswith(".npz") and "inputs" in read_npz(p, ())[1]):
             a = _features(p, input_shape)
             arrays.append(a)
             labels.extend(f"{p}[{i}]" for i in range(len(a)))
             continue
-        if p.lower().endswith(IMAGE_SUFFIXES) or _looks_like_image(p):
-            arrays.append(load_image(p, input_shape)[None])
-            labels.append(p)
-            continue
         a = _array_images(p, input_shape, raw)
         arrays.append(a)
         labels.extend(f"{p}[{i}]" for i in range(len(a)))
+    _flush_images(pending, input_shape, preprocessing, arrays, labels)
     return np.concatenate(arrays), labels
 
 
-def _looks_like_image(path) -> bool:
-    """True for files whose name says JPEG/GIF/BMP/TIFF/WebP: load_image then names the format."""
-    return path.lower().endswith((".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"))
+def _preprocessing(preprocessing, input_shape) -> Preprocessing:
+    if isinstance(preprocessing, Preprocessing):
+        return preprocessing
+    if preprocessing is not None:
+        return Preprocessing.from_json(preprocessing, "the model file's preprocessing")
+    return Preprocessing.for_shape(input_shape)
 
 
-__all__ = ["read_prediction_inputs"]
+def _flush_images(pending, input_shape, preprocessing, arrays, labels):
+    """Decode the image files collected so far (in order) into ``arrays``."""
+    if pending:
+        arrays.append(load_images(pending, _preprocessing(preprocessing, input_shape)))
+        labels.extend(pending)
+        pending.clear()
+
+
+def model_inputs(paths, input_shape, meta=None, raw=False):
+    """(x, labels): ``read_prediction_inputs`` with the model file's preprocessing, then its standardisation
+    (``meta``: the model file's metadata), as ``numbacnn predict`` feeds the model."""
+    from .loaders import standardize
+    meta = meta or {}
+    x, labels = read_prediction_inputs(paths, input_shape, raw, meta.get("preprocessing"))
+    if "mean" in meta and not raw:
+        x = standardize(x, meta["mean"], meta["std"])
+    return x, labels
+
+
+__all__ = ["read_prediction_inputs", "model_inputs", "folder_images"]

@@ -426,6 +426,9 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation of ``x (N, C, H, W)`` (per feature of ``x (N, F)``): two (C,)
     float32 arrays.  A channel with zero spread gets std 1 so that standardising it is safe.
     """
+    from .datasets import Dataset, dataset_stats
+    if isinstance(x, Dataset):              # image files: one streamed pass over them
+        return dataset_stats(x)
     x = np.asarray(x, np.float32)
     axes = (0,) + tuple(range(2, x.ndim))
     mean = x.mean(axis=axes, dtype=np.float64)
@@ -436,6 +439,9 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def standardize(x: np.ndarray, mean, std) -> np.ndarray:
     """``(x - mean) / std`` per channel; x (N, C, H, W) (or (N, F): per feature), mean/std (C,). Returns float32."""
+    from .datasets import Dataset
+    if isinstance(x, Dataset):              # streamed: its batches are standardised as they are read
+        return x.normalized(mean, std)
     shape = (1, -1) + (1,) * (np.ndim(x) - 2)
     mean = np.asarray(mean, np.float32).reshape(shape)
     std = np.asarray(std, np.float32).reshape(shape)

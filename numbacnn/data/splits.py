@@ -8,6 +8,11 @@ fingerprint of its contents::
     src.fingerprint                                # sha256 of shapes, labels and pixels
     src.predefined_test                            # indices of its own test part, or None
 
+Image files (a class folder, a list file, a packed .h5: ``data.sources``) give a Source whose ``x``
+is a streamed ``datasets.Dataset`` (indexed by index arrays like an array, read batch by batch),
+fingerprinted from file names, classes and sizes (``data.folders``), with the given val/ part in
+``predefined_val``.
+
 A training run splits a source by **indices**, never by copying: the test part
 (the source's own test part, or a seeded stratified hold-out), the validation
 part (a seeded stratified hold-out of what is left), and the training part
@@ -45,6 +50,8 @@ class Source:
     class_names: list
     predefined_test: np.ndarray | None = None   # indices of the source's own test part
     fingerprint: str = ""
+    predefined_val: np.ndarray | None = None    # indices of its own validation part (a val/ folder)
+    preprocessing: object = None                # images.Preprocessing of image files (x is then a Dataset)
 
     def __len__(self):
         return len(self.y)
@@ -69,8 +76,14 @@ def canonical_spec(spec) -> str:
     return os.path.abspath(spec) if not spec.startswith("builtin") and os.path.exists(spec) else spec
 
 
-def load_source(spec) -> Source:
-    """Every image of ``spec`` (see ``load_dataset`` for the forms) as a ``Source``."""
+def load_source(spec, images=None) -> Source:
+    """Every image of ``spec`` as a ``Source``: the forms of ``load_dataset`` in memory, or image files (a
+    class folder, a list file, a packed .h5) as a streamed dataset read as ``images`` (``sources.ImageOptions``)
+    says."""
+    from .sources import image_source
+    src = image_source(spec, images)
+    if src is not None:
+        return src
     parts, names = _parts(spec)
     keys = [k for k in ("all", "train", "test") if k in parts]
     _check_same_shape(spec, [parts[k][0] for k in keys])
