@@ -275,7 +275,7 @@ declare(Op(
     cuda={"conv2d_forward_tiled_kernel": "A4 A4 A1 B I I I I I I I A4",
           "conv2d_forward_direct_kernel": "A4 A4 A1 B I I I I I I I A4",
           "conv2d_backward_input_kernel": "A4 A4 I I I I I I I A4",
-          "conv2d_backward_weight_kernel": "A4 A4 I I I I I I I A4", **helpers("channel_sum_kernel")},
+          "conv2d_backward_weight_kernel": "A4 A4 I I I I I I I I I I A3 L32 A2", **helpers("channel_sum_kernel")},
     bench=(_conv_bench("lenet-c1", (64, 1, 28, 28), 6, 5, 1, 2), _conv_bench("lenet-c2", (64, 6, 14, 14), 16, 5, 1, 0),
            _conv_bench("c16-32x32-3x3", (64, 16, 32, 32), 16, 3, 1, 1),
            _conv_bench("c32-16x16-3x3", (64, 32, 16, 16), 32, 3, 1, 1),

@@ -132,3 +132,18 @@ def test_multi_tensor_updates_match_one_update_per_parameter(opt, launched):
         for got, want in zip(dev[g], host[g]):
             np.testing.assert_allclose(be.to_host(got), want, rtol=1e-5, atol=1e-6)
     expect_launched(launched, [f"{opt}_update_kernel"], f"{opt}_update_many")
+
+
+def test_conv_weight_gradient_is_the_same_every_run():
+    """The split-K weight gradient sums its chunks in a fixed order (no float atomics): bit for bit the same
+    on every launch, and the tile counters are left at zero for the next one."""
+    from numbacnn.kernels.cuda import conv2d as k
+
+    be = get_backend("cuda")
+    rng = np.random.default_rng(7)
+    x, dy = be.asarray(normal(rng, (2, 8, 9, 7))), be.asarray(normal(rng, (2, 34, 5, 7)))
+    args = (dy, x, (34, 4, 3, 3), (2, 1), (1, 1), (1, 1), 2)
+    assert k._chunks(2 * 5 * 7, 4)[1] == 2                      # two chunks: the last block sums them
+    first, second = be.to_host(k.conv2d_backward_weight(*args)), be.to_host(k.conv2d_backward_weight(*args))
+    np.testing.assert_array_equal(first, second)
+    assert all(not be.to_host(c).any() for c in k._COUNTERS.values())

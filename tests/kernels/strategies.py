@@ -607,7 +607,10 @@ EDGES = {
         conv_case(ConvGeom(1, 2, 1, 18, 17, (3, 3), padding=(1, 1)), True, 3),
         conv_case(ConvGeom(1, 1, 2, 52, 9, (7, 3), stride=(3, 3), padding=(2, 1)), False, 4),
         # a dilated kernel spanning 51 rows does not fit the CUDA shared region: the direct kernel runs
-        conv_case(ConvGeom(1, 2, 2, 52, 3, (3, 2), dilation=(25, 1)), True, 5)],
+        conv_case(ConvGeom(1, 2, 2, 52, 3, (3, 2), dilation=(25, 1)), True, 5),
+        # the CUDA split-K weight gradient: row and column tiles with tails (17 channels, 36 columns a group),
+        # 70 pixels (not a multiple of 16) in two chunks summed by a second kernel
+        conv_case(ConvGeom(2, 8, 34, 9, 7, (3, 3), stride=(2, 1), padding=(1, 1), groups=2), False, 6)],
     "max_pool2d": [max_pool_case(g, i % 2 == 0, 2) for i, g in enumerate(POOL_EDGE_CASES)],
     "avg_pool2d": [avg_pool_case(g, False, 3) for g in POOL_EDGE_CASES],
     "dense": [dense_case(1, 1, 1), dense_case(17, 33, 18)],

@@ -1,0 +1,116 @@
+"""Resources of the hot CUDA kernels for an H200 (sm_90), measured without a GPU: a kernel that regresses fails.
+
+Each hot kernel is compiled to PTX with the op table's signature, assembled by ``ptxas -v`` (registers per
+thread, spill bytes) and disassembled by ``nvdisasm`` (``numbacnn.backends.cuda_resources``):
+
+* registers per thread within the kernel's budget below, and no spills;
+* the convolutions' innermost multiply-add loop within its budget of SASS instructions per FFMA, and
+  free of integer division and modulo (division subroutine calls, ``I2F``/``MUFU.RCP`` sequences).
+
+The tools come with the ``cuda`` extra (``pip install -e '.[cuda]'``: the CUDA 13 nvcc and nvdisasm
+wheels); without them, or under the simulator, the tests skip.  Measured at the budgets' last change
+(``python -m pytest -q tests/cuda/test_cuda_resources.py -s`` prints the table).
+"""
+from __future__ import annotations
+
+import pytest
+
+from numbacnn import config
+
+if config.CUDASIM:
+    pytest.skip("ptxas checks need the real numba.cuda, not the simulator", allow_module_level=True)
+
+from numbacnn.backends import numba_cuda_missing_reason  # noqa: E402
+
+if numba_cuda_missing_reason():
+    pytest.skip(f"ptxas checks need numba-cuda: {numba_cuda_missing_reason()}", allow_module_level=True)
+
+from numba import cuda, float32, int64  # noqa: E402
+
+from numbacnn.backends import cuda_resources as R  # noqa: E402
+from test_cuda_ptx import nvvm_available  # noqa: E402,F401  (the fixture)
+
+#: kernel -> (registers per thread at most, SASS instructions per FFMA of the inner loop at most, or None)
+BUDGETS = {
+    "conv2d_forward_tiled_kernel": (80, 40),
+    "conv2d_forward_direct_kernel": (72, 50),
+    "conv2d_backward_input_kernel": (80, 40),
+    "conv2d_backward_weight_kernel": (80, 7),
+    "batch_norm_stats_kernel": (64, None),
+    "batch_norm_apply_kernel": (40, None),
+    "batch_norm_backward_reduce_kernel": (64, None),
+    "batch_norm_backward_input_kernel": (48, None),
+    "relu_forward_kernel": (32, None),
+    "relu_backward_kernel": (32, None),
+    "add2_kernel": (32, None),
+    "sgd_update_kernel": (40, None),
+    "adam_update_kernel": (48, None),
+    "dense_forward_kernel": (64, None),
+    "softmax_cross_entropy_forward_kernel": (64, None),
+    "channel_sum_kernel": (64, None),
+}
+#: convolution kernels whose inner loop must not divide
+NO_DIVISION = {"conv2d_forward_tiled_kernel", "conv2d_forward_direct_kernel", "conv2d_backward_input_kernel",
+               "conv2d_backward_weight_kernel"}
+
+
+def _tools_missing():
+    missing = [t for t in ("ptxas", "nvdisasm") if R.tool(t) is None]
+    return f"{', '.join(missing)} not found: pip install -e '.[cuda]'" if missing else None
+
+
+@pytest.fixture
+def tools(nvvm_available):  # noqa: F811
+    reason = _tools_missing()
+    if reason:
+        pytest.skip(reason)
+    try:
+        R.usage(R.compile_kernel_ptx(cuda.jit(_bad_kernel), (float32[::1], int64)))
+    except RuntimeError as exc:   # e.g. a ptxas older than the PTX libNVVM writes
+        pytest.skip(str(exc).splitlines()[0])
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    return R.declared_kernels()
+
+
+@pytest.mark.parametrize("name", sorted(BUDGETS))
+def test_registers_within_budget_and_no_spills(tools, kernels, name):
+    kernel, sigs = kernels[name]
+    max_regs, max_per_fma = BUDGETS[name]
+    ptx = R.compile_kernel_ptx(kernel, sigs[0])
+    use = R.usage(ptx)
+    print(f"\n{name}: {use.registers} registers, {use.spill_stores}/{use.spill_loads} bytes spilled, "
+          f"{use.shared_bytes} B shared", end="")
+    assert use.spill_stores == 0 and use.spill_loads == 0, f"{name} spills: {use}"
+    assert use.registers <= max_regs, f"{name} uses {use.registers} registers per thread (budget {max_regs})"
+    if max_per_fma is not None:
+        loop = R.inner_loop(R.sass(ptx))
+        assert loop is not None, f"{name}: no multiply-add loop found in its SASS"
+        print(f"; inner loop {loop.instructions} instructions / {loop.ffma} FFMA = {loop.per_fma:.1f}", end="")
+        assert loop.per_fma <= max_per_fma, \
+            f"{name}: {loop.per_fma:.1f} instructions per FFMA in its inner loop (budget {max_per_fma})"
+        if name in NO_DIVISION:
+            assert not loop.divisions, f"{name} divides in its inner loop: {loop.divisions[:3]}"
+
+
+def _bad_kernel(x, s):
+    """Deliberately bad: an integer modulo and division in the multiply-add loop, and a big local array."""
+    tmp = cuda.local.array(512, float32)
+    acc = float32(0)
+    for i in range(x.size):
+        tmp[i % 512] = x[(i * 7) % x.size]
+        acc += tmp[(i // s) % 512] * x[i % s]
+    for j in range(512):
+        acc += tmp[j]
+    x[0] = acc
+
+
+def test_the_checks_catch_a_bad_kernel(tools):
+    """The checker itself: a division in the loop, a poor instruction mix, and a local array are all seen."""
+    ptx = R.compile_kernel_ptx(cuda.jit(_bad_kernel), (float32[::1], int64))
+    use = R.usage(ptx)
+    loop = R.inner_loop(R.sass(ptx))
+    assert use.stack_bytes > 0          # the local array lives in (slow) local memory
+    assert loop is not None and loop.divisions and loop.per_fma > 10
