@@ -109,6 +109,16 @@ def test_folder_fingerprint_from_names_classes_and_sizes(tmp_path):
     assert len({scan_folder(root).fingerprint(), fp}) == 2
 
 
+def test_a_long_scan_prints_progress_lines(tmp_path, monkeypatch):
+    from numbacnn.data import folders
+    root = write_folder(str(tmp_path / "p"), {"": 2})
+    monkeypatch.setattr(folders, "PROGRESS_EVERY", 0.0)
+    lines = []
+    scan_folder(root, lines.append)
+    assert lines[0].startswith(f"scanning {root}: 1 images so far") and len(lines) == 7
+    assert lines[-1] == f"scanned {root}: 6 images in 3 classes"
+
+
 def test_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "loose").mkdir()
@@ -140,6 +150,11 @@ def test_list_files(tmp_path):
         scan_list(tmp_path / "bad.csv")
     src = load_source(tmp_path / "list.csv", ImageOptions(size="8x12", color="rgb"))
     assert src.x.shape == (6, 3, 8, 12) and src.predefined_test is None
+    res = run("train", "--data", tmp_path / "list.txt", "--image-size", 12, "--test-split", 0.5, "--epochs", 1,
+              "--out", tmp_path / "m.h5")
+    assert "Data " in res.stdout and "6 images (1, 12, 12), 3 classes" in res.stdout
+    res = run("predict", tmp_path / "m.h5", tmp_path / "p" / "dog")
+    assert res.stdout.count("p/dog/") == 2 and "(0." in res.stdout
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -251,6 +266,19 @@ def test_pack_then_train_and_evaluate_from_the_packed_file(photos, tmp_path):
     error_line(run("train", "--data", out, "--image-size", 32, "--out", tmp_path / "x.h5", ok=False),
                "packed as rgb, shorter side resized to 24, centre 20x20 crop")
     error_line(run("pack", photos, out, "--size", 20, ok=False), "exists")
+
+
+def test_a_damaged_preprocessing_record_is_refused_on_load(trained, tmp_path):
+    import json
+
+    from numbacnn.io import guard
+    out, _ = trained
+    bad = tmp_path / "bad.h5"
+    shutil.copy(out, bad)
+    with h5py.File(bad, "r+") as f:
+        f["metadata"].attrs["preprocessing"] = json.dumps({"size": [32, 32], "color": "rgb", "resize": None})
+        guard.seal(f)                                   # checksums right: the content check is what refuses it
+    error_line(run("predict", bad, out, ok=False), "bad.h5", "metadata preprocessing", "(3, 24, 24)")
 
 
 def _repack(src, dst, **kw):

@@ -217,6 +217,12 @@ def check_metadata(meta: dict, model) -> dict:
     for k in ("test_accuracy", "test_loss"):
         if k in meta and not _is_number(meta[k]):
             _fail(f"metadata {k}", meta[k], "a number")
+    if "preprocessing" in meta:                     # how image files become inputs (data.images)
+        from ..data.images import Preprocessing
+        prep = Preprocessing.from_json(meta["preprocessing"], "metadata")
+        if prep.shape != tuple(model.input_shape):
+            _fail("metadata preprocessing", meta["preprocessing"], f"images of the model's input shape "
+                                                                   f"{tuple(model.input_shape)}")
     SplitRecord.from_metadata(meta, "metadata")
     return meta
 
