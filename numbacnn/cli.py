@@ -251,6 +251,10 @@ TRAIN_OPTIONS = [
     click.option("--monitor", type=click.Choice(["val_loss", "val_accuracy", "loss", "accuracy"]),
                  default="val_loss", show_default=True,
                  help="Metric watched by --early-stop (val_* need --val-split)."),
+    click.option("--sync-bn", is_flag=True,
+                 help="Under mpiexec: batch norm normalises with the statistics of the global batch, summed over "
+                      "the ranks (then K ranks train as one process does); default: each rank's own, as "
+                      "PyTorch's DDP."),
     click.option("--freeze", default=None, metavar="NAMES",
                  help="Comma-separated layer names whose parameters stay fixed (see 'numbacnn summary MODEL')."),
     click.option("--init-from", type=click.Path(dir_okay=False), default=None, metavar="FILE.h5",
@@ -308,14 +312,29 @@ def _train_options(f):
 
 @cli.command()
 @_train_options
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Kernel threads of this process (default: NUMBA_NUM_THREADS if set, else the cores; under "
+                   "mpiexec the cores / the ranks on each machine, so that ranks do not oversubscribe it).")
 @click.pass_context
-def train(ctx, resume, **opts):
+def train(ctx, resume, threads, **opts):
     """Train a model and test it on held-out images; write the model file and its history CSV.
 
     With no options: LeNet-5 on the built-in dataset (9,600 training images,
     2,400 held out), 4 epochs of Adam with a cosine schedule, then the test
     accuracy; writes model.h5 and model.history.csv.
+
+    Under an MPI launcher (mpiexec -n K numbacnn train ..., srun) the K
+    processes train data-parallel: --batch-size is the global batch, rank 0
+    prints and writes the files (see numbacnn.distributed).
     """
+    from .distributed import from_environment
+
+    strategy = from_environment(sync_bn=opts["sync_bn"], threads=threads)
+    with strategy.guard():
+        _train(ctx, resume, opts, strategy)
+
+
+def _train(ctx, resume, opts, strategy):
     from click.core import ParameterSource
 
     from .progress import ProgressBar
@@ -337,9 +356,9 @@ def train(ctx, resume, **opts):
     _backend(opts["device"])
     bar = ProgressBar()
     if resume:
-        run = TrainingRun.resumed(resume, {**given, "out": out}, opts["device"], click.echo, [bar])
+        run = TrainingRun.resumed(resume, {**given, "out": out}, opts["device"], click.echo, [bar], strategy)
     else:
-        run = TrainingRun(RunConfig(**{**opts, "out": out}), click.echo, [bar])
+        run = TrainingRun(RunConfig(**{**opts, "out": out}), click.echo, [bar], strategy=strategy)
     run.run()
 
 

@@ -85,6 +85,13 @@ def _stats_layers(model):
     return [layer for layer in model.layers.values() if hasattr(layer, "stats_sync")]
 
 
+def _set_random_streams(model, rank: int):
+    """Layers drawing random numbers per sample (dropout, ``random_stream``) draw rank ``rank``'s."""
+    for layer in model.layers.values():
+        if hasattr(layer, "random_stream"):
+            layer.random_stream = rank
+
+
 class LocalStrategy:
     """One process: every hook passes its values through (``Trainer``'s and ``TrainingRun``'s default)."""
 
@@ -115,8 +122,10 @@ class LocalStrategy:
         """No image of this rank's part of ``batch`` could be read (one process skips the batch)."""
 
     def attach(self, model):
+        """Batch norms synchronised over the ranks (``sync_bn``) or not; dropout masks drawn per rank."""
         for layer in _stats_layers(model):
             layer.stats_sync = None
+        _set_random_streams(model, 0)
 
     def broadcast_initial_state(self, model):
         pass
@@ -235,6 +244,7 @@ class MPIStrategy(LocalStrategy):
     def attach(self, model):
         for layer in _stats_layers(model):
             layer.stats_sync = self if self.sync_bn else None
+        _set_random_streams(model, self.rank)
 
     # ------------------------------------------------------------ waiting, with a watchdog
     def _wait(self, requests, what: str):

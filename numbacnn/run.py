@@ -77,6 +77,7 @@ class RunConfig:
     augment: str | None = None
     early_stop: int | None = None
     monitor: str = "val_loss"
+    sync_bn: bool = False                # data-parallel runs: batch norm over the global batch (distributed)
     freeze: str | None = None
     init_from: str | None = None
     seed: int = 0
@@ -500,16 +501,23 @@ class TrainingRun:
     log       : receives every line meant for the user (default: print)
     callbacks : extra callbacks (e.g. the progress bar) added to the run's own
     resume    : a ``ModelFile`` to continue (``TrainingRun.resumed`` builds one with its options)
+    strategy  : ``distributed.LocalStrategy()`` (the default) or an ``MPIStrategy`` (data-parallel: every rank
+                runs the same ``TrainingRun``; the writer alone logs and writes files)
     """
 
-    def __init__(self, config: RunConfig, log=print, callbacks=(), resume=None):
-        self.cfg, self.log, self.extra_callbacks, self.resumed = config.resolved(), log, list(callbacks), resume
+    def __init__(self, config: RunConfig, log=print, callbacks=(), resume=None, strategy=None):
+        from .distributed import LocalStrategy
+        self.strategy = strategy if strategy is not None else LocalStrategy()
+        self.cfg, self.extra_callbacks, self.resumed = config.resolved(), list(callbacks), resume
+        self.log = self.strategy.writer_log(log)
+        self.strategy.sync_bn = bool(self.cfg.sync_bn)
         self.backend = self.plan = self.model = self.optimizer = self.schedule = None
         self.precompute = False
 
     @classmethod
-    def resumed(cls, path, overrides: dict, backend="cpu", log=print, callbacks=()):
-        """A run continuing the model or checkpoint file ``path``; ``overrides`` are options given again."""
+    def resumed(cls, path, overrides: dict, backend="cpu", log=print, callbacks=(), strategy=None):
+        """A run continuing the model or checkpoint file ``path``; ``overrides`` are options given again (a
+        checkpoint resumes with any number of ranks: its state does not depend on them)."""
         from .io.hdf5 import load_model
         bad = sorted(set(overrides) & {"model", "init_from", "freeze", *RunConfig.DATA_OPTIONS})
         if bad:
@@ -520,14 +528,16 @@ class TrainingRun:
             raise ValueError(f"{path}: has no training state to resume from (write one with 'numbacnn train')")
         saved = mf.metadata.get("train_options") or {}
         cfg = RunConfig.from_stored(saved, **{"out": os.fspath(path), **overrides})
-        log(f"Resuming {path} after epoch {mf.training_state['epoch']}")
-        return cls(cfg, log, callbacks, mf)
+        run = cls(cfg, log, callbacks, mf, strategy)
+        run.log(f"Resuming {path} after epoch {mf.training_state['epoch']}")
+        return run
 
     # ------------------------------------------------------------ steps
     def prepare(self):
         """Data, model, optimizer and schedule (steps 1-3)."""
         from .backends import get_backend
         from .data.splits import SplitRecord
+        self.strategy.check_batch_size(self.cfg.batch_size)
         self.backend = get_backend(self.cfg.device)
         t0 = time.perf_counter()
         record = None if self.resumed is None else SplitRecord.from_metadata(self.resumed.metadata, self.cfg.out)
@@ -543,6 +553,9 @@ class TrainingRun:
             self._prepare_resumed()
         self.log(f"Model {self.model.name} ({self.model.count_params()[0]:,} parameters) on {self.backend.name}")
         self.log(describe_training(self.cfg))
+        if self.strategy.size > 1:
+            self.log(f"Data-parallel over {self.strategy.describe()}: global batch {self.cfg.batch_size} = "
+                     f"{self.cfg.batch_size // self.strategy.size} per rank")
         return self
 
     def _choose_loss(self):
@@ -593,14 +606,15 @@ class TrainingRun:
         augment = make_augment(self.cfg.augment) if self.cfg.augment else None
         return Trainer(self.model, self.optimizer, self.schedule, self.cfg.loss, self.cfg.batch_size, augment,
                        self.cfg.seed, callbacks=self.callbacks(ckpt, history_path),
-                       precompute_frozen=self.precompute)
+                       precompute_frozen=self.precompute, strategy=self.strategy)
 
     def train(self) -> RunResult:
         """Train, test, write the model file (step 4); ``prepare()`` first."""
         from .io.hdf5 import save_model
         cfg, plan, out = self.cfg, self.plan, self.cfg.out
         ckpt, history_path = stem(out) + ".ckpt.h5", stem(out) + ".history.csv"
-        trainer = self.trainer(ckpt, history_path)
+        with self.strategy.agreement():
+            trainer = self.trainer(ckpt, history_path)
         validation = None if plan.x_val is None else (plan.x_val, plan.y_val)
         state = None if self.resumed is None else self.resumed.training_state
         start = trainer.epoch if state is None else state["epoch"]
@@ -615,10 +629,14 @@ class TrainingRun:
             kept = f"; the last completed epoch is in {ckpt}" if os.path.exists(ckpt) else ""
             raise type(e)(f"{e}{kept}; {out} was not written") from None
         scores, line = self.test()
-        save_model(out, self.model, self.optimizer, training_state=trainer.training_state(),
-                   metadata={**self.metadata(), **scores})
-        if os.path.exists(ckpt):
-            os.remove(ckpt)
+
+        def write():
+            save_model(out, self.model, self.optimizer, training_state=trainer.training_state(),
+                       metadata={**self.metadata(), **scores})
+            if os.path.exists(ckpt):
+                os.remove(ckpt)
+
+        self.strategy.write(write)
         self.log(line)
         took = sum(h["time"] for h in history[start:])
         self.log(f"Wrote {out} and {history_path} ({len(history) - start} epoch(s) in {took:.1f}s)")
@@ -628,18 +646,22 @@ class TrainingRun:
     def test(self):
         """Scores on the test part: (metadata entries, the line to print)."""
         from .train import evaluate, predict
-        plan = self.plan
-        loss, acc, _ = evaluate(self.model, plan.x_test, plan.y_test, batch_size=256, loss=self.cfg.loss)
+        plan, strategy = self.plan, self.strategy
+        strategy.sync_buffers(self.model)          # the writer's running statistics, which its file keeps
+        loss, acc, _ = evaluate(self.model, plan.x_test, plan.y_test, batch_size=256, loss=self.cfg.loss,
+                                strategy=strategy)
         if not plan.regression:
             return ({"test_accuracy": float(acc), "test_loss": float(loss)},
                     f"Test accuracy {acc:.4f} (loss {loss:.4f}) on {plan.test_label}")
         from .metrics import regression_report
-        rep = regression_report(plan.y_test, predict(self.model, plan.x_test), plan.class_names)
+        rep = regression_report(plan.y_test, predict(self.model, plan.x_test, strategy=strategy), plan.class_names)
         return ({"test_loss": float(loss), "test_mse": rep["mse"], "test_mae": rep["mae"], "test_r2": rep["r2"]},
                 f"Test MSE {rep['mse']:.4f}, MAE {rep['mae']:.4f}, R^2 {rep['r2']:.4f} on {plan.test_label}")
 
     def run(self) -> RunResult:
-        return self.prepare().train()
+        with self.strategy.agreement():     # a rank that cannot load its data or model stops every rank
+            self.prepare()
+        return self.train()
 
 
 # ====================================================================== evaluation data

@@ -39,6 +39,7 @@ import numpy as np
 from .callbacks import CallbackList, EarlyStopping, ModelCheckpoint
 from .data.datasets import ArrayDataset, Dataset, as_dataset
 from .data.pipeline import BatchStream, augment_batch, batch_seeds
+from .distributed import LocalStrategy
 from .graph import INPUT, Model
 from .losses import get_loss
 from .optim import SGD, optimizer_from_state
@@ -46,11 +47,15 @@ from .schedules import Constant, schedule_from_json
 
 
 # ---------------------------------------------------------------- helpers
-def batch_bounds(n: int, batch_size: int) -> list:
-    """[(start, stop)] covering n samples; a final batch of 1 is folded into the previous one
-    (batch norm cannot train on a single sample)."""
+#: the strategy of a run in one process (``distributed``): every hook passes its values through
+LOCAL = LocalStrategy()
+
+
+def batch_bounds(n: int, batch_size: int, min_batch: int = 2) -> list:
+    """[(start, stop)] covering n samples; a final batch smaller than ``min_batch`` (2; twice the ranks of a
+    data-parallel run) is folded into the previous one (batch norm cannot train on a single sample)."""
     bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_batch:
         bounds[-2] = (bounds[-2][0], n)
         bounds.pop()
     return bounds
@@ -145,10 +150,11 @@ def frozen_prefix_split(model):
     return prefix, boundary, head
 
 
-def _batches(data: Dataset, batch_size: int):
-    """The batches (x, y) of ``data`` in order, through the input pipeline with the dataset's workers."""
-    order = np.arange(len(data))
-    bounds = [order[s:s + batch_size] for s in range(0, len(data), int(batch_size))]
+def _batches(data: Dataset, batch_size: int, part=None):
+    """The batches (x, y) of ``data`` in order, through the input pipeline with the dataset's workers;
+    ``part``: (start, stop), this rank's samples of a sharded evaluation (default: all)."""
+    order = np.arange(*(part or (0, len(data))))
+    bounds = [order[s:s + batch_size] for s in range(0, len(order), int(batch_size))]
     return BatchStream(lambda j: data.batch(bounds[j]), len(bounds), data.workers)
 
 
@@ -169,26 +175,34 @@ def run_prefix(model, prefix, boundary, x, batch_size=256):
 
 
 # ---------------------------------------------------------------- evaluate / predict
-def predict(model, x, batch_size: int = 256) -> np.ndarray:
-    """The model's raw outputs (N, ...) for x (N, C, H, W) (or a ``Dataset``), in evaluation mode, on the host."""
+def predict(model, x, batch_size: int = 256, strategy=None) -> np.ndarray:
+    """The model's raw outputs (N, ...) for x (N, C, H, W) (or a ``Dataset``), in evaluation mode, on the host;
+    ``strategy`` (``distributed``): each rank computes its part, every rank gets all of them."""
     data, be, outs = as_dataset(x, None, "predict", model.input_shape), model.backend, []
-    with _batches(data, int(batch_size)) as stream:
+    strategy = strategy or LOCAL
+    with _batches(data, int(batch_size), strategy.shard_range(len(data))) as stream:
         for xb, _ in stream:
             outs.append(np.array(be.to_host(model.forward(be.asarray(xb), training=False))))
-    return np.concatenate(outs)
+    return _gathered(strategy, outs)
 
 
-def evaluate(model, x, y=None, batch_size: int = 256, loss="cross_entropy"):
+def evaluate(model, x, y=None, batch_size: int = 256, loss="cross_entropy", strategy=None):
     """(mean loss, accuracy, probabilities (N, K) on the host) of ``model``'s output on (x, y) (or on a
-    ``Dataset`` x)."""
-    return evaluate_data(model, x, y, batch_size, loss)[:3]
+    ``Dataset`` x); ``strategy``: sharded over the ranks of a data-parallel run and reduced."""
+    return evaluate_data(model, x, y, batch_size, loss, strategy)[:3]
 
 
-def evaluate_data(model, x, y=None, batch_size: int = 256, loss="cross_entropy"):
+def evaluate_data(model, x, y=None, batch_size: int = 256, loss="cross_entropy", strategy=None):
     """``evaluate``'s (loss, accuracy, probabilities) and the labels of the images scored (a dataset that skips
     unreadable files scores fewer than it holds)."""
     data = as_dataset(x, y, "evaluate", model.input_shape)
-    return _scores(model, data, int(batch_size), get_loss(loss), True, [(model.logits_node(), 1.0)])
+    return _scores(model, data, int(batch_size), get_loss(loss), True, [(model.logits_node(), 1.0)], strategy)
+
+
+def _gathered(strategy, arrays):
+    """This rank's ``arrays`` and every other rank's, concatenated in rank order."""
+    parts = strategy.gather(np.concatenate(arrays) if arrays else None)
+    return np.concatenate([a for a in parts if a is not None])
 
 
 def _evaluate(model, x, y, batch_size, loss_fn, keep_probs=False, outputs=None):
@@ -199,12 +213,12 @@ def _evaluate(model, x, y, batch_size, loss_fn, keep_probs=False, outputs=None):
                    outputs)[:3]
 
 
-def _scores(model, data, batch_size, loss_fn, keep_probs=False, outputs=None):
-    be = model.backend
+def _scores(model, data, batch_size, loss_fn, keep_probs=False, outputs=None, strategy=None):
+    be, strategy = model.backend, strategy or LOCAL
     outputs = model.training_outputs() if outputs is None else outputs
     nodes = [n for n, _ in outputs]
     total_loss, correct, probs, ys = 0.0, 0, [], []
-    with _batches(data, batch_size) as stream:
+    with _batches(data, batch_size, strategy.shard_range(len(data))) as stream:
         for xb, yb in stream:
             if not len(yb):
                 continue
@@ -217,11 +231,11 @@ def _scores(model, data, batch_size, loss_fn, keep_probs=False, outputs=None):
             ys.append(yb)
             if keep_probs:
                 probs.append(np.array(be.to_host(p), dtype=np.float32).reshape(len(xb), -1))
-    n = sum(len(b) for b in ys)
+    total_loss, correct, n = strategy.reduce_sums([total_loss, correct, sum(len(b) for b in ys)]).tolist()
     if not n:
-        raise ValueError("no image could be read to evaluate")
-    accuracy = correct / n if loss_fn.classification else None
-    return total_loss / n, accuracy, (np.concatenate(probs) if keep_probs else None), np.concatenate(ys)
+        raise strategy.fail_together(ValueError("no image could be read to evaluate"))
+    accuracy = int(correct) / n if loss_fn.classification else None
+    return total_loss / n, accuracy, (_gathered(strategy, probs) if keep_probs else None), _gathered(strategy, ys)
 
 
 def evaluate_outputs(model, x, y, batch_size: int = 256, loss="cross_entropy") -> dict:
@@ -248,6 +262,8 @@ class Trainer:
     precompute_frozen : run the fixed (frozen) part of the graph once and train only the head
     workers   : threads making batches ahead of the loop (``data.pipeline``); None: the dataset's own (none
                 for arrays, some for image files)
+    strategy  : ``distributed.LocalStrategy()`` (one process, the default) or ``MPIStrategy`` (data-parallel:
+                ``batch_size`` is the global batch, each rank trains on its part and the gradients are summed)
 
     ``fit(x, y, epochs, validation_data, initial_state)`` returns the history; x and the validation
     data are arrays or ``data.datasets.Dataset``s (batches read on demand: image files, packed
@@ -255,14 +271,16 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer=None, schedule=None, loss="cross_entropy", batch_size=32, augment=None,
-                 seed=0, shuffle=True, callbacks=(), precompute_frozen=False, workers=None):
+                 seed=0, shuffle=True, callbacks=(), precompute_frozen=False, workers=None, strategy=None):
         self.model = model
+        self.strategy = strategy if strategy is not None else LOCAL
         self.backend = model.require_built()
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.optimizer = optimizer if optimizer is not None else SGD(lr=0.01)
         self.schedule = schedule if schedule is not None else Constant(self.optimizer.lr)
         self.loss_fn, self.batch_size, self.augment = get_loss(loss), int(batch_size), augment
+        self.strategy.check_batch_size(self.batch_size)
         self.seed, self.shuffle, self.precompute_frozen = int(seed), bool(shuffle), bool(precompute_frozen)
         if precompute_frozen and augment is not None:
             raise ValueError("precompute_frozen cannot be combined with augment (features are computed once)")
@@ -312,10 +330,14 @@ class Trainer:
             _, boundary, train_model = frozen_prefix_split(self.model)
             data = ArrayDataset(*_prefix_features(self.model, boundary, data))
             val = None if val is None else ArrayDataset(*_prefix_features(self.model, boundary, val))
-        bounds = batch_bounds(len(data), self.batch_size)
-        self.callbacks.call("on_train_begin", {"epochs": int(epochs), "start_epoch": self.epoch, "samples": len(data),
-                                               "batches": len(bounds), "batch_size": self.batch_size,
-                                               "val_samples": 0 if val is None else len(val)})
+        self.strategy.attach(train_model)
+        self.strategy.broadcast_initial_state(train_model)
+        bounds = batch_bounds(len(data), self.batch_size, self.strategy.min_batch)
+        with self.strategy.agreement():
+            self.callbacks.call("on_train_begin", {"epochs": int(epochs), "start_epoch": self.epoch,
+                                                   "samples": len(data), "batches": len(bounds),
+                                                   "batch_size": self.batch_size,
+                                                   "val_samples": 0 if val is None else len(val)})
         self.stop_training = False
         while self.epoch < int(epochs) and not self.stop_training:
             self._epoch(train_model, data, bounds, val)
@@ -324,12 +346,14 @@ class Trainer:
 
     def _stream(self, data, order, bounds):
         """The epoch's batches (x, y) in order, augmented with one seed per batch drawn from the trainer's generator."""
-        batches = [order[s:e] for s, e in bounds]
+        batches = [self.strategy.shard(order[s:e]) for s, e in bounds]     # this rank's part of each batch
         seeds = batch_seeds(self.rng, len(batches)) if self.augment is not None else None
 
         def make(j):
             xb, yb = data.batch(batches[j])
-            return (augment_batch(self.augment, xb, seeds[j]) if seeds is not None and len(yb) else xb), yb
+            if seeds is not None and len(yb):
+                xb = augment_batch(self.augment, xb, self.strategy.augment_seed(seeds[j]))
+            return xb, yb
 
         return BatchStream(make, len(batches), data.workers if self.workers is None else self.workers)
 
@@ -343,29 +367,35 @@ class Trainer:
         with self._stream(data, order, bounds) as stream:
             for b, (xb, yb) in enumerate(stream):
                 if not len(yb):                 # every image of the batch skipped as unreadable
+                    self.strategy.empty_part(b)
                     continue
-                batch_loss, k = self._train_step(model, xb, yb, epoch, b)
-                seen, loss_sum, correct = seen + len(yb), loss_sum + batch_loss * len(yb), correct + k
+                batch_loss, k, n = self._train_step(model, xb, yb, epoch, b)     # the (global) batch's
+                seen, loss_sum, correct = seen + n, loss_sum + batch_loss * n, correct + k
                 elapsed = time.perf_counter() - t0
                 self.callbacks.call("on_batch_end", b, {
-                    "epoch": epoch + 1, "batch": b + 1, "batches": len(bounds), "size": len(yb), "loss": batch_loss,
-                    "accuracy": ratio(k, len(yb)), "epoch_loss": loss_sum / seen,
+                    "epoch": epoch + 1, "batch": b + 1, "batches": len(bounds), "size": n, "loss": batch_loss,
+                    "accuracy": ratio(k, n), "epoch_loss": loss_sum / seen,
                     "epoch_accuracy": ratio(correct, seen), "images_per_s": seen / elapsed if elapsed > 0 else 0.0,
                     "elapsed": elapsed, "lr": self.optimizer.lr})
         if not seen:
-            raise ValueError(f"no image of the training data could be read in epoch {epoch + 1}")
+            raise self.strategy.fail_together(ValueError(f"no image of the training data could be read in epoch "
+                                                         f"{epoch + 1}"))
         logs = {"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": ratio(correct, seen),
                 "val_loss": None, "val_accuracy": None, "lr": self.optimizer.lr}
         if val is not None:
-            logs["val_loss"], logs["val_accuracy"], _, _ = _scores(model, val, 256, self.loss_fn)
+            self.strategy.sync_buffers(model)
+            logs["val_loss"], logs["val_accuracy"], _, _ = _scores(model, val, 256, self.loss_fn,
+                                                                  strategy=self.strategy)
         logs["time"] = time.perf_counter() - t0
         self.history.append(logs)
         self.schedule.on_epoch_end(epoch, logs)
         self.epoch = epoch + 1
-        self.callbacks.call("on_epoch_end", epoch, logs)
+        with self.strategy.agreement():         # a checkpoint the writer failed to write stops every rank
+            self.callbacks.call("on_epoch_end", epoch, logs)
 
     def _train_step(self, model, xb, yb, epoch, b):
-        """One forward, backward and optimizer step; returns (loss, correct predictions)."""
+        """One forward, backward and optimizer step; returns (loss, correct predictions, images) of the global
+        batch (the strategy's backward hook starts summing gradients over the ranks during the backward pass)."""
         be = self.backend
         outputs = model.training_outputs()      # [(logits node, loss weight)]: the output and auxiliary heads
         acts = model.forward(be.asarray(xb), training=True, until=[n for n, _ in outputs])
@@ -375,16 +405,19 @@ class Trainer:
             loss, seeds[node], p = self.loss_fn(be, out, targets, weight)
             terms.append((weight, loss))
             preds = p if preds is None else preds
-        model.backward(seeds, input_grad=False)
+        model.backward(seeds, input_grad=False, hook=self.strategy.begin_step(model, len(yb)))
+        self.strategy.end_step(model)
         self.optimizer.step(model)
         self.step += 1
         # the step's one wait for the device: the argmax and the losses come back together, after the update
         correct = _count_correct(be, preds, yb) if self.loss_fn.classification else 0
-        batch_loss = sum(weight * float(loss) for weight, loss in terms)
+        batch_loss, correct, n = self.strategy.reduce_batch(sum(weight * float(loss) for weight, loss in terms),
+                                                            correct, len(yb))
         if not math.isfinite(batch_loss):
-            raise FloatingPointError(f"training diverged: loss is {batch_loss} at epoch {epoch + 1}, batch {b + 1} "
-                                     f"(lower the learning rate?)")
-        return batch_loss, correct
+            raise self.strategy.fail_together(FloatingPointError(
+                f"training diverged: loss is {batch_loss} at epoch {epoch + 1}, batch {b + 1} (lower the learning "
+                f"rate?)"))
+        return batch_loss, correct, n
 
 
 # ---------------------------------------------------------------- fit / resume (functional form)

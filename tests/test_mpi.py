@@ -1,5 +1,5 @@
 """Data-parallel training (numbacnn.distributed): the strategy's pieces in one process, then real runs under
-``mpiexec -n 2``.
+``mpiexec -n 2`` (skipped when mpi4py or mpiexec is missing: ``pip install 'numbacnn[mpi]'``).
 
 The equality test: 2 ranks with global batch 64 and --sync-bn against 1 process with batch 64, same seed.
 Tolerance: every step's gradients are float32 sums of the same terms in another order (two partial sums
@@ -10,11 +10,24 @@ float64 sums instead of the kernel's), so they differ by a few units in the last
 """
 from __future__ import annotations
 
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from numbacnn.distributed import BucketPlan
+from numbacnn.distributed import BucketPlan, LocalStrategy
+from numbacnn.train import batch_bounds
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, str(REPO / "bin" / "numbacnn")]
+TIMEOUT = 240          # a hang fails the test instead of CI
 
 
 # ---------------------------------------------------------------- in one process
@@ -93,6 +106,26 @@ def test_synchronised_batch_norm_equals_one_batch_norm_on_the_whole_batch():
         np.testing.assert_allclose(out[r][5], one.buffers["running_var"], atol=1e-6)
 
 
+def test_local_strategy_passes_everything_through():
+    s = LocalStrategy()
+    idx = np.arange(10)
+    assert s.shard(idx) is idx and s.shard_range(10) == (0, 10) and s.augment_seed(7) == 7
+    assert s.reduce_batch(0.5, 3, 8) == (0.5, 3, 8) and s.begin_step(None, 8) is None and s.is_writer
+    assert s.assign(["a", "b", "c"]) == [(0, "a"), (1, "b"), (2, "c")]
+    assert s.collect([(1, "B"), (0, "A")]) == ["A", "B"]
+    with pytest.raises(ValueError, match="boom"), s.agreement():
+        raise ValueError("boom")
+    assert s.min_batch == 2 and batch_bounds(65, 16, 2)[-1] == (48, 65) and batch_bounds(67, 16, 2)[-1] == (64, 67)
+    assert batch_bounds(67, 16, 4)[-1] == (48, 67) and batch_bounds(68, 16, 4)[-1] == (64, 68)    # 2 ranks
+
+
+def test_dropout_masks_per_rank():
+    """Rank 0 (and one process) draws the masks it always drew; another rank its own."""
+    from numbacnn.layers.core import step_seed
+    assert step_seed(5, 3) == step_seed(5, 3, 0) == int(np.random.SeedSequence([5, 3]).generate_state(1)[0])
+    assert step_seed(5, 3, 1) != step_seed(5, 3, 0)
+
+
 def test_buckets_follow_the_backward_order_and_their_size():
     """Parameters in reverse layer order (the order the backward pass finishes them), one layer per bucket at
     most, the first bucket a quarter of the others' size, bucket 0 with the image-count slot."""
@@ -108,3 +141,141 @@ def test_buckets_follow_the_backward_order_and_their_size():
     assert sum(sizes) - 1 == sum(p.size for layer in model.layers.values() for p in layer.params.values())
     assert sizes[0] * 4 <= 64 * 1024 + 4 or plan.members[0] == 1
     assert all(s * 4 <= 256 * 1024 for s, m in zip(sizes[1:], plan.members[1:]) if m > 1)
+
+
+# ---------------------------------------------------------------- under mpiexec
+def _mpiexec():
+    exe = shutil.which("mpiexec") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return None
+    return exe
+
+
+MPIEXEC = _mpiexec()
+needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="mpi4py and mpiexec needed: pip install 'numbacnn[mpi]'")
+
+TINY = {"name": "tiny", "input_shape": [1, 28, 28], "output": "fc", "nodes": [
+    {"name": "conv", "class_name": "Conv2D", "config": {"filters": 4, "kernel_size": 3, "strides": 2},
+     "inputs": ["input"]},
+    {"name": "bn", "class_name": "BatchNorm", "config": {}, "inputs": ["conv"]},
+    {"name": "relu", "class_name": "ReLU", "config": {}, "inputs": ["bn"]},
+    {"name": "pool", "class_name": "MaxPool2D", "config": {"pool_size": 2}, "inputs": ["relu"]},
+    {"name": "flat", "class_name": "Flatten", "config": {}, "inputs": ["pool"]},
+    {"name": "fc", "class_name": "Dense", "config": {"units": 10}, "inputs": ["flat"]}]}
+RUN = ["--limit", "512", "--limit-test", "256", "--batch-size", "64", "--optimizer", "sgd", "--lr", "0.05",
+       "--schedule", "constant", "--val-split", "0.1"]
+
+
+def _run(cmd, cwd, ranks=None, env=None):
+    prefix = [MPIEXEC, "-n", str(ranks)] if ranks else []
+    return subprocess.run(prefix + cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT,
+                          env={**os.environ, "NUMBACNN_MPI_TIMEOUT": "60", **(env or {})})
+
+
+def _train(tmp_path, out, *args, ranks=None, env=None):
+    res = _run(CLI + ["train", "--model", "tiny.json", *RUN, "--out", out, *args], tmp_path, ranks, env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res
+
+
+def _history(path):
+    with open(path) as f:
+        return [(float(r["loss"]), float(r["accuracy"]), float(r["val_loss"])) for r in csv.DictReader(f)]
+
+
+def _weights(path):
+    from numbacnn.io.hdf5 import load_model
+    return load_model(path).model.get_weights()
+
+
+def _assert_same_weights(a, b, atol=1e-5):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for layer in wa:
+        for name in wa[layer]:
+            np.testing.assert_allclose(wb[layer][name], wa[layer][name], rtol=0, atol=atol, err_msg=f"{layer}/{name}")
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    return tmp_path
+
+
+@needs_mpi
+def test_two_ranks_with_sync_bn_equal_one_process(tiny):
+    """2 ranks x 32 images with --sync-bn == 1 process x 64: weights, loss curve, one model file, one set of lines."""
+    _train(tiny, "one.h5", "--epochs", "2")
+    res = _train(tiny, "two.h5", "--epochs", "2", "--sync-bn", ranks=2, env={"NUMBACNN_CHECK_SYNC": "1"})
+    _assert_same_weights(tiny / "one.h5", tiny / "two.h5")
+    for (l1, a1, v1), (l2, a2, v2) in zip(_history(tiny / "one.history.csv"), _history(tiny / "two.history.csv")):
+        assert l2 == pytest.approx(l1, rel=1e-6) and v2 == pytest.approx(v1, rel=1e-6) and a1 == a2
+    assert sorted(p.name for p in tiny.iterdir()) == ["one.h5", "one.history.csv", "tiny.json", "two.h5",
+                                                      "two.history.csv"]
+    assert res.stdout.count("Wrote two.h5") == 1 and res.stdout.count("Test accuracy") == 1
+    assert "Data-parallel over 2 ranks" in res.stdout and "global batch 64 = 32 per rank" in res.stdout
+
+
+@needs_mpi
+def test_two_ranks_resume_a_one_process_checkpoint(tiny):
+    """1 epoch in one process, then --resume under mpiexec -n 2 for the second: the run of 2 epochs in one
+    process (and its history)."""
+    _train(tiny, "whole.h5", "--epochs", "2")
+    _train(tiny, "part.h5", "--epochs", "1")
+    res = _run(CLI + ["train", "--resume", "part.h5", "--epochs", "2", "--sync-bn"], tiny, ranks=2)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("Resuming part.h5 after epoch 1") == 1
+    _assert_same_weights(tiny / "whole.h5", tiny / "part.h5")
+    for (l1, a1, _), (l2, a2, _) in zip(_history(tiny / "whole.history.csv"), _history(tiny / "part.history.csv")):
+        assert l2 == pytest.approx(l1, rel=1e-6) and a1 == a2
+
+
+@needs_mpi
+def test_batch_size_must_divide_by_the_ranks(tiny):
+    res = _run(CLI + ["train", "--model", "tiny.json", "--limit", "64", "--batch-size", "63", "--epochs", "1"],
+               tiny, ranks=2)
+    assert res.returncode == 1 and res.stderr.count("Error:") == 1, res.stderr
+    assert "--batch-size 63 is the global batch: it must divide by the 2 ranks" in res.stderr
+
+
+@needs_mpi
+def test_divergence_stops_every_rank_with_one_message(tiny):
+    res = _run(CLI + ["train", "--model", "tiny.json", *RUN, "--lr", "1e9", "--epochs", "1"], tiny, ranks=2)
+    assert res.returncode == 1 and res.stderr.count("Error:") == 1, res.stderr
+    assert "training diverged" in res.stderr and not (tiny / "model.h5").exists()
+
+
+@needs_mpi
+@pytest.mark.parametrize("mode, expect", [
+    ("fail", "Error: rank 1 cannot go on (a test failure) (rank 1 of 2; stopping every rank)"),
+    ("hang", "Error: rank 0 of 2 waited 3 s for the other ranks while summing"),
+    ("kill", "signal 9"),                       # the launcher's report (MPICH: "Killed (signal 9)")
+])
+def test_a_failing_rank_ends_the_job_with_its_message(tmp_path, mode, expect):
+    """An exception on rank 1 (its message, then MPI_Abort), a rank that hangs (the others' watchdog), a rank
+    killed with SIGKILL (the launcher ends the job): a clear error and an exit, never a hang."""
+    res = _run([sys.executable, str(REPO / "tests" / "mpi_worker.py"), mode], tmp_path, ranks=2,
+               env={"NUMBACNN_MPI_TIMEOUT": "3"})
+    assert res.returncode != 0 and "finished" not in res.stdout
+    assert expect in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+@needs_mpi
+def test_per_rank_batch_norm_and_dropout_keep_the_ranks_in_step(tmp_path):
+    """The default (batch norm on each rank's images, dropout masks per rank), with the parameters compared
+    after every step (NUMBACNN_CHECK_SYNC=1) and validation on rank 0's running statistics."""
+    res = _run([sys.executable, str(REPO / "tests" / "mpi_worker.py"), "ok"], tmp_path, ranks=2,
+               env={"NUMBACNN_CHECK_SYNC": "1"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("finished") == 1 and all(np.isfinite(json.loads(res.stdout.split("finished")[1])))
+
+
+@needs_mpi
+def test_trials_spread_over_the_ranks(tmp_path):
+    res = _run([sys.executable, str(REPO / "tests" / "mpi_worker.py"), "search"], tmp_path, ranks=2)
+    assert res.returncode == 0, res.stderr
+    results = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [r["lr"] for r in results] == [0.1, 0.03, 0.01, 0.003, 0.001]
+    assert [r["rank"] for r in results] == [0, 1, 0, 1, 0]

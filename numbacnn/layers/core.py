@@ -88,13 +88,15 @@ class Flatten(Layer):
         self._x_shape = None
 
 
-def step_seed(base: int, step: int) -> int:
+def step_seed(base: int, step: int, stream: int = 0) -> int:
     """A 32-bit seed for training step ``step`` of a dropout layer seeded ``base``.
 
     SeedSequence mixes both numbers, so neighbouring steps and layers get
     unrelated masks, and the same (base, step) always gives the same mask.
+    ``stream`` > 0 (the rank of a data-parallel run) is mixed in too.
     """
-    return int(np.random.SeedSequence([int(base) & 0xFFFFFFFF, int(step)]).generate_state(1)[0])
+    words = [int(base) & 0xFFFFFFFF, int(step)] + ([int(stream)] if stream else [])
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
 @register
@@ -108,6 +110,9 @@ class Dropout(Layer):
     """
 
     random = True
+    #: set by a data-parallel strategy to the rank: each rank's part of a batch draws its own masks (0: one
+    #: process's masks; not saved, the step counter is the same on every rank)
+    random_stream = 0
 
     def __init__(self, rate=0.5, seed=None, name=None, trainable=True):
         super().__init__(name, trainable)
@@ -138,7 +143,7 @@ class Dropout(Layer):
         self._training = bool(training) and self.rate > 0.0
         seed = 0
         if self._training:
-            seed = step_seed(self._base_seed, self.step)
+            seed = step_seed(self._base_seed, self.step, self.random_stream)
             self.step += 1
         y, self._mask = self.backend.dropout_forward(inputs[0], self.rate, self._training, seed)
         return y
