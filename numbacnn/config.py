@@ -40,7 +40,8 @@ NUMBACNN_MPI               auto (default): train data-parallel over MPI when an 
 NUMBACNN_MPI_TIMEOUT       seconds a rank waits for the others in one collective before it stops the
                            job with an error naming itself (default 300): a rank that hangs ends the job
 NUMBACNN_BUCKET_MIB        size of the gradient buckets allreduced during the backward pass (default 4)
-NUMBACNN_CHECK_SYNC        N > 0: every N steps the ranks compare a checksum of their parameters (debug)
+NUMBACNN_CHECK_SYNC        N > 0: every N steps the ranks compare a checksum of their parameters (default:
+                           100 with NUMBACNN_DEBUG=1, else never)
 NUMBA_NUM_THREADS          read here only to know whether the user chose it: without it a rank of a
                            data-parallel run uses the cores of its machine / the ranks on it
 """
@@ -84,7 +85,7 @@ CUDASIM = getenv("NUMBA_ENABLE_CUDASIM", 0, int) == 1
 MPI = getenv("NUMBACNN_MPI", "auto")
 MPI_TIMEOUT = getenv("NUMBACNN_MPI_TIMEOUT", 300.0, float)
 BUCKET_MIB = getenv("NUMBACNN_BUCKET_MIB", 4.0, float)
-CHECK_SYNC = getenv("NUMBACNN_CHECK_SYNC", 0, int)
+CHECK_SYNC = getenv("NUMBACNN_CHECK_SYNC", 100 if DEBUG else 0, int)
 THREADS_GIVEN = getenv("NUMBA_NUM_THREADS") is not None
 
 #: (rank variable, size variable) of the MPI launchers: MPICH/Intel MPI (hydra) and Slurm's PMI, Open MPI,

@@ -216,17 +216,27 @@ def test_two_ranks_with_sync_bn_equal_one_process(tiny):
                                                       "two.history.csv"]
     assert res.stdout.count("Wrote two.h5") == 1 and res.stdout.count("Test accuracy") == 1
     assert "Data-parallel over 2 ranks" in res.stdout and "global batch 64 = 32 per rank" in res.stdout
+    if "NUMBA_NUM_THREADS" not in os.environ:       # each rank: the cores / the 2 ranks on this machine
+        assert f"{max(1, len(os.sched_getaffinity(0)) // 2)} thread(s) each" in res.stdout
+
+
+def test_threads_option_is_checked(tmp_path):
+    res = _run(CLI + ["train", "--threads", "100000", "--epochs", "1"], tmp_path)
+    assert res.returncode == 1 and res.stderr.startswith("Error: --threads 100000: this process has 1 to ")
+    assert "NUMBA_NUM_THREADS" in res.stderr and not (tmp_path / "model.h5").exists()
 
 
 @needs_mpi
-def test_two_ranks_resume_a_one_process_checkpoint(tiny):
-    """1 epoch in one process, then --resume under mpiexec -n 2 for the second: the run of 2 epochs in one
-    process (and its history)."""
-    _train(tiny, "whole.h5", "--epochs", "2")
+def test_checkpoints_resume_with_another_number_of_ranks(tiny):
+    """1 epoch in one process, --resume under mpiexec -n 2 for the second, in one process again for the third:
+    the run of 3 epochs in one process (and its history)."""
+    _train(tiny, "whole.h5", "--epochs", "3")
     _train(tiny, "part.h5", "--epochs", "1")
     res = _run(CLI + ["train", "--resume", "part.h5", "--epochs", "2", "--sync-bn"], tiny, ranks=2)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count("Resuming part.h5 after epoch 1") == 1
+    res = _run(CLI + ["train", "--resume", "part.h5", "--epochs", "3"], tiny)
+    assert res.returncode == 0 and "Resuming part.h5 after epoch 2" in res.stdout, res.stdout + res.stderr
     _assert_same_weights(tiny / "whole.h5", tiny / "part.h5")
     for (l1, a1, _), (l2, a2, _) in zip(_history(tiny / "whole.history.csv"), _history(tiny / "part.history.csv")):
         assert l2 == pytest.approx(l1, rel=1e-6) and a1 == a2
