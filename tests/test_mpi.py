@@ -119,6 +119,26 @@ def test_local_strategy_passes_everything_through():
     assert batch_bounds(67, 16, 4)[-1] == (48, 67) and batch_bounds(68, 16, 4)[-1] == (64, 68)    # 2 ranks
 
 
+def test_the_environment_chooses_the_strategy(monkeypatch):
+    """No launcher, or a launcher of 1 rank: one process; a launcher of 2 ranks without mpi4py: an error saying
+    what to install."""
+    from numbacnn import config, distributed
+    monkeypatch.setattr(config, "mpi_launcher", lambda: None)
+    assert type(distributed.from_environment()) is LocalStrategy
+    monkeypatch.setattr(config, "mpi_launcher", lambda: ("PMI_RANK", 1))
+    assert type(distributed.from_environment()) is LocalStrategy
+    monkeypatch.setattr(config, "mpi_launcher", lambda: ("PMI_RANK", 2))
+    monkeypatch.setitem(sys.modules, "mpi4py", None)            # import mpi4py raises ImportError
+    with pytest.raises(ValueError, match=r"PMI_RANK is set\) but mpi4py is not installed: pip install 'numbacnn"):
+        distributed.from_environment()
+    monkeypatch.undo()
+    for var in [v for pair in config.MPI_LAUNCHER_VARS for v in pair if v]:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "3")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "8")
+    assert config.mpi_launcher() == ("OMPI_COMM_WORLD_RANK", 8)
+
+
 def test_dropout_masks_per_rank():
     """Rank 0 (and one process) draws the masks it always drew; another rank its own."""
     from numbacnn.layers.core import step_seed
