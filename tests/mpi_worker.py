@@ -3,8 +3,8 @@
     python tests/mpi_worker.py MODE
 
 MODE: ok (train 3 epochs: batch norm per rank, dropout, validation), fail (rank 1 raises at its 3rd
-batch), kill (rank 1 kills itself with SIGKILL there), hang (rank 1 sleeps there), search (independent
-trials spread with assign/collect).
+batch), kill (rank 1 kills itself with SIGKILL there), hang (rank 1 sleeps there), agree (rank 1 fails
+inside ``agreement()``, as loading data does), search (independent trials spread with assign/collect).
 """
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ def small_model():
 def main(mode):
     strategy = distributed.from_environment()
     with strategy.guard():
+        with strategy.agreement():
+            if mode == "agree" and strategy.rank == 1:
+                raise ValueError("rank 1 cannot read its data (a test failure)")
         if mode == "search":
             trials = [{"lr": lr} for lr in (0.1, 0.03, 0.01, 0.003, 0.001)]
             done = [(i, {"lr": t["lr"], "rank": strategy.rank}) for i, t in strategy.assign(trials)]

@@ -281,15 +281,19 @@ def test_divergence_stops_every_rank_with_one_message(tiny):
 @pytest.mark.parametrize("mode, expect", [
     ("fail", "Error: rank 1 cannot go on (a test failure) (rank 1 of 2; stopping every rank)"),
     ("hang", "Error: rank 0 of 2 waited 3 s for the other ranks while summing"),
+    ("agree", "RankFailure: rank 1 cannot read its data (a test failure) (rank 1 of 2)"),
     ("kill", "signal 9"),                       # the launcher's report (MPICH: "Killed (signal 9)")
 ])
 def test_a_failing_rank_ends_the_job_with_its_message(tmp_path, mode, expect):
-    """An exception on rank 1 (its message, then MPI_Abort), a rank that hangs (the others' watchdog), a rank
-    killed with SIGKILL (the launcher ends the job): a clear error and an exit, never a hang."""
+    """An exception on rank 1 (its message, then MPI_Abort), a rank that hangs (the others' watchdog), a failure
+    inside agreement() (rank 0 raises rank 1's message, rank 1 exits quietly), a rank killed with SIGKILL (the
+    launcher ends the job): a clear error and an exit, never a hang."""
     res = _run([sys.executable, str(REPO / "tests" / "mpi_worker.py"), mode], tmp_path, ranks=2,
                env={"NUMBACNN_MPI_TIMEOUT": "3"})
     assert res.returncode != 0 and "finished" not in res.stdout
     assert expect in res.stdout + res.stderr, res.stdout + res.stderr
+    if mode == "agree":
+        assert res.stderr.count("rank 1 cannot read its data") == 1 and "MPI_Abort" not in res.stderr
 
 
 @needs_mpi
