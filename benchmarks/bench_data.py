@@ -18,8 +18,9 @@ the kernels wait for data is the difference.
 
     python benchmarks/bench_data.py [--count 5000] [--size 256] [--image-size 64] [--quick]
 
-``--quick``: 600 images, a shorter training epoch.  Like every benchmark here it prints and never
-fails on time; the machine's load average is printed with the figures.
+``--quick``: 600 images, a shorter training epoch.  Every figure is the best of two passes (epochs
+alternate between the sources).  Like every benchmark here it prints and never fails on time; the
+machine's load average is printed with the figures.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ sys.path.insert(0, HERE)
 from common import format_table  # noqa: E402
 
 AUGMENT = "flip,zoom,contrast"
+REPEATS = 2          # every figure is the best of this many passes (the machine may be shared)
 
 
 def make_jpegs(root, count, size, classes=10, seed=0):
@@ -80,12 +82,14 @@ def numbacnn_rate(ds, batch_size, workers, augment=AUGMENT):
 
     with BatchStream(make, 2, 0) as warm:             # Numba's compiled augmentation loaded
         list(warm)
-    t0 = time.perf_counter()
-    seen = 0
-    with BatchStream(make, len(batches), workers) as stream:
-        for x, _ in stream:
-            seen += len(x)
-    return seen / (time.perf_counter() - t0)
+    best = 0.0
+    for _ in range(REPEATS):                          # the best pass: the least disturbed by other processes
+        t0, seen = time.perf_counter(), 0
+        with BatchStream(make, len(batches), workers) as stream:
+            for x, _ in stream:
+                seen += len(x)
+        best = max(best, seen / (time.perf_counter() - t0))
+    return best
 
 
 def torchvision_rate(root, image_size, batch_size, workers):
@@ -100,9 +104,12 @@ def torchvision_rate(root, image_size, batch_size, workers):
                             transforms.ColorJitter(contrast=0.3), transforms.ToTensor()])
     loader = torch.utils.data.DataLoader(datasets.ImageFolder(root, t), batch_size=batch_size, shuffle=True,
                                          num_workers=workers, persistent_workers=False)
-    t0 = time.perf_counter()
-    seen = sum(len(x) for x, _ in loader)
-    return seen / (time.perf_counter() - t0)
+    best = 0.0
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        seen = sum(len(x) for x, _ in loader)
+        best = max(best, seen / (time.perf_counter() - t0))
+    return best
 
 
 def pipeline_table(root, packed, args):
@@ -150,14 +157,15 @@ def epoch_table(root, packed, args):
         arrays = ArrayDataset(*files.batch(np.arange(n)))
         pk = PackedDataset(packed, workers=1)[np.arange(n)]
         times = {}
-        for label, data in (("memory", arrays), ("JPEG folder", files), ("packed", pk)):
-            model = build_model(model_name, input_shape=(3, 32, 32), num_classes=10).build("cpu", seed=0)
-            warm = arrays[np.arange(min(n, 128))]            # compiles (or loads) the kernels: not timed
-            Trainer(model, batch_size=64, augment=make_augment(AUGMENT), seed=0).fit(warm, None, 1)
-            trainer = Trainer(model, batch_size=64, augment=make_augment(AUGMENT), seed=1)
-            t0 = time.perf_counter()
-            trainer.fit(data, None, 1)
-            times[label] = time.perf_counter() - t0
+        model = build_model(model_name, input_shape=(3, 32, 32), num_classes=10).build("cpu", seed=0)
+        warm = arrays[np.arange(min(n, 128))]                # compiles (or loads) the kernels: not timed
+        Trainer(model, batch_size=64, augment=make_augment(AUGMENT), seed=0).fit(warm, None, 1)
+        for _ in range(REPEATS):                             # alternating, the best epoch of each
+            for label, data in (("memory", arrays), ("JPEG folder", files), ("packed", pk)):
+                trainer = Trainer(model, batch_size=64, augment=make_augment(AUGMENT), seed=1)
+                t0 = time.perf_counter()
+                trainer.fit(data, None, 1)
+                times[label] = min(times.get(label, np.inf), time.perf_counter() - t0)
         for label, t in times.items():
             rows.append((f"{model_name}, {label}", f"{n:,}", f"{t:.2f}", f"{n / t:,.0f}",
                          f"{t / times['memory']:.2f}x"))
