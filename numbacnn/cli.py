@@ -331,10 +331,13 @@ def train(ctx, resume, threads, **opts):
 
     strategy = from_environment(sync_bn=opts["sync_bn"], threads=threads)
     with strategy.guard():
-        _train(ctx, resume, opts, strategy)
+        with strategy.agreement():      # options, --out, the --resume file: one rank's failure stops every rank
+            run = _train_run(ctx, resume, opts, strategy)
+        run.run()
 
 
-def _train(ctx, resume, opts, strategy):
+def _train_run(ctx, resume, opts, strategy):
+    """The checked options as a ``TrainingRun`` (``train``'s body)."""
     from click.core import ParameterSource
 
     from .progress import ProgressBar
@@ -356,10 +359,8 @@ def _train(ctx, resume, opts, strategy):
     _backend(opts["device"])
     bar = ProgressBar()
     if resume:
-        run = TrainingRun.resumed(resume, {**given, "out": out}, opts["device"], click.echo, [bar], strategy)
-    else:
-        run = TrainingRun(RunConfig(**{**opts, "out": out}), click.echo, [bar], strategy=strategy)
-    run.run()
+        return TrainingRun.resumed(resume, {**given, "out": out}, opts["device"], click.echo, [bar], strategy)
+    return TrainingRun(RunConfig(**{**opts, "out": out}), click.echo, [bar], strategy=strategy)
 
 
 # ====================================================================== evaluate
@@ -452,7 +453,7 @@ def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, sk
                                     batch_size, json_path)
     with np.errstate(all="ignore"):      # a non-finite output is reported below, not warned about
         loss, acc, probs, y = evaluate_data(model, x, y, batch_size=batch_size)
-    _check_finite(model_file, probs, len(x))
+    _check_finite(model_file, probs, len(y))        # the images scored (unreadable ones skipped)
     names = _class_names(meta, probs.shape[1], names)
     report = classification_report(y, probs, names, include_roc=bool(roc_path))
     report["loss"] = float(loss)

@@ -422,17 +422,18 @@ class MPIStrategy(LocalStrategy):
     @contextlib.contextmanager
     def guard(self):
         """Around a whole command: an error every rank raised together (``agreement``, ``fail_together``) is
-        printed once, by the writer; any other is printed by its rank, which then ends every rank
-        (``MPI_Abort``) so that none waits forever for it."""
+        raised by the writer alone (the others exit quietly, with status 0, so that the launcher reports the
+        writer's); any other is printed by its rank, which then ends every rank (``MPI_Abort``) so that none
+        waits forever for it."""
         try:
             yield
         except SystemExit:
             raise
         except BaseException as e:  # noqa: BLE001 - a rank must never leave the others waiting
-            if self.failed_together:
+            if self.failed_together:        # the writer reports it, and its exit status is the job's
                 if self.is_writer:
                     raise
-                raise SystemExit(1) from None
+                raise SystemExit(0) from None
             if config.DEBUG:
                 traceback.print_exc()
             print(f"Error: {_one_line(e)} (rank {self.rank} of {self.size}; stopping every rank)", file=sys.stderr,

@@ -268,6 +268,8 @@ def test_batch_size_must_divide_by_the_ranks(tiny):
                tiny, ranks=2)
     assert res.returncode == 1 and res.stderr.count("Error:") == 1, res.stderr
     assert "--batch-size 63 is the global batch: it must divide by the 2 ranks" in res.stderr
+    res = _run(CLI + ["train", "--model", "tiny.json", "--recipe", "nope"], tiny, ranks=2)    # a usage error: 2
+    assert res.returncode == 2 and res.stderr.count("Error:") == 1 and "'--recipe'" in res.stderr, res.stderr
 
 
 @needs_mpi
