@@ -248,6 +248,9 @@ def test_bad_images_stop_the_run_or_are_skipped(tmp_path):
     skipped = [ln for ln in res.stdout.splitlines() if ln.startswith("skipped ")]
     assert len(skipped) == 2 and "bad image(s) so far" in skipped[-1]
     assert "Test accuracy" in res.stdout
+    error_line(run("evaluate", tmp_path / "m.h5", "--data", root, "--split", "all", ok=False), "--skip-bad-images")
+    res = run("evaluate", tmp_path / "m.h5", "--data", root, "--split", "all", "--skip-bad-images")
+    assert "on 18 samples" in res.stdout and res.stdout.count("skipped ") == 2     # 20 files, 2 unreadable
 
 
 def test_pack_then_train_and_evaluate_from_the_packed_file(photos, tmp_path):

@@ -176,10 +176,9 @@ def dataset_stats(ds: Dataset, batch_size: int = 256):
 
 
 def as_dataset(x, y=None, name="data", model_shape=None) -> Dataset:
-    """``x`` itself when it is a Dataset (checked against ``model_shape``), else ``ArrayDataset(x, y)``."""
+    """``x`` itself when it is a Dataset (checked against ``model_shape``; ``y`` is not used: a dataset carries
+    its labels, and gives those of the images it could read with each batch), else ``ArrayDataset(x, y)``."""
     if isinstance(x, Dataset):
-        if y is not None and len(y) != len(x):
-            raise ValueError(f"{name} has {len(x)} samples but {len(y)} labels")
         if model_shape is not None and x.input_shape != tuple(model_shape):
             raise ValueError(f"{name} images of shape {x.input_shape} do not match the model input "
                              f"{tuple(model_shape)}")
