@@ -184,14 +184,15 @@ class HistoryCSV(Callback):
         self.path, self.rows = os.fspath(path), list(previous)
 
     def on_epoch_end(self, epoch, logs):
+        from .io.atomic import atomic_write
         self.rows.append(dict(logs))
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(self.FIELDS)
-            for r in self.rows:
-                w.writerow(["" if r.get(k) is None else r.get(k) for k in self.FIELDS])
-        os.replace(tmp, self.path)
+        atomic_write(self.path, self._write, newline="")
+
+    def _write(self, f):
+        w = csv.writer(f)
+        w.writerow(self.FIELDS)
+        for r in self.rows:
+            w.writerow(["" if r.get(k) is None else r.get(k) for k in self.FIELDS])
 
 
 __all__ = ["Callback", "CallbackList", "LambdaCallback", "EarlyStopping", "ModelCheckpoint", "HistoryCSV",

@@ -37,7 +37,6 @@ from . import __version__, config
 from .summary import shape_text as _shape_text, table as _table
 
 DEVICES = ("cpu", "cuda", "auto")
-AUGMENTS = ("flip", "contrast", "zoom", "noise")
 
 
 # ====================================================================== errors
@@ -158,10 +157,11 @@ def _validate_augment(ctx, param, value):
         return None
     if not value or value == "none":
         return ""
+    from .data.augment import TRANSFORMS
     names = [s.strip() for s in value.split(",") if s.strip()]
-    bad = [n for n in names if n not in AUGMENTS]
+    bad = [n for n in names if n not in TRANSFORMS]
     if bad:
-        raise click.BadParameter(f"unknown augmentation {', '.join(bad)} (choose from {', '.join(AUGMENTS)})")
+        raise click.BadParameter(f"unknown augmentation {', '.join(bad)} (choose from {', '.join(TRANSFORMS)})")
     return ",".join(names)
 
 
@@ -228,6 +228,9 @@ TRAIN_OPTIONS = [
                       "recipe's, else 0)."),
     click.option("--l1", type=click.FloatRange(0), default=0.0, show_default=True,
                  help="L1 penalty on weights: adds l1 * sign(W) to the gradient."),
+    click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+                 help="Dropout rate of a zoo model that takes one (lenet5 adds Dropout after its hidden dense "
+                      "layers when > 0; default: the model's own rate)."),
     click.option("--schedule", type=click.Choice(["constant", "step", "multistep", "cosine", "plateau"]),
                  default=None,
                  help="Learning-rate schedule per epoch (default: the recipe's, else cosine): constant; step "
@@ -303,18 +306,25 @@ def _floats(value, option):
         raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers", param_hint=option) from None
 
 
-def _train_options(f):
-    """Apply ``TRAIN_OPTIONS`` to ``f``."""
+def _train_options(f=None, without=()):
+    """Apply ``TRAIN_OPTIONS`` (less those named in ``without``) to ``f``."""
+    if f is None:
+        return lambda g: _train_options(g, without)
     for opt in reversed(TRAIN_OPTIONS):
-        f = opt(f)
+        if opt(lambda: None).__click_params__[0].name not in without:
+            f = opt(f)
     return f
+
+
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None,
+    help="Kernel threads of this process (default: NUMBA_NUM_THREADS if set, else the cores; under mpiexec the "
+         "cores / the ranks on each machine, so that ranks do not oversubscribe it).")
 
 
 @cli.command()
 @_train_options
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Kernel threads of this process (default: NUMBA_NUM_THREADS if set, else the cores; under "
-                   "mpiexec the cores / the ranks on each machine, so that ranks do not oversubscribe it).")
+@threads_option
 @click.pass_context
 def train(ctx, resume, threads, **opts):
     """Train a model and test it on held-out images; write the model file and its history CSV.
@@ -361,6 +371,50 @@ def _train_run(ctx, resume, opts, strategy):
     if resume:
         return TrainingRun.resumed(resume, {**given, "out": out}, opts["device"], click.echo, [bar], strategy)
     return TrainingRun(RunConfig(**{**opts, "out": out}), click.echo, [bar], strategy=strategy)
+
+
+# ====================================================================== search
+@cli.command()
+@click.option("--grid", "grids", multiple=True, required=True, metavar="NAME=V1,V2,...",
+              help="Values of one hyper-parameter to try (repeat for several; every combination is a trial): lr, "
+                   "l2 (= weight_decay), l1, momentum, dropout, batch_size, epochs, optimizer, schedule, "
+                   "lr_factor, lr_step, augment (flip+noise, none), loss, model.")
+@click.option("--folds", type=click.IntRange(min=2), default=None, metavar="K",
+              help="Score each trial by K-fold cross-validation of the training part (mean +- std over the "
+                   "folds) instead of on a validation split.")
+@click.option("--metric", type=click.Choice(["accuracy", "loss"]), default=None,
+              help="Validation score that ranks the trials (default: accuracy; loss for regression data).")
+@click.option("--out-dir", default="search", show_default=True, metavar="DIR",
+              help="Where trials.csv, trials.json (a re-run resumes from it, skipping finished trials) and "
+                   "best.h5 (the best trial retrained on the whole training part) are written.")
+@_train_options(without=("resume", "out", "early_stop", "monitor"))
+@threads_option
+def search(grids, folds, metric, out_dir, threads, **opts):
+    """Grid search: train every combination of the --grid values on the training part, rank them by their
+    validation score (--val-split, 0.2 by default, or --folds K), retrain the best on the whole training part
+    and test it once on the held-out test part.
+
+    The other options are train's, for every trial. Under mpiexec the trials are shared out over the ranks.
+    """
+    from .distributed import from_environment
+    from .progress import ProgressBar
+    from .run import RunConfig
+    from .search import GridSearch, parse_grid
+
+    strategy = from_environment(threads=threads)
+    with strategy.guard():
+        with strategy.agreement():
+            try:
+                grid = parse_grid(grids)
+            except ValueError as e:
+                raise click.BadParameter(str(e).removeprefix("--grid "), param_hint="'--grid'") from None
+            if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+                raise click.BadParameter(f"{out_dir} is a file, not a directory", param_hint="'--out-dir'")
+            if not os.path.isdir(out_dir):
+                _check_writable(out_dir, "'--out-dir'")         # its parent directory exists
+            _backend(opts["device"])
+        GridSearch(RunConfig(**{**opts, "early_stop": None}), grid, folds, metric, out_dir, click.echo,
+                   [ProgressBar()], strategy).run()
 
 
 # ====================================================================== evaluate

@@ -69,7 +69,8 @@ class ProgressBar:
         self.epochs, self.start_epoch = int(info["epochs"]), int(info["start_epoch"])
         val = f", validating on {info['val_samples']:,}" if info.get("val_samples") else ""
         first = "" if self.start_epoch == 0 else f", resuming after epoch {self.start_epoch}"
-        self._write(f"Training on {info['samples']:,} images{val}: {info['batches']:,} batches of "
+        kind = "images" if info.get("images", True) else "samples"
+        self._write(f"Training on {info['samples']:,} {kind}{val}: {info['batches']:,} batches of "
                     f"{info['batch_size']} per epoch{first}\n")
 
     def on_epoch_begin(self, epoch, logs):

@@ -69,6 +69,7 @@ class RunConfig:
     nesterov: bool | None = None
     weight_decay: float | None = None
     l1: float = 0.0
+    dropout: float | None = None          # None: the zoo model's own dropout rate
     schedule: str | None = None
     lr_milestones: tuple | None = None
     lr_step: int | None = None
@@ -236,12 +237,20 @@ def _class_names(cfg, src, ys):
     return names + [str(i) for i in range(len(names), k)]
 
 
-def plan_data(cfg: RunConfig, record=None, log=lambda m: None) -> DataPlan:
-    """Load ``cfg.data`` (and ``cfg.test_data``), split it (or re-use ``record``'s split) and standardise."""
-    from .data import channel_stats, standardize
-    from .data.splits import load_source, subset
+def load_sources(cfg: RunConfig, log=lambda m: None) -> tuple:
+    """(source, test source) of ``cfg.data`` and ``cfg.test_data`` (the same source without it)."""
+    from .data.splits import load_source
     src = load_source(cfg.data, image_options(cfg, log))
     test_src = load_source(cfg.test_data, image_options(cfg, log, src.preprocessing)) if cfg.test_data else src
+    return src, test_src
+
+
+def plan_data(cfg: RunConfig, record=None, log=lambda m: None, sources=None) -> DataPlan:
+    """Load ``cfg.data`` (and ``cfg.test_data``; ``sources`` when already loaded by ``load_sources``), split it
+    (or re-use ``record``'s split) and standardise with the training part's statistics."""
+    from .data import channel_stats, standardize
+    from .data.splits import subset
+    src, test_src = sources or load_sources(cfg, log)
     if record is None:
         record, label = _new_record(cfg, src, test_src)
     else:
@@ -304,9 +313,12 @@ def _is_h5(spec) -> bool:
     return os.fspath(spec).lower().endswith((".h5", ".hdf5"))
 
 
-def model_from_spec(spec, input_shape=None, num_classes=None):
-    """An unbuilt Model from a zoo name or a ``.json`` architecture (``.h5`` goes through load_model)."""
+def model_from_spec(spec, input_shape=None, num_classes=None, dropout=None):
+    """An unbuilt Model from a zoo name or a ``.json`` architecture (``.h5`` goes through load_model);
+    ``dropout`` sets the rate of a zoo model that takes one."""
     from .models import ZOO, build_model
+    if dropout is not None:
+        _check_dropout(spec)
     if spec.lower().endswith(".json"):
         from .io.architecture import read_architecture     # sized before anything is built
         if not os.path.isfile(spec):
@@ -316,6 +328,8 @@ def model_from_spec(spec, input_shape=None, num_classes=None):
         kwargs = {} if input_shape is None else {"input_shape": tuple(input_shape)}
         if num_classes is not None:
             kwargs["num_classes"] = int(num_classes)
+        if dropout is not None:
+            kwargs["dropout"] = float(dropout)
         return build_model(spec, **kwargs)
     if os.path.exists(spec):
         raise ValueError(f"model {spec}: expected a zoo name, a .json architecture or an .h5 model file")
@@ -323,13 +337,25 @@ def model_from_spec(spec, input_shape=None, num_classes=None):
                      f"or an .h5 model file (see 'numbacnn models')")
 
 
-def load_any_model(spec, backend, input_shape=None, num_classes=None, seed=0):
-    """(built Model, metadata dict) from a zoo name, .json or .h5."""
+def _check_dropout(spec):
+    import inspect
+
+    from .models import ZOO
+    takes = [name for name, f in ZOO.items() if "dropout" in inspect.signature(f).parameters]
+    if spec not in takes:
+        raise ValueError(f"--dropout: model {spec} has no dropout rate to set (zoo models that take one: "
+                         f"{', '.join(takes)})")
+
+
+def load_any_model(spec, backend, input_shape=None, num_classes=None, seed=0, dropout=None):
+    """(built Model, metadata dict) from a zoo name, .json or .h5 (``dropout``: see ``model_from_spec``)."""
+    if dropout is not None:
+        _check_dropout(spec)
     if _is_h5(spec):
         from .io.hdf5 import load_model
         mf = load_model(spec, backend=backend)
         return mf.model, mf.metadata
-    model = model_from_spec(spec, input_shape, num_classes)
+    model = model_from_spec(spec, input_shape, num_classes, dropout)
     model.build(backend, seed=seed)
     return model, {}
 
@@ -402,7 +428,7 @@ def decide_precompute(cfg, model, log) -> bool:
 def prepare_model(cfg: RunConfig, plan: DataPlan, backend, log):
     """The built model for a new run (see the module docstring); returns (model, precompute flag)."""
     k = plan.num_classes
-    model, meta = load_any_model(cfg.model, backend, plan.x_train.shape[1:], k, cfg.seed)
+    model, meta = load_any_model(cfg.model, backend, plan.x_train.shape[1:], k, cfg.seed, cfg.dropout)
     if tuple(plan.x_train.shape[1:]) != tuple(model.input_shape):
         raise ValueError(f"model {cfg.model} takes inputs of shape {tuple(model.input_shape)} but --data "
                          f"{cfg.data} has images of shape {tuple(plan.x_train.shape[1:])}")
@@ -422,7 +448,8 @@ def describe_training(cfg: RunConfig) -> str:
     recipe = cfg.recipe_of_model()
     where = (f"the {cfg.model if cfg.recipe == 'auto' else cfg.recipe} recipe "
              f"({recipe.source.split(':')[0]}) unless given" if recipe else "numbacnn's defaults unless given")
-    opt = f"{cfg.optimizer} lr {cfg.learning_rate:g}" + (f" momentum {cfg.momentum:g}" if cfg.optimizer == "sgd" else "")
+    opt = f"{cfg.optimizer} lr {cfg.learning_rate:g}" + (f" momentum {cfg.momentum:g}" if cfg.optimizer == "sgd"
+                                                          else "")
     return (f"Training: {opt}, weight decay {cfg.weight_decay:g}, {cfg.schedule} schedule, batch {cfg.batch_size}, "
             f"augmentation {cfg.augment or 'none'}, {cfg.epochs} epochs ({where})")
 
@@ -503,16 +530,17 @@ class TrainingRun:
     resume    : a ``ModelFile`` to continue (``TrainingRun.resumed`` builds one with its options)
     strategy  : ``distributed.LocalStrategy()`` (the default) or an ``MPIStrategy`` (data-parallel: every rank
                 runs the same ``TrainingRun``; the writer alone logs and writes files)
+    plan      : a ``DataPlan`` to train on instead of the one ``plan_data`` makes (``search`` gives its folds)
     """
 
-    def __init__(self, config: RunConfig, log=print, callbacks=(), resume=None, strategy=None):
+    def __init__(self, config: RunConfig, log=print, callbacks=(), resume=None, strategy=None, plan=None):
         from .distributed import LocalStrategy
         self.strategy = strategy if strategy is not None else LocalStrategy()
         self.cfg, self.extra_callbacks, self.resumed = config.resolved(), list(callbacks), resume
         self.log = self.strategy.writer_log(log)
         self.strategy.sync_bn = bool(self.cfg.sync_bn)
-        self.backend = self.plan = self.model = self.optimizer = self.schedule = None
-        self.precompute = False
+        self.backend = self.model = self.optimizer = self.schedule = None
+        self.plan, self.precompute = plan, False
 
     @classmethod
     def resumed(cls, path, overrides: dict, backend="cpu", log=print, callbacks=(), strategy=None):
@@ -543,7 +571,7 @@ class TrainingRun:
         record = None if self.resumed is None else SplitRecord.from_metadata(self.resumed.metadata, self.cfg.out)
         if self.resumed is not None and record is None:
             self.log(f"note: {self.cfg.out} records no data split (an older model file): the split is drawn again")
-        self.plan = plan_data(self.cfg, record, self.log)
+        self.plan = self.plan or plan_data(self.cfg, record, self.log)
         self.log(describe_data(self.cfg, self.plan) + f" ({time.perf_counter() - t0:.1f}s to load)")
         self._choose_loss()
         if self.resumed is None:
@@ -590,17 +618,21 @@ class TrainingRun:
             meta.update(mean=np.asarray(self.plan.mean, np.float32), std=np.asarray(self.plan.std, np.float32))
         return meta
 
-    def callbacks(self, ckpt, history_path):
+    def callbacks(self, ckpt=None, history_path=None):
+        """The run's callbacks; the history CSV and checkpoint only where their paths are given."""
         from .callbacks import EarlyStopping, HistoryCSV, ModelCheckpoint
         previous = self.resumed.training_state.get("history", []) if self.resumed is not None else []
         cbs = []
         if self.cfg.early_stop is not None:
             cbs.append(EarlyStopping(self.cfg.monitor, self.cfg.early_stop, restore_best_weights=True, log=self.log))
         cbs += self.extra_callbacks
-        cbs += [HistoryCSV(history_path, previous), ModelCheckpoint(ckpt, lambda trainer: self.metadata())]
+        if history_path:
+            cbs.append(HistoryCSV(history_path, previous))
+        if ckpt:
+            cbs.append(ModelCheckpoint(ckpt, lambda trainer: self.metadata()))
         return cbs
 
-    def trainer(self, ckpt, history_path):
+    def trainer(self, ckpt=None, history_path=None):
         from .data import make_augment
         from .train import Trainer
         augment = make_augment(self.cfg.augment) if self.cfg.augment else None
@@ -677,13 +709,13 @@ def _same_as_recorded(src, record, meta) -> str | None:
 
 def _evaluation_indices(src, record, meta, split, model_label):
     """(indices into ``src``, description) of the images ``evaluate`` scores."""
-    n, seen = len(src), _same_as_recorded(src, record, meta)
+    n, seen, kind = len(src), _same_as_recorded(src, record, meta), _kind(src.x)
     used = 0 if record is None else len(record.train) + len(record.val)
     if seen == "test" and split != "all":
-        return record.test, f"test split: {len(record.test):,} images held out at training"
+        return record.test, f"test split: {len(record.test):,} {kind} held out at training"
     if seen == "test" or (seen == "train" and split == "all"):
         trained = used if seen == "train" or record.same_test_source() else 0
-        return np.arange(n), f"all {n:,} images" + (f", {trained:,} of which were used in training" if trained else "")
+        return np.arange(n), f"all {n:,} {kind}" + (f", {trained:,} of which were used in training" if trained else "")
     if seen == "train":
         raise DataError(f"--data {src.spec}: {model_label} was trained on these images (its test images are in "
                         f"{record.test_spec}: evaluate without --data to use them, or pass --split all)")
@@ -691,7 +723,7 @@ def _evaluation_indices(src, record, meta, split, model_label):
         raise DataError(f"--data {src.spec}: {model_label} was trained on this data but does not record which "
                         f"images were held out (an older model file): retrain it, or pass --split all")
     if split == "all" or (split == "auto" and src.predefined_test is None):
-        return np.arange(n), f"all {n:,} images"
+        return np.arange(n), f"all {n:,} {kind}"
     if src.predefined_test is None:
         raise DataError(f"--data {src.spec}: has no test part of its own and is not the data {model_label} was "
                         f"trained on (use --split all)")
@@ -723,6 +755,6 @@ def evaluation_data(meta: dict, spec, split="auto", limit=None, model_label="the
     return src.x[idx], src.y[idx], src.class_names, part
 
 
-__all__ = ["RunConfig", "DataPlan", "RunResult", "TrainingRun", "RunInterrupted", "plan_data", "prepare_model",
-           "make_optimizer", "make_schedule", "replan_schedule", "rebuild_head", "evaluation_data",
+__all__ = ["RunConfig", "DataPlan", "RunResult", "TrainingRun", "RunInterrupted", "plan_data", "load_sources",
+           "prepare_model", "make_optimizer", "make_schedule", "replan_schedule", "rebuild_head", "evaluation_data",
            "load_any_model", "model_from_spec", "num_outputs", "stem", "DEFAULT_LR"]

@@ -337,6 +337,7 @@ class Trainer:
             self.callbacks.call("on_train_begin", {"epochs": int(epochs), "start_epoch": self.epoch,
                                                    "samples": len(data), "batches": len(bounds),
                                                    "batch_size": self.batch_size,
+                                                   "images": len(self.model.input_shape) == 3,
                                                    "val_samples": 0 if val is None else len(val)})
         self.stop_training = False
         while self.epoch < int(epochs) and not self.stop_training:

@@ -315,3 +315,24 @@ def test_trials_spread_over_the_ranks(tmp_path):
     results = json.loads(res.stdout.strip().splitlines()[-1])
     assert [r["lr"] for r in results] == [0.1, 0.03, 0.01, 0.003, 0.001]
     assert [r["rank"] for r in results] == [0, 1, 0, 1, 0]
+
+
+@needs_mpi
+def test_search_shares_its_trials_over_the_ranks(tmp_path):
+    """mpiexec -n 2 numbacnn search: each rank trains its trials (i mod 2), rank 0 writes the files and
+    retrains the best; the scores equal those of a search in one process."""
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    args = ["search", "--model", "tiny.json", "--limit", "256", "--limit-test", "128", "--epochs", "1",
+            "--grid", "lr=0.01,0.03,0.1", "--threads", "1"]
+    one = _run(CLI + args + ["--out-dir", "one"], tmp_path)
+    two = _run(CLI + args + ["--out-dir", "two"], tmp_path, ranks=2)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stdout + two.stderr
+    ranks = {line.split("] ")[1].split(":")[0]: line.rsplit("(rank ", 1)[1][0] for line in two.stdout.splitlines()
+             if "(rank " in line}
+    assert ranks == {"lr=0.01": "0", "lr=0.03": "1", "lr=0.1": "0"}
+    docs = [json.loads((tmp_path / d / "trials.json").read_text()) for d in ("one", "two")]
+    assert [t["params"] for t in docs[0]["trials"]] == [t["params"] for t in docs[1]["trials"]]
+    for a, b in zip(docs[0]["trials"], docs[1]["trials"]):
+        assert b["score"] == pytest.approx(a["score"], abs=1e-6) and b["val_loss"] == pytest.approx(a["val_loss"],
+                                                                                                    rel=1e-5)
+    assert two.stdout.count("Wrote two/best.h5") == 1 and (tmp_path / "two" / "best.h5").exists()

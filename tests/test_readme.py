@@ -11,9 +11,25 @@ def _python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 
+def _block(marker):
+    """The README's Python block containing ``marker``."""
+    found = [b for b in _python_blocks() if marker in b]
+    assert len(found) == 1, marker
+    return found[0]
+
+
+def test_readme_keras_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = _block("nc.Sequential").replace("n=4000", "n=600").replace("epochs=4", "epochs=1")
+    ns = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    assert len(ns["history"].history["loss"]) == 1 and (tmp_path / "m.h5").exists()
+    assert ns["model"].predict(ns["x_test"][:3]).shape == (3, 10)
+
+
 def test_readme_training_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code = _python_blocks()[0]
+    code = _block("from numbacnn.train import fit, evaluate")
     assert "fit(" in code and "save_model" in code
     code = code.replace("n=4000", "n=800").replace("epochs=3", "epochs=1").replace("total_epochs=3", "total_epochs=1")
     ns = {}
@@ -26,7 +42,7 @@ def test_readme_training_example_runs(tmp_path, monkeypatch):
 
 def test_readme_graph_example_runs():
     ns = {}
-    exec(compile(_python_blocks()[1], "README.md", "exec"), ns)
+    exec(compile(_block('Model("tiny_resnet"'), "README.md", "exec"), ns)
     m = ns["m"]
     x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     assert m.forward(x).shape == (2, 10)

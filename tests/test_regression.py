@@ -88,7 +88,7 @@ def test_regression_losses_match_pytorch(name, torch_loss):
     ty = torch.from_numpy(y).requires_grad_(True)
     ref = getattr(torch.nn, torch_loss)()(ty, torch.from_numpy(t))
     ref.backward()
-    assert loss == pytest.approx(float(ref), rel=1e-6)
+    assert loss == pytest.approx(ref.item(), rel=1e-6)
     np.testing.assert_allclose(grad, ty.grad.numpy(), rtol=1e-5, atol=1e-7)
     assert not get_loss(name).classification and get_loss("cross_entropy").classification
 

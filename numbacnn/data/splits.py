@@ -37,7 +37,7 @@ import numpy as np
 from .loaders import DataError, _check_same_shape, _parts
 
 #: seeds of the independent hold-out draws: ``Generator([seed, purpose])``
-PURPOSE = {"test": 1, "val": 2, "limit": 3, "limit_test": 4}
+PURPOSE = {"test": 1, "val": 2, "limit": 3, "limit_test": 4, "folds": 5}
 
 
 @dataclass
@@ -120,6 +120,23 @@ def holdout(y, fraction: float, seed: int, purpose: str, where: str = "data"):
     if mask.all() or not mask.any():
         raise DataError(f"{where}: a {purpose} fraction of {fraction:g} of {n} images leaves an empty part")
     return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def kfold(y, k: int, seed: int, where: str = "data") -> list:
+    """k held-out parts of ``range(len(y))`` (sorted index arrays, disjoint, together all of it) for k-fold
+    cross-validation: each class dealt round-robin from a seeded permutation (integer labels; a plain seeded
+    draw for float targets), so every fold has its share of each class.  DataError when a fold would be empty."""
+    y = np.asarray(y)
+    if not isinstance(k, (int, np.integer)) or k < 2:
+        raise DataError(f"{where}: --folds must be an integer >= 2, got {k!r}")
+    if len(y) < k:
+        raise DataError(f"{where}: {k} folds of {len(y)} images leave an empty fold")
+    rng = np.random.Generator(np.random.PCG64([int(seed), PURPOSE["folds"]]))
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+        order = np.concatenate([rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)])
+    else:
+        order = rng.permutation(len(y))
+    return [np.sort(order[i::k]) for i in range(k)]
 
 
 def subset(indices, y, limit: int | None, seed: int, purpose: str):
@@ -215,4 +232,5 @@ class SplitRecord:
         return self.test_fingerprint == self.train_fingerprint
 
 
-__all__ = ["Source", "SplitRecord", "fingerprint", "canonical_spec", "load_source", "holdout", "subset", "PURPOSE"]
+__all__ = ["Source", "SplitRecord", "fingerprint", "canonical_spec", "load_source", "holdout", "kfold", "subset",
+           "PURPOSE"]

@@ -48,6 +48,7 @@ import numpy as np
 
 from . import guard, limits
 from .architecture import architecture, expected_weights
+from .atomic import file_mode
 
 FORMAT_VERSION = 2          # 2: every group and dataset carries a crc32 (io.guard)
 
@@ -127,15 +128,6 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
-def _file_mode(path):
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
 STALE_AFTER_S = 3600        # a temporary file of another machine's (or an older numbacnn's) writer is stale after
 
 
@@ -194,7 +186,7 @@ def atomic_write_hdf5(path, write):
                                dir=directory)
     os.close(fd)
     try:
-        os.chmod(tmp, _file_mode(path))   # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp, file_mode(path))   # mkstemp makes 0600; give the usual permissions
         with h5py.File(tmp, "w") as f:
             write(f)
         with open(tmp, "rb+") as fh:
