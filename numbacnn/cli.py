@@ -34,6 +34,7 @@ import click
 import numpy as np
 
 from . import __version__, config
+from .scoring import check_finite as _check_finite, class_names as _class_names
 from .summary import shape_text as _shape_text, table as _table
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -109,21 +110,6 @@ def _shape_option(value, option="'--input-shape'"):
     if len(shape) != 3 or min(shape) < 1:
         raise click.BadParameter(f"{value!r} must be three positive integers C,H,W", param_hint=option)
     return shape
-
-
-def _class_names(meta, k, fallback=None):
-    for names in (meta.get("class_names"), fallback):
-        if names is not None and len(names) == k:
-            return [str(n) for n in names]
-    return [str(i) for i in range(k)]
-
-
-def _check_finite(model_file, outputs, n):
-    """Refuse outputs with NaN or infinite values (damaged or overflowing weights) instead of printing them."""
-    bad = ~np.isfinite(np.asarray(outputs).reshape(n, -1)).all(axis=1)
-    if bad.any():
-        raise ValueError(f"model {model_file}: its outputs are NaN or infinite for {int(bad.sum()):,} of {n:,} "
-                         f"input(s) (weights too large or damaged, or inputs out of range)")
 
 
 # ====================================================================== the group
@@ -484,33 +470,22 @@ def _aux_report(model, x, y, batch_size) -> dict:
 @device_option
 def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, skip_bad_images, workers, device):
     """Accuracy, per-class precision/recall/specificity/F1/AUC and the confusion matrix of MODEL.h5."""
-    from .data import standardize
     from .io.hdf5 import load_model
-    from .metrics import classification_report, format_report
-    from .run import evaluation_data
-    from .train import evaluate_data
+    from .metrics import format_report
+    from .scoring import classify, evaluation_inputs
 
     for p, opt in ((json_path, "'--json'"), (roc_path, "'--roc'")):
         if p:
             _check_writable(p, opt)
     mf = load_model(model_file, backend=_backend(device))
     model, meta = mf.model, mf.metadata
-    x, y, names, part = evaluation_data(meta, data, split, limit, model_file, model.input_shape, skip_bad_images,
-                                        workers, click.echo)
-    if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise ValueError(f"model {model_file} takes inputs of shape {tuple(model.input_shape)} but --data {data} "
-                         f"has images of shape {tuple(x.shape[1:])}")
-    if "mean" in meta:
-        x = standardize(x, meta["mean"], meta["std"])
+    x, _, y, names, part = evaluation_inputs(model_file, mf, data, split, limit, skip_bad_images, workers,
+                                             click.echo)
     if y.dtype.kind == "f":
         return _evaluate_regression(model_file, model, meta, x, y, names, f"{data or 'its test data'} ({part})",
                                     batch_size, json_path)
-    with np.errstate(all="ignore"):      # a non-finite output is reported below, not warned about
-        loss, acc, probs, y = evaluate_data(model, x, y, batch_size=batch_size)
-    _check_finite(model_file, probs, len(y))        # the images scored (unreadable ones skipped)
-    names = _class_names(meta, probs.shape[1], names)
-    report = classification_report(y, probs, names, include_roc=bool(roc_path))
-    report["loss"] = float(loss)
+    report, _, y = classify(model_file, mf, x, y, names, batch_size, include_roc=bool(roc_path))
+    loss = report["loss"]
     click.echo(f"{model_file} on {data or 'its test data'} ({part}): loss {loss:.4f}")
     click.echo(format_report(report))
     if model.aux_outputs:
@@ -522,6 +497,64 @@ def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, sk
     if roc_path:
         _write_roc(roc_path, report)
         click.echo(f"Wrote {roc_path}")
+
+
+# ====================================================================== plot
+@cli.command()
+@click.argument("kind", type=click.Choice(["curves", "confusion", "roc", "filters", "features", "predictions"]))
+@click.argument("model_file", metavar="MODEL.h5")
+@click.option("--out", required=True, metavar="FILE.png", help="The PNG to write.")
+@click.option("--data", default=None,
+              help="confusion, roc, predictions, features: the dataset, as for 'evaluate' (default: the data the "
+                   "model was tested on at training).")
+@click.option("--split", type=click.Choice(["auto", "test", "all"]), default="auto", show_default=True,
+              help="Which of its images, as for 'evaluate'.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="N of those images (a seeded, stratified subset), as for 'evaluate'.")
+@click.option("--layer", default=None,
+              help="filters, features: the layer (default: the first convolution; see 'numbacnn summary').")
+@click.option("--index", type=click.IntRange(min=0), default=0, show_default=True,
+              help="features: which image of the data.")
+@click.option("--input", "input_file", default=None, metavar="IMAGE",
+              help="features: an image file (or .npz) instead of an image of the data.")
+@click.option("--count", type=click.IntRange(1, 100), default=16, show_default=True,
+              help="predictions: images shown (mistakes first).")
+@batch_option
+@device_option
+def plot(kind, model_file, out, data, split, limit, layer, index, input_file, count, batch_size, device):
+    """Pictures of MODEL.h5 as a PNG (needs matplotlib: pip install 'numbacnn[plot]').
+
+    \b
+    curves       loss and accuracy per epoch, training and validation
+    confusion    confusion matrix (counts and row-normalised): the numbers evaluate prints
+    roc          one-vs-rest ROC curve per class with its AUC
+    filters      the first convolution's filters (or --layer's) as an image grid
+    features     the feature maps of --layer for one image (--index of the data, or --input FILE)
+    predictions  images with predicted and true labels, mistakes first
+    """
+    from .plot import figure, save
+
+    _check_writable(out, "'--out'")
+    fig, numbers = figure(kind, model_file, data, split, limit, layer, index, input_file, count, batch_size,
+                          _backend(device), click.echo)
+    save(fig, out)
+    click.echo(f"Wrote {out}: {_plot_summary(kind, numbers)}")
+
+
+def _plot_summary(kind, n) -> str:
+    """One line saying what a plot shows (the numbers ``evaluate`` would print for the same images)."""
+    if kind == "curves":
+        last = n["history"][-1]
+        return f"{len(n['history'])} epochs, last loss {last['loss']:.4f}" + (
+            f", val_loss {last['val_loss']:.4f}" if last.get("val_loss") is not None else "")
+    if kind in ("confusion", "roc"):
+        auc = n["macro"]["auc"]
+        return f"{n['n']:,} images, accuracy {n['accuracy']:.4f}" + (f", macro AUC {auc:.4f}" if auc else "")
+    if kind == "filters":
+        return f"{n['layer']}, weights {tuple(n['weight'].shape)}"
+    if kind == "features":
+        return f"{n['layer']}, output {tuple(n['maps'].shape)}"
+    return f"{len(n['indices'])} images, {n['wrong']:,} mistakes in all"
 
 
 # ====================================================================== predict
