@@ -15,10 +15,8 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from numbacnn import cli as cli_module
-from numbacnn.cli import cli
 from numbacnn.data import make_shapes, save_image
 from numbacnn.io.hdf5 import load_model
 from numbacnn.progress import ProgressBar
@@ -27,11 +25,7 @@ from numbacnn.train import predict as predict_model
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from cli_run import run  # noqa: E402  (tests/ is on sys.path)
 
 
 def assert_one_line_error(result, *fragments):

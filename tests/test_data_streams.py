@@ -9,10 +9,8 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from numbacnn.cli import cli
 from numbacnn.data import DataError, Preprocessing, make_augment
 from numbacnn.data.datasets import FileDataset, dataset_stats
 from numbacnn.data.folders import is_image_list, scan_folder, scan_list
@@ -26,11 +24,7 @@ CLASSES = ["cat", "dog", "fish"]
 EXTS = ["jpg", "png", "bmp", "jpg", "webp"]
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from cli_run import run  # noqa: E402  (tests/ is on sys.path)
 
 
 def error_line(result, *fragments):

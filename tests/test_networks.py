@@ -6,9 +6,7 @@ import csv
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from numbacnn.cli import cli
 from numbacnn.data import make_shapes
 from numbacnn.io.hdf5 import load_model
 from numbacnn.models import ZOO
@@ -17,11 +15,7 @@ from numbacnn.run import RunConfig, make_schedule
 from numbacnn.schedules import MultiStep
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from cli_run import run  # noqa: E402  (tests/ is on sys.path)
 
 
 # ---------------------------------------------------------------- recipes

@@ -7,21 +7,15 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 pytest.importorskip("matplotlib", reason="numbacnn plot needs the plot extra (matplotlib)")
 
-from numbacnn.cli import cli  # noqa: E402
 from numbacnn.data import make_shapes  # noqa: E402
 from numbacnn.io.hdf5 import load_model  # noqa: E402
 from numbacnn.plot import figure, prediction_order  # noqa: E402
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from cli_run import run  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")

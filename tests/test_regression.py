@@ -7,9 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from numbacnn.cli import cli
 from numbacnn.io.hdf5 import load_model
 from numbacnn.losses import get_loss
 from numbacnn.metrics import regression_report
@@ -18,11 +16,7 @@ POLY = ["--model", "linear", "--data", "builtin:poly", "--test-split", "0.5", "-
         "--batch-size", 20, "--lr", 0.05, "--schedule", "constant"]
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from cli_run import run  # noqa: E402  (tests/ is on sys.path)
 
 
 def test_polynomial_fit_overfits_and_l1_l2_cure_it(tmp_path):

@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from numbacnn.cli import cli
 from numbacnn.data import make_shapes
@@ -23,11 +22,7 @@ from numbacnn.run import evaluation_data
 MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from cli_run import run  # noqa: E402  (tests/ is on sys.path)
 
 
 def error_line(result):

@@ -7,9 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from numbacnn.cli import cli
 from numbacnn.data import make_shapes
 from numbacnn.data.splits import kfold
 from numbacnn.io.hdf5 import load_model
@@ -17,11 +15,7 @@ from numbacnn.run import RunConfig, TrainingRun
 from numbacnn.search import GridSearch, parse_grid, trials_of
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from cli_run import run  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")

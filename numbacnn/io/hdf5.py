@@ -38,7 +38,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ import numpy as np
 
 from . import guard, limits
 from .architecture import architecture, expected_weights
-from .atomic import file_mode
+from .atomic import replacing
 
 FORMAT_VERSION = 2          # 2: every group and dataset carries a crc32 (io.guard)
 
@@ -182,22 +181,9 @@ def atomic_write_hdf5(path, write):
     if not os.path.isdir(directory):
         raise ValueError(f"cannot save {path}: directory {directory} does not exist")
     clean_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{_host()}.{os.getpid()}.", suffix=".tmp",
-                               dir=directory)
-    os.close(fd)
-    try:
-        os.chmod(tmp, file_mode(path))   # mkstemp makes 0600; give the usual permissions
+    with replacing(path, prefix=f".{os.path.basename(path)}.{_host()}.{os.getpid()}.") as tmp:
         with h5py.File(tmp, "w") as f:
             write(f)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
     _fsync_dir(directory)
 
 
