@@ -76,8 +76,8 @@ class ChannelPad(Layer):
     """Zero channels around the input: (C, H, W) -> (before + C + after, H, W).
 
     With a stride-2 ``AvgPool2D(pool_size=1)`` in front this is ResNet's
-    "option A" parameter-free shortcut.  Built on the backend's zeros and
-    concat ops.
+    "option A" parameter-free shortcut.  One ``pad2d`` of the (N, 1, C, H * W) view (a single launch
+    each way on a GPU; no zero arrays, no concatenation).
     """
 
     def __init__(self, before=0, after=0, name=None, trainable=True):
@@ -94,19 +94,23 @@ class ChannelPad(Layer):
     def flops(self):
         return 0
 
+    @staticmethod
+    def _planes(a):
+        """The (N, 1, C, rest) view that pads channels as rows of one plane."""
+        n, c = int(a.shape[0]), int(a.shape[1])
+        return a.reshape(n, 1, c, a.size // max(1, n * c))
+
     def forward(self, inputs, training):
         x = inputs[0]
         self._c = int(x.shape[1])
-        parts = [x]
-        if self.before:
-            parts.insert(0, self.backend.zeros((x.shape[0], self.before) + tuple(x.shape[2:])))
-        if self.after:
-            parts.append(self.backend.zeros((x.shape[0], self.after) + tuple(x.shape[2:])))
-        return self.backend.concat_forward(parts) if len(parts) > 1 else self.backend.copy(x)
+        if not (self.before or self.after):
+            return self.backend.copy(x)
+        y = self.backend.pad2d_forward(self._planes(x), (self.before, self.after, 0, 0))
+        return y.reshape(x.shape[0], *self.output_shape)
 
     def backward(self, dy):
         c = self._need_forward("_c")
         if not (self.before or self.after):
             return [self.backend.copy(dy)]
-        sizes = ([self.before] if self.before else []) + [c] + ([self.after] if self.after else [])
-        return [self.backend.concat_backward(dy, sizes)[1 if self.before else 0]]
+        dx = self.backend.pad2d_backward(self._planes(dy), (self.before, self.after, 0, 0))
+        return [dx.reshape(dy.shape[0], c, *self.output_shape[1:])]

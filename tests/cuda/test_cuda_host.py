@@ -25,7 +25,7 @@ pytestmark = [
 ]
 
 #: one ResNet-20 training step, after two warm-up steps
-MAX_LAUNCHES = 221
+MAX_LAUNCHES = 209
 MAX_ALLOCATIONS = 0
 MAX_SYNCS = 1
 MAX_D2D_COPIES = 0
