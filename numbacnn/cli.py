@@ -404,13 +404,27 @@ def search(grids, folds, metric, out_dir, threads, **opts):
 
 
 # ====================================================================== evaluate
-def _write_roc(path, report):
-    with open(path, "w", newline="") as f:
+def _write_csv(path, header, rows):
+    """A CSV file written whole or not at all."""
+    from .io.atomic import atomic_write
+
+    def write(f):
         w = csv.writer(f)
-        w.writerow(["class", "threshold", "fpr", "tpr"])
-        for c in report["roc"]:
-            for t, fp, tp in zip(c["thresholds"], c["fpr"], c["tpr"]):
-                w.writerow([c["name"], "inf" if t is None else t, "" if fp is None else fp, "" if tp is None else tp])
+        w.writerow(header)
+        w.writerows(rows)
+    atomic_write(path, write, newline="")
+
+
+def _write_json(path, doc):
+    from .io.atomic import atomic_write
+    atomic_write(path, lambda f: json.dump(doc, f, indent=2))
+    click.echo(f"Wrote {path}")
+
+
+def _write_roc(path, report):
+    _write_csv(path, ["class", "threshold", "fpr", "tpr"],
+               [[c["name"], "inf" if t is None else t, "" if fp is None else fp, "" if tp is None else tp]
+                for c in report["roc"] for t, fp, tp in zip(c["thresholds"], c["fpr"], c["tpr"])])
 
 
 def _regression_loss(meta) -> str | None:
@@ -432,9 +446,7 @@ def _evaluate_regression(model_file, model, meta, x, y, names, where, batch_size
     click.echo(f"{model_file} on {where}: {loss_name} loss {loss:.4f}")
     click.echo(format_regression_report(report))
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump(report, f, indent=2)
-        click.echo(f"Wrote {json_path}")
+        _write_json(json_path, report)
 
 
 def _aux_report(model, x, y, batch_size) -> dict:
@@ -491,9 +503,7 @@ def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, sk
     if model.aux_outputs:
         report["aux_outputs"] = _aux_report(model, x, y, batch_size)
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump({k: v for k, v in report.items() if k != "roc"}, f, indent=2)
-        click.echo(f"Wrote {json_path}")
+        _write_json(json_path, {k: v for k, v in report.items() if k != "roc"})
     if roc_path:
         _write_roc(roc_path, report)
         click.echo(f"Wrote {roc_path}")
@@ -570,14 +580,11 @@ def _probabilities(model, outputs):
 
 def _write_predictions(csv_path, save_outputs, rows, outputs, x, header=("input", "rank", "class", "probability")):
     if csv_path:
-        with open(csv_path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            w.writerows(rows)
+        _write_csv(csv_path, header, rows)
         click.echo(f"Wrote {csv_path}")
     if save_outputs:
-        with open(save_outputs, "wb") as f:
-            np.savez(f, outputs=outputs, inputs=x.astype(np.float32))
+        from .io.atomic import atomic_write
+        atomic_write(save_outputs, lambda f: np.savez(f, outputs=outputs, inputs=x.astype(np.float32)), binary=True)
         click.echo(f"Wrote {save_outputs} (outputs {outputs.shape})")
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -244,16 +243,8 @@ def save_image(path, img) -> None:
         raise ValueError(f"save_image: expected (C, H, W) with C = 1 or 3, got {a.shape}")
     fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
     im = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0), "L" if a.shape[0] == 1 else "RGB")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from ..io.atomic import atomic_write
+    atomic_write(path, lambda f: im.save(f, format=fmt), binary=True)
 
 
 def resize(img: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -12,7 +12,6 @@ registered name (no if-chain); a layer without one raises
 """
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 
 import numpy as np
@@ -111,9 +110,6 @@ def export_onnx(model, path=None, opset: int | None = None, keep_aux: bool = Fal
     except Exception as e:  # pragma: no cover - would be an exporter bug
         raise OnnxExportError(f"model {model.name!r}: the exported graph fails onnx.checker: {e}") from None
     if path is not None:
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, path)
+        from ..io.atomic import atomic_write
+        atomic_write(path, lambda f: f.write(proto.SerializeToString()), binary=True)
     return proto
