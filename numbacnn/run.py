@@ -330,7 +330,13 @@ def model_from_spec(spec, input_shape=None, num_classes=None, dropout=None):
             kwargs["num_classes"] = int(num_classes)
         if dropout is not None:
             kwargs["dropout"] = float(dropout)
-        return build_model(spec, **kwargs)
+        from .io.limits import check_model_size
+        model = build_model(spec, **kwargs)
+        try:
+            check_model_size(model)         # sized (NUMBACNN_MAX_GIB) before anything is allocated
+        except ValueError as e:
+            raise ValueError(f"model {spec} with input {tuple(model.input_shape)}: {e}") from None
+        return model
     if os.path.exists(spec):
         raise ValueError(f"model {spec}: expected a zoo name, a .json architecture or an .h5 model file")
     raise ValueError(f"unknown model {spec!r}: use a zoo name ({', '.join(ZOO)}), a .json architecture "

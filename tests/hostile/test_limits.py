@@ -61,6 +61,21 @@ def _chain(n):
     return {"name": "chain", "input_shape": [1, 2, 2], "nodes": nodes[::-1], "output": f"r{n - 1}"}
 
 
+@pytest.mark.parametrize("command", [["time", "resnet20", "--input-shape", "3,50000,50000"],
+                                     ["summary", "lenet5", "--input-shape", "1,100000,100000"],
+                                     ["train", "--model", "resnet20", "--data", "builtin:rgb", "--limit", "10"]])
+def test_zoo_models_are_sized_before_they_are_built(command, monkeypatch, tmp_path):
+    """A zoo model at a huge --input-shape (or under a tiny limit) is one error naming it, nothing allocated."""
+    monkeypatch.chdir(tmp_path)
+    if command[0] == "train":
+        monkeypatch.setattr(config, "MAX_GIB", 1e-4)
+    res = CliRunner().invoke(cli, command)
+    last = res.output.splitlines()[-1]
+    assert res.exit_code == 1 and not any("Error" in line for line in res.output.splitlines()[:-1]), res.output
+    assert last.startswith(f"Error: model {command[1] if command[0] != 'train' else 'resnet20'} with input (")
+    assert "over the" in last and "NUMBACNN_MAX_GIB" in last
+
+
 def test_a_reversed_document_of_many_nodes_builds_in_one_pass():
     """5,000 nodes in reverse order: Model.from_config alone takes ~18 s (a pass per node); sorted first, <1 s."""
     t0 = time.perf_counter()
