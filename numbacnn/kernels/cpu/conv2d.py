@@ -27,8 +27,10 @@ give runs of about ``_RUN`` floats.
   convolution is ``s*s`` small stride-1 convolutions).
 * backward weight: ``dw[k, c, i, j]`` is the dot product of the run of
   ``dy[n, k]`` (zero outside the outputs) with the scratch run at the tap's
-  offset; image blocks are split among threads, each with its own ``dw``
-  buffer, and the buffers are summed at the end.
+  offset; image blocks are split into at most ``_PARTS`` parts, each with its
+  own ``dw`` buffer, and the buffers are summed in order at the end.  The
+  parts depend on the batch and the geometry, never on the thread count, so
+  any number of threads gives the same bits (so does the bias gradient).
 
 ``conv2d_backward`` computes dx, dw and db in one parallel region: each
 thread takes its share of the dx blocks, then of the dw blocks, then of the
@@ -270,6 +272,7 @@ def _slots(H, W, ph, pw, sh, sw, OH, OW):
 
 
 _RUN = 1024  # target length of an accumulator run (floats): it stays in L1
+_PARTS = 8   # partial weight and bias gradients summed in order (a multiple of 1, 2, 4 and 8 threads)
 
 
 @njit(cache=True)
@@ -651,11 +654,14 @@ def _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups
         gi, nblk_i, run_i = (0,) * 16 + (1,), 0, 0
         dx = np.empty((0, 0, 0, 0), dtype=np.float32)
     if want_dw:
-        woffs, gw, nblk_w, xs_size = _weight_plan((N, C, H, W), (K, Cg, KH, KW), OH, OW, geo, groups, threads)
+        woffs, gw, nblk_w, xs_size = _weight_plan((N, C, H, W), (K, Cg, KH, KW), OH, OW, geo, groups, _PARTS)
     else:
         woffs, gw, nblk_w, xs_size = np.zeros((1, 1), np.int64), (0,) * 8 + (1,), 0, 0
         x = np.empty((0, 0, 0, 0), dtype=np.float32)
-    nchunks = max(1, min(threads, max(nblk_i, nblk_w, N if want_db else 0)))
+    if want_dw or want_db:   # the parts of the sums: fixed by the batch, whatever the threads
+        nchunks = max(1, min(_PARTS, max(nblk_w, N if want_db else 0)))
+    else:
+        nchunks = max(1, min(threads, nblk_i))
     dwb = np.zeros((nchunks, K, Cg * KH * KW) if want_dw else (nchunks, 0, 0), dtype=np.float32)
     dbb = np.zeros((nchunks, K if want_db else 0), dtype=np.float64)
     _backward(dy, x, dx, ioffs, iws, icount, gi, nblk_i, run_i, woffs, dwb, gw, nblk_w, xs_size, dbb)
@@ -714,8 +720,7 @@ def conv2d_backward_bias(dy):
     """db for y = conv2d(x, w) + b.  dy : (N, K, OH, OW) float32; returns db : (K,) float32."""
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     N, K = dy.shape[0], dy.shape[1]
-    threads = numba.get_num_threads()
-    nchunks = max(1, min(threads, N))
+    nchunks = max(1, min(_PARTS, N))
     dbb = np.zeros((nchunks, K), dtype=np.float64)
     _bias_parallel(dy.reshape(N, K, -1), dbb)
     return dbb.sum(axis=0).astype(np.float32)
