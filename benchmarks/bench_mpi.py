@@ -62,6 +62,8 @@ def child(model_name, batch, steps, bucket_mib):
     strategy = distributed.from_environment()
     if strategy.size > 1:
         strategy.bucket_bytes = int(bucket_mib * 2 ** 20)
+    else:                   # BLAS on one thread, as in each rank (numpy was imported before numbacnn here)
+        distributed.set_threads(1)
     model = build_model(model_name).build("cpu", seed=0)
     k, n = strategy.size, batch * strategy.size * (steps + 2)
     rng = np.random.default_rng(0)

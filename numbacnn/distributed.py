@@ -72,12 +72,17 @@ def _one_line(error) -> str:
 
 
 def set_threads(n: int, what="--threads"):
-    """Kernels of this process use ``n`` threads (at most Numba's pool, NUMBA_NUM_THREADS)."""
+    """Kernels of this process use ``n`` threads (at most Numba's pool, NUMBA_NUM_THREADS), and numpy's BLAS
+    (dense layers only) one, as ``config`` arranges at import: where numpy was imported before numbacnn (the
+    Python API, a benchmark) OpenBLAS had already started a thread per core, and ranks sharing a machine fought
+    over its cores (LeNet-5 on 2 ranks of 2 cores: 8x slower a step)."""
     import numba
+    from threadpoolctl import threadpool_limits
     most = numba.config.NUMBA_NUM_THREADS
     if not 1 <= int(n) <= most:
         raise ValueError(f"{what} {n}: this process has 1 to {most} threads (NUMBA_NUM_THREADS={most})")
     numba.set_num_threads(int(n))
+    threadpool_limits(1, user_api="blas")
 
 
 def _stats_layers(model):
@@ -211,7 +216,9 @@ class MPIStrategy(LocalStrategy):
         local.Free()
         if threads:
             set_threads(threads)
-        elif not config.THREADS_GIVEN:     # the cores this rank may use, shared with the ranks beside it
+        elif config.THREADS_GIVEN:         # the user's NUMBA_NUM_THREADS (and BLAS on one thread)
+            set_threads(_pool_threads())
+        else:                              # the cores this rank may use, shared with the ranks beside it
             set_threads(min(_pool_threads(), max(1, len(cores) // self.local_size) if shared else len(cores)))
 
     def describe(self) -> str:

@@ -336,3 +336,26 @@ def test_search_shares_its_trials_over_the_ranks(tmp_path):
         assert b["score"] == pytest.approx(a["score"], abs=1e-6) and b["val_loss"] == pytest.approx(a["val_loss"],
                                                                                                     rel=1e-5)
     assert two.stdout.count("Wrote two/best.h5") == 1 and (tmp_path / "two" / "best.h5").exists()
+
+
+def test_the_threads_of_a_process_leave_blas_on_one_thread():
+    """``set_threads`` (--threads, and each MPI rank's share of the cores) puts numpy's BLAS pool on one thread even
+    where numpy was imported first: at one thread per core, the dense layers' BLAS threads of ranks sharing a
+    machine fight over its cores."""
+    import numba
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from numbacnn.distributed import set_threads
+
+    blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("numpy has no BLAS library threadpoolctl can see")
+    before = numba.get_num_threads()
+    with threadpool_limits(None):          # restores the BLAS pools afterwards
+        try:
+            for n in {1, numba.config.NUMBA_NUM_THREADS}:
+                threadpool_limits(2, user_api="blas")
+                set_threads(n)
+                assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
+        finally:
+            numba.set_num_threads(before)
