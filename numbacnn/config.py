@@ -44,6 +44,10 @@ NUMBACNN_CHECK_SYNC        N > 0: every N steps the ranks compare a checksum of 
                            100 with NUMBACNN_DEBUG=1, else never)
 NUMBA_NUM_THREADS          read here only to know whether the user chose it: without it a rank of a
                            data-parallel run uses the cores of its machine / the ranks on it
+NUMBACNN_CPU_CONV          the CPU convolution forward: auto (channel-blocked where it pays, kernels/cpu/blocked.py),
+                           blocked (wherever it applies) or planes (the phase-plane kernels only)
+NUMBACNN_CPU_VECTOR        fp32 lanes of the CPU convolutions' vectors: 8 or 16 (default: 16 where the CPU has
+                           AVX-512, else 8; 8 on an AVX-512 host runs the AVX2 kernels, as the tests do)
 """
 from __future__ import annotations
 
@@ -87,6 +91,8 @@ MPI_TIMEOUT = getenv("NUMBACNN_MPI_TIMEOUT", 300.0, float)
 BUCKET_MIB = getenv("NUMBACNN_BUCKET_MIB", 4.0, float)
 CHECK_SYNC = getenv("NUMBACNN_CHECK_SYNC", 100 if DEBUG else 0, int)
 THREADS_GIVEN = getenv("NUMBA_NUM_THREADS") is not None
+CPU_VECTOR = getenv("NUMBACNN_CPU_VECTOR", None, int)     # None: the host's (kernels/cpu/blocked.py)
+CPU_CONV = getenv("NUMBACNN_CPU_CONV", "auto", str)
 
 #: (rank variable, size variable) of the MPI launchers: MPICH/Intel MPI (hydra) and Slurm's PMI, Open MPI,
 #: MVAPICH, Cray PALS; PMIx (Open MPI 5, srun --mpi=pmix) gives a rank only

@@ -51,7 +51,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ... import config
 from ..geometry import out_size
+from . import blocked
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv2d_backward_input", "conv2d_backward_weight",
            "conv2d_backward_bias"]
@@ -381,11 +383,23 @@ def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hs, Ws, P, Kg, nb, nkb, nchunks)
 
 
 def conv2d_forward(x, w, b, stride, padding, dilation, groups):
-    """y = conv2d(x, w) + b (cross-correlation, PyTorch semantics).
+    """y = conv2d(x, w) + b (cross-correlation, PyTorch semantics): the channel-blocked kernels
+    (``blocked.py``) where they pay (``blocked.chosen``; NUMBACNN_CPU_CONV forces a path), else
+    ``conv2d_forward_planes``.
 
     x : (N, C, H, W) float32, w : (K, C // groups, KH, KW) float32,
     b : (K,) float32 or None; returns y : (N, K, OH, OW) float32.
     """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    K, _, KH, KW = w.shape
+    if blocked.chosen(x.shape[1], K, KH, KW, int(groups), config.CPU_CONV):
+        return blocked.conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    return conv2d_forward_planes(x, w, b, stride, padding, dilation, groups)
+
+
+def conv2d_forward_planes(x, w, b, stride, padding, dilation, groups):
+    """``conv2d_forward`` on the phase planes (any geometry).  Shapes as ``conv2d_forward``."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.ascontiguousarray(w, dtype=np.float32)
     N, C, H, W = x.shape

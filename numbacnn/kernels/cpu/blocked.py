@@ -1,0 +1,289 @@
+"""Channel-blocked direct convolution on the CPU: register-tiled micro-kernels (oneDNN's design, our code).
+
+Layouts (inside the CPU backend; the public API stays NCHW)
+-----------------------------------------------------------
+``V`` is the fp32 vector width: 16 lanes with AVX-512, 8 with AVX2, chosen from the CPU's features at run
+time (``vector_width``; ``set_vector_width(8)`` or NUMBACNN_CPU_VECTOR=8 forces 8 on an AVX-512 host).
+
+* input   xp : (N, CB, Hp, Wp, IL)  zero padded; ``IL = V`` lanes of channels when C is a multiple of V,
+                                    else ``IL = 1`` (CB = C planes: small C such as RGB or LeNet-5's)
+* weights wb : (OB, KH, KW, CB, IL, V)  output channels in blocks of V (zero padded to OB*V)
+* output  yb : (N, OB, OH, OWp, V)  OWp = OW rounded up to a multiple of the tile width TW
+
+The micro-kernel
+----------------
+One task computes one output row ``oh`` of one image for ``OCB`` (1 or 2) blocks of V output channels.  The
+row is cut into tiles of ``TW`` pixels; a tile keeps ``OCB x TW`` vector accumulators in registers for the
+whole reduction over taps and input channels: per input value, ONE broadcast and OCB multiply-adds with
+weight vectors (``simd.tile_fma``).  ``TW`` and ``OCB`` fill the register file (32 vector registers with
+AVX-512, 16 without: ``OCB*TW + OCB + 1`` of them).  Bodies are compiled per (V, IL, column stride, TW, OCB)
+and cached on disk (``forward_body``); kernel size, row stride and dilation are run-time loop bounds, so a
+model compiles one body per distinct layer shape at most.  ``run_tasks``, compiled once, runs any body over
+its tasks on Numba's threads through a first-class function pointer; tasks write disjoint outputs, so results
+are the same bits for any thread count.  A batch of one still has ``OB/OCB * OH`` tasks: both cores work.
+
+``conv2d_forward(x, w, b, ...)`` returns None for what it does not cover (groups > 1): conv2d.py then runs
+its phase-plane kernels.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+
+from ..geometry import out_size
+from .simd import tile_fma, tile_load, tile_relu, tile_store
+
+__all__ = []     # reached through conv2d.py
+
+F1 = types.float32[::1]
+I1 = types.int64[::1]
+#: every body: (a, b, c, d float32 arrays, ints, task index)
+BODY = types.void(F1, F1, F1, F1, I1, types.int64)
+
+
+# ------------------------------------------------------------------ the host's vector width
+def _features() -> set:
+    """The CPU features Numba compiles for (NUMBA_CPU_FEATURES when set, else the host's)."""
+    if numba.config.CPU_FEATURES:
+        return {f[1:] for f in str(numba.config.CPU_FEATURES).split(",") if f.startswith("+")}
+    import llvmlite.binding as llvm
+    return {k for k, v in llvm.get_host_cpu_features().items() if v}
+
+
+@functools.lru_cache(maxsize=None)
+def host_vector_width() -> int:
+    """16 fp32 lanes where the CPU has AVX-512F, else 8 (AVX2, or two SSE registers)."""
+    return 16 if "avx512f" in _features() else 8
+
+
+@functools.lru_cache(maxsize=None)
+def vector_registers() -> int:
+    """Vector registers of the ISA: 32 with AVX-512 (also at 256 bits), 16 with AVX2."""
+    return 32 if "avx512f" in _features() else 16
+
+
+_forced = None
+
+
+def set_vector_width(v=None):
+    """Force the vector width (8 or 16; None: the host's).  Returns the previous setting."""
+    global _forced
+    if v is not None and int(v) not in (8, 16):
+        raise ValueError(f"vector width must be 8 or 16, got {v!r}")
+    old, _forced = _forced, None if v is None else int(v)
+    return old
+
+
+def vector_width() -> int:
+    return _forced or host_vector_width()
+
+
+# ------------------------------------------------------------------ when the blocked kernels pay
+#: a blocked forward converts x to the blocked layout and y back (work ~ (C + K) values a pixel) around
+#: a reduction of C/groups * KH * KW * K multiply-adds a pixel: below this ratio the conversions cost more than
+#: the faster micro-kernel saves (measured on an AVX-512 Xeon, 2 cores: LeNet-5's first layer 21, a 1x1 64->32
+#: 21 and 16->16 3x3 72 were slower blocked; LeNet-5's second layer 109, 32->32 3x3 144, 64->64 3x3 288 and
+#: AlexNet's first 347 faster).  Layout kept across layers would remove the conversions.
+MIN_INTENSITY = 100
+#: NUMBACNN_CPU_CONV: "auto" (by MIN_INTENSITY), "blocked" (wherever the kernels apply) or "planes" (never)
+MODES = ("auto", "blocked", "planes")
+
+
+def chosen(C, K, KH, KW, groups, mode="auto") -> bool:
+    """Whether conv2d_forward runs the blocked kernels for C -> K channels, a KH x KW kernel and ``groups``."""
+    if groups != 1 or mode == "planes":
+        return False
+    return mode == "blocked" or C * KH * KW * K >= MIN_INTENSITY * (C + K)
+
+
+# ------------------------------------------------------------------ the generic parallel driver
+@njit(types.void(types.FunctionType(BODY), F1, F1, F1, F1, I1, types.int64), parallel=True, cache=True)
+def run_tasks(fn, a, b, c, d, ip, ntasks):
+    """fn(a, b, c, d, ip, t) for t < ntasks, on Numba's threads (a static split: disjoint outputs per task)."""
+    for t in prange(ntasks):
+        fn(a, b, c, d, ip, np.int64(t))
+
+
+# ------------------------------------------------------------------ forward
+#: run-time ints of a forward body (``ip``): their positions
+_FWD_INTS = ("CB", "Hp", "Wp", "OB", "OH", "OWp", "KH", "KW", "SH", "DH", "DW", "relu")
+
+
+@functools.lru_cache(maxsize=None)
+def forward_body(V, IL, SW, TW, OCB):
+    """The forward body for V lanes, IL input lanes, column stride SW, TW-pixel tiles of OCB channel blocks
+    (compiled once, then loaded from Numba's disk cache)."""
+    return make_forward_body(V, IL, SW, TW, OCB, cache=True)
+
+
+def make_forward_body(V, IL, SW, TW, OCB, cache=False):
+    """A new forward body (``cache=False``: compiled here, so ``inspect_asm`` can show its machine code).
+
+    body(xp, wb, bias, yb, ip, task): xp (N, CB, Hp, Wp, IL), wb (OB, KH, KW, CB, IL, V), bias (OB*V,),
+    yb (N, OB, OH, OWp, V), all flat float32; ip the ints ``_FWD_INTS``; task = (n*(OB/OCB) + obg)*OH + oh.
+    """
+    def body(xp, wb, bias, yb, ip, task):
+        CB, Hp, Wp, OB, OH, OWp = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5]
+        KH, KW, SH, DH, DW, relu = ip[6], ip[7], ip[8], ip[9], ip[10], ip[11]
+        oh = task % OH
+        r = task // OH
+        ngroups = OB // OCB
+        ob0 = (r % ngroups) * OCB
+        n = r // ngroups
+        plane = Hp * Wp * IL
+        wstep = KH * KW * CB * IL * V              # the next block of V output channels
+        for ow0 in range(0, OWp, TW):
+            acc = tile_load(bias, ob0 * V, 0, V, V, TW, OCB)
+            for kh in range(KH):
+                xrow = ((n * CB * Hp + oh * SH + kh * DH) * Wp + ow0 * SW) * IL
+                for kw in range(KW):
+                    x0 = xrow + kw * DW * IL
+                    w0 = ((ob0 * KH + kh) * KW + kw) * CB * IL * V
+                    for cb in range(CB):
+                        for i in range(IL):
+                            acc = tile_fma(acc, xp, x0 + cb * plane + i, SW * IL, wb, w0 + (cb * IL + i) * V, wstep)
+            if relu:
+                acc = tile_relu(acc)
+            tile_store(yb, (((n * OB + ob0) * OH + oh) * OWp + ow0) * V, V, OH * OWp * V, acc)
+    return _compile(body, f"forward_V{V}_IL{IL}_S{SW}_TW{TW}_OCB{OCB}", cache)
+
+
+def _compile(body, name, cache):
+    """``body`` compiled with the BODY signature.  Its own name gives each specialisation its own files in Numba's
+    cache: closures of one name share an index whose entries two processes compiling different
+    specialisations at once could cross (Numba numbers data files per index), loading the wrong code."""
+    body.__qualname__ = body.__name__ = name
+    return njit(BODY, fastmath=True, cache=cache, error_model="numpy")(body)
+
+
+def _tile(OW, OB, regs):
+    """(TW, OCB): the output tile of a row, filling ``regs`` vector registers (OCB*TW accumulators, OCB weight
+    vectors, one broadcast) with the least padded work (a tile costs ~2 pixels more than its width)."""
+    OCB = 2 if OB % 2 == 0 else 1
+    most = min((regs - 1 - OCB) // OCB, 28)
+    return min(range(1, most + 1), key=lambda tw: (-(-OW // tw) * (tw + 2), -tw)), OCB
+
+
+@functools.lru_cache(maxsize=256)
+def forward_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
+    """The sizes of a blocked forward (a dict), or None where it does not apply (grouped convolutions)."""
+    N, C, H, W = x_shape
+    K, Cg, KH, KW = w_shape
+    if groups != 1:
+        return None
+    if V == 16 and K <= 8:
+        V = 8                                   # one ymm of output channels instead of a half-empty zmm
+    (SH, SW), (ph, pw), (DH, DW) = stride, padding, dilation
+    OH, OW = out_size(H, KH, SH, ph, DH), out_size(W, KW, SW, pw, DW)
+    IL = V if C % V == 0 else 1
+    OB = -(-K // V)
+    TW, OCB = _tile(OW, OB, regs)
+    OWp = -(-OW // TW) * TW
+    Hp = H + 2 * ph
+    Wp = max(W + 2 * pw, (OWp - 1) * SW + (KW - 1) * DW + 1)
+    ints = dict(CB=C // IL, Hp=Hp, Wp=Wp, OB=OB, OH=OH, OWp=OWp, KH=KH, KW=KW, SH=SH, DH=DH, DW=DW, relu=0)
+    return dict(V=V, IL=IL, SW=SW, TW=TW, OCB=OCB, ph=ph, pw=pw, OW=OW, ints=ints,
+                ntasks=N * (OB // OCB) * OH)
+
+
+# ------------------------------------------------------------------ layout conversions
+@njit(cache=True, parallel=True)
+def pack_input(x, xp, ph, pw):
+    """xp[n, cb, ph + h, pw + w, i] = x[n, cb*IL + i, h, w], zero elsewhere (padding, channels >= C).
+
+    x : (N, C, H, W) float32, xp : (N, CB, Hp, Wp, IL) float32 (every cell written).
+    """
+    N, C, H, W = x.shape
+    CB, Hp, IL = xp.shape[1], xp.shape[2], xp.shape[4]
+    for task in prange(N * CB):
+        n, cb = task // CB, task % CB
+        dst = xp[n, cb]
+        for r in range(Hp):
+            h = r - ph
+            row = dst[r]
+            if h < 0 or h >= H:
+                row[:, :] = 0.0
+                continue
+            row[:pw, :] = 0.0
+            row[pw + W:, :] = 0.0
+            for i in range(IL):
+                c = cb * IL + i
+                if c < C:
+                    src = x[n, c, h]
+                    for w in range(W):
+                        row[pw + w, i] = src[w]
+                else:
+                    for w in range(W):
+                        row[pw + w, i] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def unpack_output(yb, y):
+    """y[n, k, oh, ow] = yb[n, k // V, oh, ow, k % V] for ow < OW.
+
+    yb : (N, OB, OH, OWp, V) float32, y : (N, K, OH, OW) float32.
+    """
+    N, K, OH, OW = y.shape
+    OB, V = yb.shape[1], yb.shape[4]
+    for task in prange(N * OB):
+        n, ob = task // OB, task % OB
+        for i in range(min(V, K - ob * V)):
+            for oh in range(OH):
+                src = yb[n, ob, oh]
+                dst = y[n, ob * V + i, oh]
+                for ow in range(OW):
+                    dst[ow] = src[ow, i]
+
+
+def pack_weights(w, V, IL, K_blocks):
+    """wb : (OB, KH, KW, CB, IL, V) from w : (K, C, KH, KW), zero padded to OB*V output channels."""
+    K, C, KH, KW = w.shape
+    wp = np.zeros((K_blocks * V, C, KH, KW), np.float32)
+    wp[:K] = w
+    wb = wp.reshape(K_blocks, V, C // IL, IL, KH, KW).transpose(0, 4, 5, 2, 3, 1)
+    return np.ascontiguousarray(wb)
+
+
+#: the blocked layouts' buffers, reused from call to call (a fresh 4 MiB array is a page fault per 4 KiB page
+#: every call: as long as the kernel itself on a ResNet layer); at most ``WORK_BUFFERS`` shapes are kept
+_WORK: collections.OrderedDict = collections.OrderedDict()
+WORK_BUFFERS = 16
+
+
+def _work(name, shape):
+    """A float32 buffer of ``shape`` for ``name`` (its contents are whatever the last call left)."""
+    key = (name, shape)
+    a = _WORK.pop(key, None)
+    _WORK[key] = a = np.empty(shape, np.float32) if a is None else a
+    while len(_WORK) > WORK_BUFFERS:
+        _WORK.popitem(last=False)
+    return a
+
+
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
+    """y = conv2d(x, w) + b (then max(y, 0) when ``relu``) on the blocked kernels, or None where they do not
+    apply.  x : (N, C, H, W) float32 C-contiguous, w : (K, C, KH, KW) float32, b : (K,) float32 or None;
+    returns y : (N, K, OH, OW) float32."""
+    p = forward_plan(x.shape, w.shape, tuple(stride), tuple(padding), tuple(dilation), int(groups),
+                     vector_width(), vector_registers())
+    if p is None:
+        return None
+    V, IL, g = p["V"], p["IL"], p["ints"]
+    N, K = x.shape[0], w.shape[0]
+    xp = _work("x", (N, g["CB"], g["Hp"], g["Wp"], IL))        # every cell written by pack_input
+    pack_input(x, xp, p["ph"], p["pw"])
+    wb = pack_weights(w, V, IL, g["OB"])
+    bias = np.zeros(g["OB"] * V, np.float32)
+    if b is not None:
+        bias[:K] = b
+    ints = np.array([g[k] for k in _FWD_INTS[:-1]] + [int(relu)], np.int64)
+    yb = _work("y", (N, g["OB"], g["OH"], g["OWp"], V))         # every cell written by the body
+    body = forward_body(V, IL, p["SW"], p["TW"], p["OCB"])
+    run_tasks(body, xp.reshape(-1), wb.reshape(-1), bias, yb.reshape(-1), ints, p["ntasks"])
+    y = np.empty((N, K, g["OH"], p["OW"]), np.float32)
+    unpack_output(yb, y)
+    return y

@@ -1,0 +1,170 @@
+"""Explicit SIMD registers for Numba kernels: a vector type and the register-tile operations of the blocked
+convolutions (``blocked.py``), written as Numba intrinsics that emit LLVM vector IR directly.
+
+A *tile* is a nested tuple ``acc[j][t]`` of ``OCB x TW`` vectors of ``V`` float32 lanes (``V`` = 8 or 16: one
+ymm or zmm register each): output pixel ``t`` of a row, output channels ``j*V .. j*V + V - 1`` of a block of
+``OCB`` channel vectors.  The tuple is an SSA value, so LLVM keeps it in registers across the reduction loops
+written in Numba around these operations, and ``tile_fma`` compiles to one weight-vector load per ``j``, one
+broadcast per ``t`` and ``OCB x TW`` fused multiply-adds (``vfmadd231ps``) -- the micro-kernel of oneDNN's
+direct convolutions, here generated from the tile's type.
+
+Arrays are 1-D C-contiguous float32; indices are element offsets (no bounds checks: the callers' plans
+guarantee them); vector loads and stores are unaligned.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+__all__ = []     # no public kernels: the building blocks of blocked.py
+
+
+class F32x(types.Type):
+    """A vector of ``n`` float32 lanes (an LLVM ``<n x float>``)."""
+
+    def __init__(self, n):
+        self.n = int(n)
+        super().__init__(name=f"f32x{self.n}")
+
+
+@register_model(F32x)
+class _F32xModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.FloatType(), fe_type.n))
+
+
+def _literal(v):
+    return v.literal_value if isinstance(v, types.IntegerLiteral) else None
+
+
+def _data(context, builder, aryty, ary):
+    return context.make_array(aryty)(context, builder, ary).data
+
+
+def _vec_at(builder, base, offset, n):
+    """A ``<n x float>*`` at element ``offset`` of float* ``base``."""
+    return builder.bitcast(builder.gep(base, [offset]), ir.PointerType(ir.VectorType(ir.FloatType(), n)))
+
+
+def _offset(builder, start, step, k):
+    return builder.add(start, builder.mul(step, ir.Constant(step.type, k))) if k else start
+
+
+def _fma(builder, a, b, c):
+    vt = a.type
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{vt.count}f32")
+    return builder.call(fn, [a, b, c])
+
+
+def _broadcast(builder, scalar, n):
+    vt = ir.VectorType(ir.FloatType(), n)
+    v = builder.insert_element(ir.Constant(vt, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                                              [0] * n))
+
+
+def _tile_type(V, TW, OCB):
+    return types.UniTuple(types.UniTuple(F32x(V), TW), OCB)
+
+
+def _pack(context, builder, tty, rows):
+    """The nested tuple value of type ``tty`` holding ``rows[j][t]``."""
+    out = ir.Constant(context.get_value_type(tty), ir.Undefined)
+    for j, row in enumerate(rows):
+        r = ir.Constant(context.get_value_type(tty.dtype), ir.Undefined)
+        for t, v in enumerate(row):
+            r = builder.insert_value(r, v, t)
+        out = builder.insert_value(out, r, j)
+    return out
+
+
+def _unpack(builder, tty, value):
+    rows = [builder.extract_value(value, j) for j in range(tty.count)]
+    return [[builder.extract_value(r, t) for t in range(tty.dtype.count)] for r in rows]
+
+
+def _shape(acc):
+    return acc.dtype.dtype.n, acc.dtype.count, acc.count      # V, TW, OCB
+
+
+@intrinsic
+def tile_load(typingctx, a, start, tstep, jstep, V, TW, OCB):
+    """The tile acc[j][t] = a[start + t*tstep + j*jstep : + V]; V, TW, OCB compile-time ints (tstep 0: the
+    same vector in every t, e.g. a bias)."""
+    v, tw, ocb = _literal(V), _literal(TW), _literal(OCB)
+    if None in (v, tw, ocb):
+        return None
+    tty = _tile_type(v, tw, ocb)
+
+    def codegen(context, builder, sig, args):
+        base = _data(context, builder, sig.args[0], args[0])
+        s, ts, js = args[1], args[2], args[3]
+        rows = [[builder.load(_vec_at(builder, base, _offset(builder, _offset(builder, s, ts, t), js, j), v),
+                              align=4) for t in range(tw)] for j in range(ocb)]
+        return _pack(context, builder, tty, rows)
+    return tty(a, start, tstep, jstep, V, TW, OCB), codegen
+
+
+@intrinsic
+def tile_zero(typingctx, V, TW, OCB):
+    """A tile of zeros."""
+    v, tw, ocb = _literal(V), _literal(TW), _literal(OCB)
+    if None in (v, tw, ocb):
+        return None
+    tty = _tile_type(v, tw, ocb)
+
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(ir.VectorType(ir.FloatType(), v), [0.0] * v)
+        return _pack(context, builder, tty, [[zero] * tw for _ in range(ocb)])
+    return tty(V, TW, OCB), codegen
+
+
+@intrinsic
+def tile_fma(typingctx, acc, x, xi, xstep, w, wi, wstep):
+    """acc[j][t] += x[xi + t*xstep] * w[wi + j*wstep : + V] (broadcast one input, multiply-add a weight vector)."""
+    v, tw, ocb = _shape(acc)
+
+    def codegen(context, builder, sig, args):
+        tile, xs, x0, xd, ws, w0, wd = args
+        xp = _data(context, builder, sig.args[1], xs)
+        wp = _data(context, builder, sig.args[4], ws)
+        wv = [builder.load(_vec_at(builder, wp, _offset(builder, w0, wd, j), v), align=4) for j in range(ocb)]
+        rows = _unpack(builder, sig.args[0], tile)
+        for t in range(tw):
+            xb = _broadcast(builder, builder.load(builder.gep(xp, [_offset(builder, x0, xd, t)]), align=4), v)
+            for j in range(ocb):
+                rows[j][t] = _fma(builder, xb, wv[j], rows[j][t])
+        return _pack(context, builder, sig.args[0], rows)
+    return acc(acc, x, xi, xstep, w, wi, wstep), codegen
+
+
+@intrinsic
+def tile_relu(typingctx, acc):
+    """max(acc, 0) lane by lane."""
+    v, tw, ocb = _shape(acc)
+
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(ir.VectorType(ir.FloatType(), v), [0.0] * v)
+        rows = _unpack(builder, sig.args[0], args[0])
+        rows = [[builder.select(builder.fcmp_ordered(">", e, zero), e, zero) for e in row] for row in rows]
+        return _pack(context, builder, sig.args[0], rows)
+    return acc(acc), codegen
+
+
+@intrinsic
+def tile_store(typingctx, a, start, tstep, jstep, acc):
+    """a[start + t*tstep + j*jstep : + V] = acc[j][t]."""
+    v, tw, ocb = _shape(acc)
+
+    def codegen(context, builder, sig, args):
+        base = _data(context, builder, sig.args[0], args[0])
+        s, ts, js = args[1], args[2], args[3]
+        rows = _unpack(builder, sig.args[4], args[4])
+        for j in range(ocb):
+            for t in range(tw):
+                builder.store(rows[j][t], _vec_at(builder, base, _offset(builder, _offset(builder, s, ts, t), js, j),
+                                                  v), align=4)
+        return context.get_dummy_value()
+    return types.none(a, start, tstep, jstep, acc), codegen

@@ -1,0 +1,94 @@
+"""The channel-blocked convolution kernels (numbacnn/kernels/cpu/blocked.py) on both vector widths.
+
+* Parity with the reference over drawn geometries for V = 8 and V = 16 whatever the host (the width is
+  forced; a 16-lane vector is two registers on an AVX2 host), with channel counts on and off multiples of V.
+* The hot loop of each micro-kernel, read from its assembly: full-width FMAs (zmm for 16 lanes, ymm for 8),
+  one weight-vector load per channel block and one broadcast per pixel of the tile, nothing on the stack.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from numbacnn import config
+from numbacnn.kernels.cpu import blocked
+from numbacnn.kernels.cpu.asm import describe, hot_loop
+
+from .check import check_op
+from .strategies import ConvGeom, _pair, conv_case
+
+
+@pytest.fixture(params=[8, 16], ids=["V8", "V16"])
+def width(request, monkeypatch):
+    """The vector width forced, and conv2d_forward made to run the blocked kernels wherever they apply."""
+    monkeypatch.setattr(config, "CPU_CONV", "blocked")
+    old = blocked.set_vector_width(request.param)
+    yield request.param
+    blocked.set_vector_width(old)
+
+
+def test_the_blocked_kernels_run_where_their_conversions_pay():
+    """auto: C -> K channels with a KH x KW kernel go blocked when C*KH*KW*K >= MIN_INTENSITY * (C + K)."""
+    assert not blocked.chosen(1, 6, 5, 5, 1)            # LeNet-5's first layer: 150 / 7
+    assert not blocked.chosen(64, 32, 1, 1, 1)          # 1x1: 2048 / 96
+    assert blocked.chosen(6, 16, 5, 5, 1)               # LeNet-5's second: 2400 / 22
+    assert blocked.chosen(64, 64, 3, 3, 1) and blocked.chosen(3, 64, 11, 11, 1)
+    assert not blocked.chosen(64, 64, 3, 3, 64)         # grouped: the phase planes
+    assert blocked.chosen(1, 6, 5, 5, 1, "blocked") and not blocked.chosen(64, 64, 3, 3, 1, "planes")
+
+
+@st.composite
+def blocked_geometries(draw):
+    """Convolutions the blocked kernels take (groups 1): channels on and off multiples of 8 and 16."""
+    n = draw(st.integers(1, 3))
+    c = draw(st.sampled_from([1, 2, 3, 5, 8, 16, 24, 32]))
+    k = draw(st.sampled_from([1, 4, 6, 8, 9, 16, 17, 32, 48]))
+    kernel, stride, dilation = draw(_pair(1, 5)), draw(_pair(1, 3)), draw(_pair(1, 2))
+    padding = draw(_pair(0, 2))
+    lo = [max(1, d * (q - 1) + 1 - 2 * p) for q, d, p in zip(kernel, dilation, padding)]
+    h, w = draw(st.integers(lo[0], 12)), draw(st.integers(lo[1], 20))
+    return ConvGeom(n, c, k, h, w, kernel, stride, padding, dilation)
+
+
+@given(g=blocked_geometries())
+@example(g=ConvGeom(2, 16, 32, 9, 9, (3, 3), padding=(1, 1)))                     # IL = V, two blocks per tile
+@example(g=ConvGeom(1, 3, 17, 15, 30, (5, 5), stride=(2, 2), padding=(2, 2)))      # RGB, a tail block, stride 2
+@example(g=ConvGeom(3, 32, 16, 4, 4, (1, 1)))                                      # 1x1, one output block
+def test_forward_matches_the_reference_on_both_widths(width, g):
+    assert blocked.forward_plan(g.x_shape, g.w_shape, g.stride, g.padding, g.dilation, 1, width, 32) is not None
+    case = conv_case(g, bias=True, seed=g.n + g.c)
+    check_op("cpu", "conv2d", case.inputs, case.kwargs, **case.tol)
+
+
+def test_grouped_convolutions_stay_on_the_phase_planes():
+    assert blocked.forward_plan((2, 8, 9, 9), (8, 1, 3, 3), (1, 1), (1, 1), (1, 1), 8, 16, 32) is None
+
+
+def test_relu_is_applied_to_the_tile():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 16, 7, 7)).astype(np.float32), rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    geo = ((1, 1), (1, 1), (1, 1), 1)
+    y = blocked.conv2d_forward(x, w, b, *geo)
+    np.testing.assert_array_equal(blocked.conv2d_forward(x, w, b, *geo, relu=True), np.maximum(y, 0))
+
+
+#: (V, IL, column stride, TW, OCB): the tiles the plans choose for AVX-512 (32 registers) and AVX2 (16)
+BODIES = [(16, 16, 1, 14, 2), (16, 1, 1, 14, 2), (16, 16, 2, 8, 2), (16, 1, 4, 14, 2), (16, 16, 1, 28, 1),
+          (8, 8, 1, 14, 2), (8, 8, 1, 6, 2), (8, 1, 2, 14, 1)]
+
+
+@pytest.mark.parametrize("V, IL, SW, TW, OCB", BODIES)
+def test_the_hot_loop_is_full_width_fma_without_spills(V, IL, SW, TW, OCB):
+    body = blocked.make_forward_body(V, IL, SW, TW, OCB)
+    m = hot_loop(body.inspect_asm(body.signatures[0]))
+    unroll = m["fma"] // (TW * OCB)
+    what = f"forward body {(V, IL, SW, TW, OCB)}: {describe(m)}"
+    assert unroll >= 1 and m["fma"] == unroll * TW * OCB, what
+    assert m["fma_width"] == V, what                        # every FMA on zmm (16 lanes) or ymm (8)
+    assert m["stack"] == 0, what                            # no spill or reload in the loop
+    assert m["vector_loads"] == unroll * OCB, what          # one weight vector per channel block
+    assert m["broadcasts"] + m["fma_memory_operand"] == unroll * TW, what   # one input value per pixel
+    assert m["instructions"] - m["fma"] - m["vector_loads"] - m["broadcasts"] <= 6, what
