@@ -41,20 +41,29 @@ def _taps(coords, size):
 
 @njit(cache=True, nogil=True)
 def _bilinear(x, ys, xs):
-    """The loops of ``sample_bilinear`` (compiled, without the GIL: worker threads run them side by side)."""
+    """The loops of ``sample_bilinear`` (compiled, without the GIL: worker threads run them side by side).
+
+    Each source row an image's samples touch is interpolated along the row once (float64, as the blend of
+    the two rows is), then every output row blends two of those: the same arithmetic as blending per output
+    pixel, without redoing a row's horizontal pass for each output row that reads it."""
     n, c, h, w = x.shape
-    out = np.empty((n, c, ys.shape[1], xs.shape[1]), np.float32)
+    ho, wo = ys.shape[1], xs.shape[1]
+    out = np.empty((n, c, ho, wo), np.float32)
     for b in range(n):
         y0, y1, fy = _taps(ys[b], h)
         x0, x1, fx = _taps(xs[b], w)
+        r0, r1 = y0.min(), y1.max()
+        rows = np.empty((r1 - r0 + 1, wo), np.float64)
         for k in range(c):
             img = x[b, k]
-            for i in range(ys.shape[1]):
-                top, bottom, wy = img[y0[i]], img[y1[i]], fy[i]
-                for j in range(xs.shape[1]):
-                    t = top[x0[j]] * (1 - fx[j]) + top[x1[j]] * fx[j]
-                    u = bottom[x0[j]] * (1 - fx[j]) + bottom[x1[j]] * fx[j]
-                    out[b, k, i, j] = t * (1 - wy) + u * wy
+            for r in range(r0, r1 + 1):
+                src = img[r]
+                for j in range(wo):
+                    rows[r - r0, j] = src[x0[j]] * (1 - fx[j]) + src[x1[j]] * fx[j]
+            for i in range(ho):
+                top, bottom, wy = rows[y0[i] - r0], rows[y1[i] - r0], fy[i]
+                for j in range(wo):
+                    out[b, k, i, j] = top[j] * (1 - wy) + bottom[j] * wy
     return out
 
 
@@ -73,19 +82,32 @@ def _contrast(x, f):
     out = np.empty_like(x)
     for b in range(n):
         for k in range(c):
-            mean = np.float32(x[b, k].astype(np.float64).mean())
+            total = 0.0                  # float64, in row order (as Numba's mean of a float64 copy)
+            for i in range(h):
+                for j in range(w):
+                    total += np.float64(x[b, k, i, j])
+            mean = np.float32(total / (h * w))
             for i in range(h):
                 for j in range(w):
                     out[b, k, i, j] = mean + f[b] * (x[b, k, i, j] - mean)
     return out
 
 
+@njit(cache=True, nogil=True)
+def _flip(x, sel):
+    out = np.empty_like(x)
+    for b in range(x.shape[0]):
+        if sel[b]:
+            out[b] = x[b, :, :, ::-1]
+        else:
+            out[b] = x[b]
+    return out
+
+
 def flip(x, rng, flip_p=0.5):
     """Mirror each image left-right with probability ``flip_p``."""
-    out = x.copy()
     sel = rng.random(x.shape[0]) < flip_p
-    out[sel] = x[sel, :, :, ::-1]
-    return out
+    return _flip(np.ascontiguousarray(x, np.float32), sel)
 
 
 def contrast(x, rng, contrast=0.3):
