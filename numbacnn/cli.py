@@ -482,6 +482,7 @@ def _aux_report(model, x, y, batch_size) -> dict:
 @device_option
 def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, skip_bad_images, workers, device):
     """Accuracy, per-class precision/recall/specificity/F1/AUC and the confusion matrix of MODEL.h5."""
+    from .compile import warm_up_inference
     from .io.hdf5 import load_model
     from .metrics import format_report
     from .scoring import classify, evaluation_inputs
@@ -493,6 +494,7 @@ def evaluate(model_file, data, split, limit, batch_size, json_path, roc_path, sk
     model, meta = mf.model, mf.metadata
     x, _, y, names, part = evaluation_inputs(model_file, mf, data, split, limit, skip_bad_images, workers,
                                              click.echo)
+    warm_up_inference(model, classify=y.dtype.kind != "f")
     if y.dtype.kind == "f":
         return _evaluate_regression(model_file, model, meta, x, y, names, f"{data or 'its test data'} ({part})",
                                     batch_size, json_path)
@@ -616,6 +618,7 @@ def predict(model_file, inputs, top_k, csv_path, save_outputs, raw, batch_size, 
     (JPEG, PNG, BMP, GIF, TIFF, WebP, PGM/PPM) or folders of them, read with the resize, crop and colour mode
     the model was trained with."""
     from .data import standardize
+    from .compile import warm_up_inference
     from .data.inputs import read_prediction_inputs
     from .io.hdf5 import load_model
     from .train import predict as predict_model
@@ -628,6 +631,7 @@ def predict(model_file, inputs, top_k, csv_path, save_outputs, raw, batch_size, 
     x, labels = read_prediction_inputs(inputs, model.input_shape, raw, meta.get("preprocessing"))
     if "mean" in meta and not raw:
         x = standardize(x, meta["mean"], meta["std"])
+    warm_up_inference(model)
     with np.errstate(all="ignore"):      # a non-finite output is reported below, not warned about
         outputs = predict_model(model, x, batch_size=batch_size).astype(np.float32)
         probs = _probabilities(model, outputs)
@@ -713,6 +717,7 @@ def models(recipe):
 def time_(model_spec, batch_size, iterations, input_shape, classes, device):
     """Per-layer forward and backward time of MODEL (like 'caffe time'): median milliseconds over
     --iterations training passes on random data, then totals and images/s."""
+    from .compile import announcing, throwaway_copy
     from .profile import time_layers
     from .run import load_any_model
 
@@ -720,6 +725,8 @@ def time_(model_spec, batch_size, iterations, input_shape, classes, device):
     model, _ = load_any_model(model_spec, be, _shape_option(input_shape), classes)
     click.echo(f"Timing {model.name} on {be.name}: batch {batch_size}, {iterations} iteration(s) "
                f"(warm-up pass first)")
+    with announcing(model):             # compile (or load) the kernels on a copy, outside the timed passes
+        time_layers(throwaway_copy(model), 2, 0)
     fwd, bwd = time_layers(model, batch_size, iterations)
     layers = model.layers
     rows = [("layer (type)", "forward ms", "backward ms")] + [

@@ -13,14 +13,16 @@ the first and the last always), with the estimated time left for the run::
 
     epoch 3/10 - 4.2s - loss 0.0712 - accuracy 0.9781 - 3,412 img/s - lr 0.001 - left 0:29
 
-Numba compiles a kernel the first time it runs (then loads it from its disk cache).  When
-that happens during training, one line says so (with a spinner on a terminal until the
-first batch ends)::
+Numba compiles a kernel the first time it runs (then loads it from its disk cache).  The trainer
+runs its kernels once on a throwaway copy of the model before the first batch (``Trainer._warm_up``,
+``numbacnn.compile``); when anything compiles then (or later), one line says so, with a spinner on a
+terminal, ended by the seconds it took::
 
-    compiling CPU kernels for lenet5 (first run only; cached in /home/me/numbacnn/kernels/cpu/__pycache__)
+    compiling CPU kernels for lenet5 (first run only; cached in /home/me/numbacnn/kernels/cpu/__pycache__): 9.8s
 
 and the rate, the ETA and the time left leave out the seconds spent compiling
 (``CompileClock``: the time Numba holds its compiler lock, from its ``numba:compiler_lock`` events).
+A warm run (every kernel in the cache) prints nothing of it.
 """
 from __future__ import annotations
 
@@ -127,7 +129,7 @@ class CompileNotice:
 
     def __init__(self, stream, tty: bool, text: str, clock: CompileClock):
         self.stream, self.tty, self.text, self.clock = stream, tty, text, clock
-        self.shown = False
+        self.shown = self._done = False
         self._stop = threading.Event()
         self._thread = None
         self._c0 = clock.seconds
@@ -136,8 +138,8 @@ class CompileNotice:
         if self.shown:
             return
         self.shown, self._c0 = True, self.clock.seconds
-        if not self.tty:
-            self.stream.write(self.text + "\n")
+        if not self.tty:                # a plain line, ended by ``finish``
+            self.stream.write(self.text)
             self.stream.flush()
             return
         self._thread = threading.Thread(target=self._spin, daemon=True, name="numbacnn-compile-spinner")
@@ -151,12 +153,14 @@ class CompileNotice:
             i += 1
 
     def finish(self):
-        if self._thread is None:
+        if not self.shown or self._done:
             return
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
-        self.stream.write(f"\r{self.text}: {self.clock.seconds - self._c0:.1f}s\n")
+        self._done = True
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        self.stream.write(f"{chr(13) + self.text if self.tty else ''}: {self.clock.seconds - self._c0:.1f}s\n")
         self.stream.flush()
 
 
@@ -216,6 +220,11 @@ class ProgressBar:
         self._notice = CompileNotice(self.stream, self.tty, compile_text(getattr(self, "model", None),
                                      getattr(getattr(self, "trainer", None), "backend", None)), self.clock)
         self.clock.watch(self._notice.begin)
+
+    def on_warm_up_end(self, logs):
+        """The trainer's warm-up (``Trainer._warm_up``) has compiled or loaded the run's kernels."""
+        if self._notice is not None:
+            self._notice.finish()
 
     def on_train_end(self, logs):
         if self._notice is not None:

@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from .callbacks import CallbackList, EarlyStopping, ModelCheckpoint
+from .compile import throwaway_copy
 from .data.datasets import ArrayDataset, Dataset, as_dataset
 from .data.pipeline import BatchStream, augment_batch, batch_seeds
 from .distributed import LocalStrategy
@@ -339,6 +340,9 @@ class Trainer:
                                                    "batch_size": self.batch_size,
                                                    "images": len(self.model.input_shape) == 3,
                                                    "val_samples": 0 if val is None else len(val)})
+        if self.epoch < int(epochs):
+            self._warm_up(train_model, data)
+            self.callbacks.call("on_warm_up_end", {})
         self.stop_training = False
         while self.epoch < int(epochs) and not self.stop_training:
             self._epoch(train_model, data, bounds, val)
@@ -398,15 +402,7 @@ class Trainer:
         """One forward, backward and optimizer step; returns (loss, correct predictions, images) of the global
         batch (the strategy's backward hook starts summing gradients over the ranks during the backward pass)."""
         be = self.backend
-        outputs = model.training_outputs()      # [(logits node, loss weight)]: the output and auxiliary heads
-        acts = model.forward(be.asarray(xb), training=True, until=[n for n, _ in outputs])
-        targets = _targets_to_backend(be, yb)
-        terms, seeds, preds = [], {}, None
-        for (node, weight), out in zip(outputs, acts):
-            loss, seeds[node], p = self.loss_fn(be, out, targets, weight)
-            terms.append((weight, loss))
-            preds = p if preds is None else preds
-        model.backward(seeds, input_grad=False, hook=self.strategy.begin_step(model, len(yb)))
+        terms, preds = _forward_backward(model, self.loss_fn, xb, yb, self.strategy.begin_step(model, len(yb)))
         self.strategy.end_step(model)
         self.optimizer.step(model)
         self.step += 1
@@ -419,6 +415,40 @@ class Trainer:
                 f"training diverged: loss is {batch_loss} at epoch {epoch + 1}, batch {b + 1} (lower the learning "
                 f"rate?)"))
         return batch_loss, correct, n
+
+    def _warm_up(self, model, data):
+        """A training step, its accuracy count and the validation scores, run once on a throwaway copy of
+        ``model`` (``compile.throwaway_copy``) and the first two samples of ``data`` before the first batch: Numba
+        compiles (or loads from its disk cache) every kernel of the run now, outside the timed epochs (the
+        progress bar says so when something compiles).  The model, the optimizer and the trainer's generator
+        are untouched; nothing is sent between ranks."""
+        xb, yb = data.batch(np.arange(min(len(data), 2)))
+        if not len(yb):
+            return
+        if self.augment is not None:
+            xb = augment_batch(self.augment, xb, 0)
+        copy = throwaway_copy(model)
+        _, preds = _forward_backward(copy, self.loss_fn, xb, yb, None)
+        type(self.optimizer)(**self.optimizer.get_config()).step(copy)
+        if self.loss_fn.classification:
+            _count_correct(copy.backend, preds, yb)
+        _scores(copy, ArrayDataset(xb, yb), 256, self.loss_fn)
+
+
+def _forward_backward(model, loss_fn, xb, yb, hook):
+    """A training step's forward pass, losses and backward pass (gradients in the layers, ``hook`` called as
+    each layer's backward ends); returns ([(loss weight, loss)] per training output, the first's predictions)."""
+    be = model.backend
+    outputs = model.training_outputs()      # [(logits node, loss weight)]: the output and auxiliary heads
+    acts = model.forward(be.asarray(xb), training=True, until=[n for n, _ in outputs])
+    targets = _targets_to_backend(be, yb)
+    terms, seeds, preds = [], {}, None
+    for (node, weight), out in zip(outputs, acts):
+        loss, seeds[node], p = loss_fn(be, out, targets, weight)
+        terms.append((weight, loss))
+        preds = p if preds is None else preds
+    model.backward(seeds, input_grad=False, hook=hook)
+    return terms, preds
 
 
 # ---------------------------------------------------------------- fit / resume (functional form)
