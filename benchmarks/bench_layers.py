@@ -1,7 +1,9 @@
 """Layer benchmark: every benchmark case of the op table (``numbacnn/ops.py``), forward and
 forward+backward on the CPU backend.
 
-For every shape it prints our median time (compile excluded), GFLOP/s,
+It first prints the machine: CPU model, the vector width the blocked convolutions use, threads, and the
+measured peak (a large numpy sgemm in a subprocess; its OpenBLAS kernel named through threadpoolctl).
+For every shape it prints our median time (compile excluded), GFLOP/s, the share of that peak,
 PyTorch's time measured in the same run with the same thread count, and the
 ratio PyTorch time / ours (> 1: we are faster).  Backward means the input,
 weight and bias gradients.  It then prints the first-call compile time (a
@@ -60,6 +62,47 @@ be.conv2d_backward_weight(y, x, w.shape, *geo)
 be.conv2d_backward_bias(y)
 print(time.perf_counter() - t0)
 """
+
+
+_PEAK_SCRIPT = """
+import json, sys, time
+import numpy as np
+from threadpoolctl import threadpool_info
+n = int(sys.argv[1])
+a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+a @ b
+best = float("inf")
+for _ in range(3):
+    t0 = time.perf_counter()
+    a @ b
+    best = min(best, time.perf_counter() - t0)
+blas = [p for p in threadpool_info() if p["user_api"] == "blas"] or [{}]
+print(json.dumps({"gflops": 2.0 * n ** 3 / best / 1e9, "library": blas[0].get("internal_api", "?"),
+                  "kernel": blas[0].get("architecture", "?"), "threads": blas[0].get("num_threads", "?")}))
+"""
+
+
+def machine(threads, quick):
+    """One line on the machine: CPU model, the blocked convolutions' vector width, threads, and the measured peak:
+    a large sgemm in numpy (its BLAS kernel named by threadpoolctl) in a subprocess with ``threads`` BLAS threads
+    and the BLAS core-type overrides unset.  Returns (text, peak GFLOP/s or None)."""
+    from numbacnn.kernels.cpu import blocked
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
+    isa = "AVX-512" if blocked.host_vector_width() == 16 else "AVX2"
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    n = 2048 if quick else 4096
+    r = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(n)], env=env, capture_output=True, text=True)
+    peak, what = None, f"peak not measured ({(r.stderr.strip().splitlines() or ['?'])[-1]})"
+    if r.returncode == 0:
+        p = json.loads(r.stdout.strip().splitlines()[-1])
+        peak = p["gflops"]
+        what = (f"peak {peak:.0f} GFLOP/s (numpy sgemm {n}x{n}, {p['library']} {p['kernel']} kernel, "
+                f"{p['threads']} threads)")
+    return (f"CPU: {model} ({isa}); blocked convolutions on {blocked.vector_width()} fp32 lanes; {threads} threads; "
+            f"{what}"), peak
 
 
 def cases(wanted):
@@ -128,6 +171,8 @@ def main(argv=None):
         theirs = run_json_child(__file__, argv + ["--torch-only", "--threads", str(threads)])
     be = get_backend("cpu")
     be.conv2d_forward(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32))  # starts the pool
+    header, peak = machine(threads, args.quick)
+    print(header)
     print(f"numba {numba.__version__} (threads={threads}, layer {numba_layer()}), "
           f"{theirs['label']} in its own process, measured first, "
           f"repeats={repeats}, median {'CPU' if args.cpu_time else 'wall'} ms, "
@@ -137,12 +182,14 @@ def main(argv=None):
         t_f, t_fb = measure(fns(be, None), repeats, warmup, clock)
         tt_f, tt_fb = theirs["times"].get(name, (None, None))
         gf = (lambda n, t: "-") if flops is None else (lambda n, t: gflops(n * flops, t))
-        rows.append([desc, ms(t_f), gf(1, t_f), ms(tt_f), ratio(tt_f, t_f),
+        share = "-" if flops is None or peak is None or not t_f else f"{100 * flops / t_f / 1e9 / peak:.0f}%"
+        rows.append([desc, ms(t_f), gf(1, t_f), share, ms(tt_f), ratio(tt_f, t_f),
                      ms(t_fb), gf(3, t_fb), ms(tt_fb), ratio(tt_fb, t_fb)])
         print(desc, "done", file=sys.stderr, flush=True)
-    headers = ["layer", "fwd ms", "GF/s", "torch ms", "ratio", "fwd+bwd ms", "GF/s", "torch ms", "ratio"]
+    headers = ["layer", "fwd ms", "GF/s", "% peak", "torch ms", "ratio", "fwd+bwd ms", "GF/s", "torch ms", "ratio"]
     print(format_table(headers, rows))
-    print("ratio = PyTorch time / ours (> 1: we are faster); fwd+bwd = forward + input, weight, bias grads")
+    print("ratio = PyTorch time / ours (> 1: we are faster); fwd+bwd = forward + input, weight, bias grads; "
+          "% peak: forward GFLOP/s over the sgemm peak above")
     if not args.no_startup:
         (cold, cold_wall), (warm, warm_wall) = startup_times()
         print(f"start-up (import + first conv forward/backward, new process): "

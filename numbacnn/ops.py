@@ -256,15 +256,15 @@ def _compose_conv2d_backward(k, dy, x, w, stride, padding, dilation, groups, has
     return dx, dw, k.conv2d_backward_bias(dy) if has_bias else None
 
 
-def _conv_bench(label, shape, K, k, s, p):
+def _conv_bench(label, shape, K, k, s, p, groups=1):
     N, C, H, W = shape
 
     def make(rng):
         x = rng.standard_normal(shape).astype(np.float32)
-        w = (rng.standard_normal((K, C, k, k)) * 0.1).astype(np.float32)
-        return [x, w, rng.standard_normal(K).astype(np.float32)], {"stride": s, "padding": p}
-    flops = 2.0 * N * K * out_size(H, k, s, p) * out_size(W, k, s, p) * C * k * k
-    return Bench(f"{label} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}", make, flops)
+        w = (rng.standard_normal((K, C // groups, k, k)) * 0.1).astype(np.float32)
+        return [x, w, rng.standard_normal(K).astype(np.float32)], {"stride": s, "padding": p, "groups": groups}
+    flops = 2.0 * N * K * out_size(H, k, s, p) * out_size(W, k, s, p) * C // groups * k * k
+    return Bench(f"{label} {N}x{C}x{H}x{W}->{K} {k}x{k} s{s} p{p}{f' g{groups}' if groups > 1 else ''}", make, flops)
 
 
 declare(Op(
@@ -281,7 +281,14 @@ declare(Op(
            _conv_bench("c32-16x16-3x3", (64, 32, 16, 16), 32, 3, 1, 1),
            _conv_bench("c64-8x8-3x3", (64, 64, 8, 8), 64, 3, 1, 1),
            _conv_bench("c64-16x16-1x1", (64, 64, 16, 16), 32, 1, 1, 0),
-           _conv_bench("alexnet-c1", (16, 3, 224, 224), 64, 11, 4, 2)),
+           _conv_bench("alexnet-c1", (16, 3, 224, 224), 64, 11, 4, 2),
+           # ResNet-20's three stages at batch 128 (and its stride-2 entry), a depthwise 3x3, batch 1
+           _conv_bench("resnet-16", (128, 16, 32, 32), 16, 3, 1, 1),
+           _conv_bench("resnet-32s2", (128, 32, 16, 16), 32, 3, 2, 1),
+           _conv_bench("resnet-32", (128, 32, 16, 16), 32, 3, 1, 1),
+           _conv_bench("resnet-64", (128, 64, 8, 8), 64, 3, 1, 1),
+           _conv_bench("depthwise-3x3", (64, 64, 56, 56), 64, 3, 1, 1, groups=64),
+           _conv_bench("batch1-64", (1, 64, 56, 56), 64, 3, 1, 1)),
     torch=lambda F, x, w, b, stride=1, padding=0, dilation=1, groups=1: F.conv2d(x, w, b, stride, padding, dilation,
                                                                                  groups)))
 
