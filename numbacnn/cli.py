@@ -717,7 +717,7 @@ def models(recipe):
 def time_(model_spec, batch_size, iterations, input_shape, classes, device):
     """Per-layer forward and backward time of MODEL (like 'caffe time'): median milliseconds over
     --iterations training passes on random data, then totals and images/s."""
-    from .compile import announcing, throwaway_copy
+    from .compile import announcing, compiles, throwaway_copy
     from .profile import time_layers
     from .run import load_any_model
 
@@ -725,8 +725,9 @@ def time_(model_spec, batch_size, iterations, input_shape, classes, device):
     model, _ = load_any_model(model_spec, be, _shape_option(input_shape), classes)
     click.echo(f"Timing {model.name} on {be.name}: batch {batch_size}, {iterations} iteration(s) "
                f"(warm-up pass first)")
-    with announcing(model):             # compile (or load) the kernels on a copy, outside the timed passes
-        time_layers(throwaway_copy(model), 2, 0)
+    if compiles(be):
+        with announcing(model):         # compile (or load) the kernels on a copy, outside the timed passes
+            time_layers(throwaway_copy(model), 2, 0)
     fwd, bwd = time_layers(model, batch_size, iterations)
     layers = model.layers
     rows = [("layer (type)", "forward ms", "backward ms")] + [

@@ -23,6 +23,14 @@ from .losses import get_loss
 from .progress import CompileNotice, compile_clock, compile_text
 
 
+def compiles(backend) -> bool:
+    """Whether ``backend`` compiles its kernels on first use (the CPU's Numba kernels, a real GPU's CUDA
+    kernels), so that a warm-up pays off; the reference backend and the CUDA simulator compile nothing."""
+    from . import config
+
+    return backend.name == "cpu" or (backend.name == "cuda" and not config.CUDASIM)
+
+
 def throwaway_copy(model):
     """A copy of the built ``model`` on its backend, with zero parameters and the same frozen layers: running
     it compiles the same kernels and leaves the model's weights, statistics and random state untouched."""
@@ -58,6 +66,8 @@ def warm_up_inference(model, classify: bool = False, stream=None, tty: bool | No
     """Compile (or load) the kernels of ``model``'s inference pass on a copy of it and a batch of ``batch``
     random inputs, announcing a compilation (see ``announcing``); ``classify``: also those of the scores of
     ``evaluate`` (softmax cross-entropy of the logits, argmax)."""
+    if not compiles(model.backend):
+        return
     with announcing(model, stream, tty):
         copy = throwaway_copy(model)
         be = copy.backend
@@ -71,4 +81,4 @@ def warm_up_inference(model, classify: bool = False, stream=None, tty: bool | No
             be.readback(be.argmax(probs.reshape(batch, probs.size // batch))).get()
 
 
-__all__ = ["announcing", "throwaway_copy", "warm_up_inference"]
+__all__ = ["announcing", "compiles", "throwaway_copy", "warm_up_inference"]

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from .callbacks import CallbackList, EarlyStopping, ModelCheckpoint
-from .compile import throwaway_copy
+from .compile import compiles, throwaway_copy
 from .data.datasets import ArrayDataset, Dataset, as_dataset
 from .data.pipeline import BatchStream, augment_batch, batch_seeds
 from .distributed import LocalStrategy
@@ -340,7 +340,7 @@ class Trainer:
                                                    "batch_size": self.batch_size,
                                                    "images": len(self.model.input_shape) == 3,
                                                    "val_samples": 0 if val is None else len(val)})
-        if self.epoch < int(epochs):
+        if self.epoch < int(epochs) and compiles(self.backend):
             self._warm_up(train_model, data)
             self.callbacks.call("on_warm_up_end", {})
         self.stop_training = False
