@@ -24,9 +24,20 @@ def numba_cuda_missing_reason() -> str | None:
     return None
 
 
+def no_gpu_device() -> bool:
+    """True when this Linux machine shows no GPU device node (``/dev/nvidia*``; WSL's ``/dev/dxg``) and no CUDA
+    driver was named (NUMBA_CUDA_DRIVER): there is then no GPU, known without importing ``numba.cuda`` (seconds)."""
+    import glob
+    import os
+    import sys
+    if not sys.platform.startswith("linux") or os.environ.get("NUMBA_CUDA_DRIVER"):
+        return False
+    return not (glob.glob("/dev/nvidia*") or os.path.exists("/dev/dxg"))
+
+
 def cuda_available() -> bool:
     """True when a real CUDA GPU (not the simulator) can be used through numba-cuda."""
-    if config.CUDASIM or numba_cuda_missing_reason():
+    if config.CUDASIM or no_gpu_device() or numba_cuda_missing_reason():
         return False
     try:
         from numba import cuda
