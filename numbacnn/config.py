@@ -8,6 +8,8 @@ Flags
 -----
 NUMBACNN_DEVICE            default device for the CLI's ``--device auto`` (cpu|cuda|auto)
 NUMBACNN_DEBUG             1: the CLI shows the Python traceback of an unexpected error
+NUMBACNN_CACHE_DIR         where the built-in dataset's drawn images are kept (data/builtin.py; default
+                           $XDG_CACHE_HOME/numbacnn, else ~/.cache/numbacnn)
 NUMBACNN_MAX_GIB           the most memory (GiB) a model file or dataset may declare before anything is
                            read: a model's parameters, or its activations for one image, and a dataset's
                            images as float32.  Default: 16 or the machine's memory, whichever is smaller;
@@ -84,6 +86,7 @@ if _blas_threads_fixed and _layer_chosen_here:
 
 DEVICE = getenv("NUMBACNN_DEVICE", "auto")
 DEBUG = getenv("NUMBACNN_DEBUG", "0") not in ("0", "false", "False", "no")
+CACHE_DIR = getenv("NUMBACNN_CACHE_DIR", None)         # None: $XDG_CACHE_HOME/numbacnn or ~/.cache/numbacnn
 MAX_GIB = getenv("NUMBACNN_MAX_GIB", None, float)     # None: the default of io.limits.max_bytes()
 CUDASIM = getenv("NUMBA_ENABLE_CUDASIM", 0, int) == 1
 MPI = getenv("NUMBACNN_MPI", "auto")

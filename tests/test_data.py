@@ -376,3 +376,27 @@ def test_make_augment_composition_and_errors():
         make_augment("zoom", zoom=1.0)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         aug(x[0], np.random.default_rng(0))
+
+
+def test_the_builtin_dataset_is_drawn_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    """cached_shapes keeps the drawn images (8-bit) in NUMBACNN_CACHE_DIR: the same values as make_shapes, read back
+    without drawing; a damaged cache file is drawn again and replaced."""
+    from numbacnn import config
+    from numbacnn.data import builtin
+
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
+    x, y, names = builtin.cached_shapes(50, seed=3)
+    ref = builtin.make_shapes(50, seed=3)
+    assert np.array_equal(x, ref[0]) and np.array_equal(y, ref[1]) and names == ref[2]
+    (path,) = tmp_path.glob("shapes-*-50-3-gray-28.npz")
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("drawn again")
+    monkeypatch.setattr(builtin, "make_shapes", no_drawing)
+    x2, y2, _ = builtin.cached_shapes(50, seed=3)
+    assert np.array_equal(x2, x) and np.array_equal(y2, y)
+    monkeypatch.undo()
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
+    path.write_bytes(path.read_bytes()[:100])                  # truncated
+    x3, _, _ = builtin.cached_shapes(50, seed=3)
+    assert np.array_equal(x3, x) and path.stat().st_size > 100

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io import limits
-from .builtin import make_shapes
+from .builtin import cached_shapes
 
 #: labels must lie below this (a label of 2**31 - 1 would otherwise make as many class names)
 MAX_CLASSES = 1 << 20
@@ -337,7 +337,7 @@ def _parts(spec, n=None, seed=0) -> tuple[dict, list[str]]:
         variant = spec.partition(":")[2] or "gray"
         if spec.count(":") > 1 or variant not in ("gray", "rgb"):
             raise DataError(f"{spec}: unknown built-in dataset (use builtin, builtin:gray or builtin:rgb)")
-        x, y, names = make_shapes(12000 if n is None else n, seed=seed, rgb=variant == "rgb")
+        x, y, names = cached_shapes(12000 if n is None else n, seed=seed, rgb=variant == "rgb")
         return {"all": (x, y)}, names
     if not os.path.exists(spec):
         raise DataError(f"{spec}: no such file or directory (expected builtin, builtin:rgb, an IDX or "
