@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,6 +33,20 @@ from .layers.base import Layer, assign, layer_from_config, shape_str
 from .registry import resolve_backend
 
 INPUT = "input"
+_FUSIONS = object()    # the key of a plan's fusions in Model._plans
+
+
+class Fusions(NamedTuple):
+    """What one pass fuses (``Model.fusions``): node -> the activation it applies for its follower, absorbed
+    follower -> the node that applies it, consumer -> producer of its input's statistics, and back."""
+
+    activation: dict
+    absorbed: dict
+    stats_from: dict
+    stats_to: dict
+
+
+NO_FUSIONS = Fusions({}, {}, {}, {})
 
 
 class Model:
@@ -46,6 +61,8 @@ class Model:
         self.output_shapes: dict = {}
         self._plans: dict = {}   # node(s) -> [their ancestors and themselves, in topological order]
         self.aux_outputs: dict = {}   # node -> loss weight: auxiliary training outputs (GoogLeNet's heads)
+        #: whether passes fuse what the layers allow (``fusions``); off, every node runs on its own
+        self.fuse = True
 
     # ------------------------------------------------------------ building the graph
     def add(self, layer: Layer, inputs=None, name: str | None = None) -> str:
@@ -265,6 +282,53 @@ class Model:
             self._plans[key] = [n for n in self._nodes if n in need]
         return self._plans[key]
 
+    def fusions(self, until=None) -> Fusions:
+        """What a pass computing ``until`` fuses, decided from what follows what (the same on every backend).
+
+        A node whose only consumer is a single-input node it can apply (the follower's ``fusable_as`` is in its
+        ``absorbs``: BatchNorm, Add or Conv2D followed by ReLU) applies it, forward and backward, and the follower
+        becomes a no-op (``absorbed``); a node that ``makes_stats`` hands its output's channel statistics to its
+        only consumer when that one ``uses_input_stats`` (Conv2D -> BatchNorm in training), and a layer that
+        ``adds_to_grads`` adds its input gradient to the one summed so far (``backward``).  Targets, the output
+        and auxiliary outputs are never fused into their follower.  ``fuse = False``: nothing is.
+        """
+        if not self.fuse:
+            return NO_FUSIONS
+        plan = self.plan(until)
+        key = (_FUSIONS, tuple(until) if isinstance(until, (list, tuple)) else until)
+        if key not in self._plans:
+            targets = set(until) if isinstance(until, (list, tuple)) else {self.output if until is None else until}
+            self._plans[key] = self._find_fusions(plan, targets | {self.output, *self.aux_outputs})
+        return self._plans[key]
+
+    def _find_fusions(self, plan, keep) -> Fusions:
+        consumers: dict = {}
+        for n, (_, ins) in self._nodes.items():
+            for i in ins:
+                consumers.setdefault(i, []).append(n)
+        found = Fusions({}, {}, {}, {})
+        for f in plan:
+            follower, ins = self._nodes[f]
+            p = ins[0] if len(ins) == 1 else INPUT
+            if p == INPUT or p in keep or p in found.absorbed or consumers[p] != [f]:
+                continue
+            producer = self._nodes[p][0]
+            if follower.fusable_as is not None and follower.fusable_as in producer.absorbs:
+                found.activation[p], found.absorbed[f] = follower.fusable_as, p
+            elif producer.makes_stats:
+                found.stats_from[f], found.stats_to[p] = p, f
+        return found
+
+    def _prepare(self, n, layer, fz: Fusions, training) -> bool:
+        """Tell node ``n``'s layer what this forward fuses; True when the node is absorbed (a no-op)."""
+        layer.absorbed = n in fz.absorbed
+        layer.fused_activation = fz.activation.get(n)
+        layer.output_stats = None
+        consumer, producer = fz.stats_to.get(n), fz.stats_from.get(n)
+        layer.stats_wanted = consumer is not None and self._nodes[consumer][0].uses_input_stats(bool(training))
+        layer.input_stats = None if producer is None else self._nodes[producer][0].output_stats
+        return layer.absorbed
+
     def _probability_node(self, output=None):
         """The layer producing probabilities that ``output`` is (maybe through reshapes), or None."""
         n = self.output if output is None else output
@@ -303,10 +367,13 @@ class Model:
         if tuple(int(d) for d in x.shape[1:]) != self.input_shape or len(x.shape) != len(self.input_shape) + 1:
             raise ValueError(f"model {self.name!r}: input shape {shape_str(x.shape)} does not match "
                              f"(N, {', '.join(map(str, self.input_shape))})")
-        acts = {INPUT: x}
+        acts, fz = {INPUT: x}, self.fusions(until)
         for n in self.plan(until):
             layer, ins = self._nodes[n]
-            acts[n] = layer.forward([acts[i] for i in ins], training)
+            if self._prepare(n, layer, fz, training):
+                acts[n] = acts[ins[0]]
+            else:
+                acts[n] = layer.forward([acts[i] for i in ins], training)
             if hook is not None:
                 hook(n, acts[n])
         if isinstance(until, (list, tuple)):
@@ -331,17 +398,24 @@ class Model:
         grads = {n: be.asarray(g) if isinstance(g, np.ndarray) else g for n, g in seeds.items()}
         for n in reversed(self.plan(list(grads))):
             layer, ins = self._nodes[n]
-            layer.input_grad = input_grad or any(i != INPUT for i in ins)
-            dxs = layer.backward(grads.pop(n))
+            bases = [None] * len(ins)
+            if layer.absorbed:          # the node before applied this one's backward too
+                dxs = [grads.pop(n)]
+            else:
+                layer.input_grad = input_grad or any(i != INPUT for i in ins)
+                if layer.adds_to_grads and len(ins) == 1:
+                    bases = [grads.get(ins[0])]
+                layer.grad_base = bases
+                dxs = layer.backward(grads.pop(n))
             if hook is not None:
                 hook(n, dxs)
             if len(dxs) != len(ins):
                 raise ValueError(f"{layer.describe()}: backward returned {len(dxs)} gradients for {len(ins)} inputs")
-            for src, dx in zip(ins, dxs):
+            for src, dx, base in zip(ins, dxs, bases):
                 if dx is None:
                     continue
                 # a gradient may alias another (Add passes dy on): sums go into a new array
-                grads[src] = be.add_forward([grads[src], dx]) if src in grads else dx
+                grads[src] = dx if base is not None or src not in grads else be.add_forward([grads[src], dx])
         return grads.get(INPUT)
 
     # ------------------------------------------------------------ random state (dropout)

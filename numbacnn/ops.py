@@ -256,6 +256,37 @@ def _compose_conv2d_backward(k, dy, x, w, stride, padding, dilation, groups, has
     return dx, dw, k.conv2d_backward_bias(dy) if has_bias else None
 
 
+def conv2d_forward_fused(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, relu=False,
+                         stats=False):
+    """(y, stats): ``conv2d_forward``, then y = max(y, 0) when ``relu`` (a ReLU the graph fused); with ``stats``,
+    y's per-channel statistics in parts (3, K, T) as ``fused_batch_norm_forward`` takes them, or None where the
+    backend computes none (then, and without ``stats``, the second result is None)."""
+    return (*conv2d_forward(x, w, b, stride, padding, dilation, groups), bool(relu), bool(stats))
+
+
+def conv2d_backward_add(dy, x, w, base, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, has_bias=True):
+    """(base + dx, dw, db or None): ``conv2d_backward`` with its input gradient added to ``base`` (like x: the
+    gradient the graph has summed for x so far), which a backend may do in the same pass."""
+    args = conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias)
+    check_array("base", base, 4)
+    check_same("base", base, "x", x)
+    return (*args[:3], base, *args[3:])
+
+
+def _compose_conv2d_forward_fused(k, x, w, b, stride, padding, dilation, groups, relu, stats):
+    y = k.conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    return (k.relu_forward(y) if relu else y), None
+
+
+def _compose_conv2d_backward_add(k, dy, x, w, base, *geometry):
+    whole = getattr(k, "conv2d_backward", None)      # a backend's one-pass backward, else the single directions
+    dx, dw, db = whole(dy, x, w, *geometry) if whole is not None else _compose_conv2d_backward(k, dy, x, w, *geometry)
+    return k.add_forward([base, dx]), dw, db
+
+
+_CONV_GEMM = "A1 A1 A1 A1 A1 A1 I I I I I I I I I I B B B B"
+
+
 def _conv_bench(label, shape, K, k, s, p, groups=1):
     N, C, H, W = shape
 
@@ -270,11 +301,12 @@ def _conv_bench(label, shape, K, k, s, p, groups=1):
 declare(Op(
     "conv2d", "conv2d",
     (Method("conv2d_forward", conv2d_forward), Method("conv2d_backward", conv2d_backward, _compose_conv2d_backward),
-     Method("conv2d_backward_params", conv2d_backward_params, _compose_conv2d_backward_params)),
+     Method("conv2d_backward_params", conv2d_backward_params, _compose_conv2d_backward_params),
+     Method("conv2d_forward_fused", conv2d_forward_fused, _compose_conv2d_forward_fused),
+     Method("conv2d_backward_add", conv2d_backward_add, _compose_conv2d_backward_add)),
     grad=lambda dy, i, o, kw: ((dy, i[0], i[1]), dict(kw, has_bias=i[2] is not None)),
-    cuda={"conv2d_forward_tiled_kernel": "A4 A4 A1 B I I I I I I I A4",
-          "conv2d_forward_direct_kernel": "A4 A4 A1 B I I I I I I I A4",
-          "conv2d_backward_input_kernel": "A4 A4 I I I I I I I A4",
+    # the implicit-GEMM kernels are made per geometry (kernels/cuda/conv2d.py); these are their 3x3 instances
+    cuda={"conv2d_forward_gemm_kernel": _CONV_GEMM, "conv2d_backward_input_gemm_kernel": _CONV_GEMM,
           "conv2d_backward_weight_kernel": "A4 A4 I I I I I I I I I I A3 L32 A2", **helpers("channel_sum_kernel")},
     bench=(_conv_bench("lenet-c1", (64, 1, 28, 28), 6, 5, 1, 2), _conv_bench("lenet-c2", (64, 6, 14, 14), 16, 5, 1, 0),
            _conv_bench("c16-32x32-3x3", (64, 16, 32, 32), 16, 3, 1, 1),
@@ -602,13 +634,58 @@ def lrn_backward(dy, x, y, scale, size=5, alpha=1e-4, beta=0.75, k=1.0):
     return (dy, x, y, scale, *_lrn_args(size, alpha, beta, k))
 
 
+def fused_batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
+                             relu=False, stats=None):
+    """(y, save_mean (C,), save_invstd (C,)): ``batch_norm_forward``, then y = max(y, 0) when ``relu`` (a ReLU the
+    graph fused); in training ``stats``, when given, are x's channel statistics in parts (3, C, T): for T
+    disjoint non-empty parts of each channel's values, their count, mean and sum of squared deviations from that
+    mean (``conv2d_forward_fused`` makes them), which a backend may use instead of a pass over x."""
+    args = batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+    if stats is not None:
+        check_array("stats", stats, 3, dtype=None)     # a backend's hint: float32 even where x is float64
+        if np.dtype(stats.dtype).kind != "f":
+            raise ValueError(f"stats must be a float array, got {np.dtype(stats.dtype).name}")
+        if shape_of(stats)[:2] != (3, x.shape[1]) or stats.shape[2] < 1:
+            raise ValueError(f"stats shape {shape_of(stats)} does not match the {x.shape[1]} channels of x shape "
+                             f"{shape_of(x)}: expected (3, {x.shape[1]}, parts)")
+    return (*args, bool(relu), stats)
+
+
+def fused_batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True, y=None):
+    """(dx like x, dgamma (C,), dbeta (C,)) of ``fused_batch_norm_forward``; y, its output, when it applied the
+    ReLU (dy then counts only where y > 0), else None."""
+    args = batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training)
+    if y is not None:
+        check_array("y", y)
+        check_same("y", y, "x", x)
+    return (*args, y)
+
+
+def _compose_fused_batch_norm_forward(k, x, gamma, beta, running_mean, running_var, training, momentum, eps, relu,
+                                      stats):
+    y, mean, invstd = k.batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+    return (k.relu_forward(y) if relu else y), mean, invstd
+
+
+def _compose_fused_batch_norm_backward(k, dy, x, gamma, save_mean, save_invstd, training, y):
+    return k.batch_norm_backward(dy if y is None else k.relu_backward(dy, y), x, gamma, save_mean, save_invstd,
+                                 training)
+
+
+#: the CUDA batch-norm kernels (one set for both ops): two-stage reductions over (slices x channels) grids
+_BN_CUDA = {"batch_norm_partials_kernel": "A3 I A3",
+            "batch_norm_apply_kernel": "A3 A3 A1 A1 A1 A1 B B F F I A1 A1 A3",
+            "batch_norm_backward_partials_kernel": "A3 A3 A3 B A1 A1 I A3",
+            "batch_norm_backward_input_kernel": "A3 A3 A3 B A1 A1 A1 A3 B I A1 A1 A3"}
 declare(Op("batch_norm", "norm", (Method("batch_norm_forward", batch_norm_forward),
                                   Method("batch_norm_backward", batch_norm_backward)),
-           grad=lambda dy, i, o, kw: ((dy, i[0], i[1], o[1], o[2]), _pick(kw, "training")),
-           cuda={"batch_norm_stats_kernel": "A3 F F F A1 A1 A1 A1", "batch_norm_eval_stats_kernel": "A1 A1 F A1 A1",
-                 "batch_norm_apply_kernel": "A3 A1 A1 A1 A1 A3",
-                 "batch_norm_backward_reduce_kernel": "A3 A3 A1 A1 A1 A1",
-                 "batch_norm_backward_input_kernel": "A3 A3 A1 A1 A1 A1 A1 B A3"}))
+           grad=lambda dy, i, o, kw: ((dy, i[0], i[1], o[1], o[2]), _pick(kw, "training")), cuda=dict(_BN_CUDA)))
+declare(Op("fused_batch_norm", "norm",
+           (Method("fused_batch_norm_forward", fused_batch_norm_forward, _compose_fused_batch_norm_forward),
+            Method("fused_batch_norm_backward", fused_batch_norm_backward, _compose_fused_batch_norm_backward)),
+           grad=lambda dy, i, o, kw: ((dy, i[0], i[1], o[1], o[2]),
+                                      dict(_pick(kw, "training"), y=o[0] if kw.get("relu") else None)),
+           cuda=dict(_BN_CUDA)))
 declare(Op("layer_norm", "norm", (Method("layer_norm_forward", layer_norm_forward),
                                   Method("layer_norm_backward", layer_norm_backward)),
            grad=lambda dy, i, o, kw: ((dy, i[0], i[1], o[1], o[2]), {}),
@@ -714,8 +791,29 @@ declare(Op("concat", "elementwise", (Method("concat_forward", concat_forward),
            grad=lambda dy, i, o, kw: ((dy, [int(x.shape[1]) for x in i[0]]), {}),
            cuda={"concat_forward_kernel": "A3 I A3", "concat_backward_kernel": "A3 I A3"}))
 declare(Op("add", "elementwise", (Method("add_forward", add_forward), Method("add_backward", add_backward)),
-           grad=lambda dy, i, o, kw: ((dy, len(i[0])), {}), cuda={"add2_kernel": "A1 A1 A1",
+           grad=lambda dy, i, o, kw: ((dy, len(i[0])), {}), cuda={"add2_kernel": "A1 A1 B A1",
                                                                   **helpers("add_inplace_kernel")}))
+
+
+def add_relu_forward(xs):
+    """y = max(the element-wise sum of ``xs``, 0): an Add with the ReLU after it fused (one launch for two)."""
+    return add_forward(xs)
+
+
+def add_relu_backward(dy, y, n):
+    """[dx] * n, dx = dy where y > 0 (y: the forward's output): every input's gradient."""
+    check_array("dy", dy)
+    check_same("dy", dy, "y", y)
+    return dy, y, int(n)
+
+
+declare(Op("add_relu", "elementwise",
+           (Method("add_relu_forward", add_relu_forward, lambda k, xs: k.relu_forward(k.add_forward(xs))),
+            Method("add_relu_backward", add_relu_backward,
+                   lambda k, dy, y, n: [k.relu_backward(dy, y)] * n)),
+           grad=lambda dy, i, o, kw: ((dy, o, len(i[0])), {}),
+           cuda={"add2_kernel": "A1 A1 B A1", "relu_backward_kernel": "A1 A1 A1",
+                 **helpers("add_inplace_kernel"), "relu_forward_kernel": "A1 A1"}))
 declare(Op("pad2d", "pad", (Method("pad2d_forward", pad2d_forward), Method("pad2d_backward", pad2d_backward)),
            grad=lambda dy, i, o, kw: ((dy,), _pick(kw, "pads")), cuda={"pad2d_kernel": "A3 I I F A3"}))
 

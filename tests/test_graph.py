@@ -35,8 +35,19 @@ def resnet_model(shortcut):
     return m
 
 
+def conv_relu_model():
+    """Convolutions with a ReLU after them (Keras' activation="relu" and a ReLU node): both fused."""
+    m = Model("convs", (2, 5, 5))
+    m.add(L.Conv2D(3, 3, padding=1, activation="relu", name="c1"))
+    m.add(L.Conv2D(2, 3, strides=2, name="c2"))
+    m.add(L.ReLU(name="r2"))
+    m.add(L.Flatten(name="flat"))
+    m.add(L.Dense(3, name="fc"))
+    return m
+
+
 GRAPHS = {"inception": inception_model, "resnet_B": lambda: resnet_model("B"),
-          "resnet_A": lambda: resnet_model("A")}
+          "resnet_A": lambda: resnet_model("A"), "conv_relu": conv_relu_model}
 
 
 def _perturb(m, rng):
@@ -109,6 +120,56 @@ def test_fan_out_into_one_node_sums_gradients():
     dx = m.backward(dy)
     np.testing.assert_allclose(dx, dy_before * (2 * (xin > 0) + 1))
     np.testing.assert_array_equal(dy, dy_before)  # the caller's gradient is not summed into
+
+
+# ---------------------------------------------------------------- fusion
+def test_fusions_follow_from_what_follows_what():
+    """A ReLU whose only input is a BatchNorm or an Add feeding nothing else is applied by that node (and becomes
+    a no-op node); nothing is fused into a target of the pass; ``fuse = False`` turns it all off."""
+    m = resnet_model("A").build("cpu")
+    fz = m.fusions()
+    assert fz.absorbed == {"b1_1_relu": "b1_1_bn", "b1_out": "b1_add", "b2_1_relu": "b2_1_bn", "b2_out": "b2_add"}
+    assert fz.activation == {p: "relu" for p in fz.absorbed.values()}
+    # every convolution feeding only its batch norm hands it its output's statistics
+    assert fz.stats_from == {f"{b}_bn": f"{b}_conv" for b in ("b1_1", "b1_2", "b2_1", "b2_2")}
+    assert fz.stats_to == {c: b for b, c in fz.stats_from.items()}
+    assert conv_relu_model().build("cpu").fusions().absorbed == {"c1_relu": "c1", "r2": "c2"}
+    assert "b1_1_bn" not in m.fusions(until="b1_1_bn").activation      # a target keeps its own output
+    assert m.fusions(until="b1_1_relu").absorbed == {"b1_1_relu": "b1_1_bn"}
+    m.fuse = False
+    assert not any(m.fusions())
+
+
+def test_a_relu_after_a_node_with_two_consumers_is_not_fused():
+    m = Model("two", (2, 3, 3))
+    b = m.add(L.BatchNorm(name="bn"))
+    r = m.add(L.ReLU(name="r"), b)
+    m.add(L.Add(name="a"), [r, b])
+    m.build("cpu")
+    assert not m.fusions().absorbed
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_fused_passes_equal_unfused_ones(graph, backend_name):
+    """Forward and backward with the graph's fusions give what the nodes one by one give (a fused ReLU's mask is
+    the ReLU's; the statistics handed over describe the same values), and a fused node asked for by name
+    (``until``) still gives its own output, before the ReLU."""
+    be, rng = load_backend(backend_name), np.random.default_rng(4)
+    fused, plain = GRAPHS[graph]().build(be, seed=0), GRAPHS[graph]().build(be, seed=0)
+    plain.fuse = False
+    x, r = rng.standard_normal((3,) + fused.input_shape).astype(np.float32), rng.standard_normal((3, 3))
+    for training in (True, False):
+        y, y0 = fused.forward(x, training), plain.forward(x, training)
+        np.testing.assert_allclose(be.to_host(y), be.to_host(y0), rtol=1e-5, atol=1e-6)
+        dx, dx0 = fused.backward(r.astype(np.float32)), plain.backward(r.astype(np.float32))
+        np.testing.assert_allclose(be.to_host(dx), be.to_host(dx0), rtol=1e-5, atol=1e-6)
+        for (ln, pn, _, g, _), (_, _, _, g0, _) in zip(fused.named_parameters(), plain.named_parameters()):
+            np.testing.assert_allclose(be.to_host(g), be.to_host(g0), rtol=1e-5, atol=1e-6, err_msg=f"{ln}/{pn}")
+    bn = next(n for n in fused.fusions().activation if n in fused.layers)
+    np.testing.assert_array_equal(be.to_host(fused.forward(x, False, until=bn)),
+                                  be.to_host(plain.forward(x, False, until=bn)))
+    assert (be.to_host(fused.forward(x, False, until=bn)) < 0).any()      # before the ReLU
 
 
 # ---------------------------------------------------------------- config

@@ -29,7 +29,9 @@ class _Elementwise(Layer):
 
 @register
 class ReLU(_Elementwise):
-    """y = max(x, 0)."""
+    """y = max(x, 0).  A graph lets the layer before apply it where that one can (``fusable_as``)."""
+
+    fusable_as = "relu"
 
     def _f(self, x):
         return self.backend.relu_forward(x)

@@ -21,8 +21,9 @@ Layers are found by class name in ``LAYERS`` (``@register``, a
 ``registry.Registry``), never through an if-chain; a registered class knows its
 name as ``registered_name``.  What other modules need to know about a layer is
 a public class attribute here (``random``, ``outputs_probabilities``,
-``reshapes_only``, ``outputs_key``, ``optional_bias``, ``channel_affine``) or a method, never its
-class name or a private field.
+``reshapes_only``, ``outputs_key``, ``optional_bias``, ``channel_affine``; the fusion attributes
+``absorbs``, ``fusable_as``, ``makes_stats``, ``adds_to_grads`` and the ones the graph sets
+for each call) or a method, never its class name or a private field.
 """
 from __future__ import annotations
 
@@ -166,6 +167,34 @@ class Layer:
     #: for layers fed only by the model input (a layer may then return None for them and skip the work)
     input_grad = True
 
+    # ---- fusion (decided by the graph from what follows what; ``Model.fusions``; the same on every backend)
+    #: the activations (a follower's ``fusable_as``) this layer can apply to its own output, forward and
+    #: backward, in place of the node that follows it (BatchNorm, Add, Conv2D: ReLU)
+    absorbs = ()
+    #: the name under which the layer before may apply this one (ReLU: "relu"); None: never
+    fusable_as = None
+    #: set by the graph for each forward: the activation this layer applies to its output this time (or None)
+    fused_activation = None
+    #: set by the graph for each forward: True when the layer before applied this one, so the graph passes this
+    #: node's input and gradient through unchanged
+    absorbed = False
+    #: True for layers that can compute their output's per-channel statistics in parts (count, mean and M2 of
+    #: disjoint parts, ``fused_batch_norm_forward``'s ``stats``) while they compute it (Conv2D)
+    makes_stats = False
+    #: set by the graph for each forward: whether the layer that follows wants those statistics this time
+    stats_wanted = False
+    #: what the forward made of them: the statistics of this call's output, or None (the graph clears it)
+    output_stats = None
+    #: set by the graph for each forward: the statistics in parts of this layer's input, made by the layer
+    #: before, or None
+    input_stats = None
+    #: True for layers whose backward can add their input's gradient to the one the graph has already summed
+    #: for that input (``grad_base``), saving the graph an addition (Conv2D)
+    adds_to_grads = False
+    #: set by the graph before each backward of such a layer: per input, the gradient summed so far, or None;
+    #: where one is given, the layer returns it plus its own
+    grad_base = None
+
     def __init__(self, name=None, trainable=True):
         if name is not None and not isinstance(name, str):
             raise ValueError(f"layer name must be a string, got {name!r}")
@@ -306,6 +335,10 @@ class Layer:
         from .activations import ACTIVATIONS
         self.activation = None
         return ACTIVATIONS[name](name=f"{self.name}_{name}" if self.name else None)
+
+    def uses_input_stats(self, training: bool) -> bool:
+        """Whether a forward with ``training`` would use its input's statistics in parts (``input_stats``)."""
+        return False
 
     def get_random_state(self):
         """JSON-able state of the layer's random draws (dropout's seed and step), or None."""

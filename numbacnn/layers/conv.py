@@ -21,6 +21,11 @@ class Conv2D(Layer):
     outputs_key = "filters"
     optional_bias = True
     channel_affine = (("weight", "bias"), "bias")
+    # fusion (``Model.fusions``): a ReLU after it applied in its epilogue, its output's channel statistics handed
+    # to a batch norm after it, its input gradient added to the one summed so far
+    absorbs = ("relu",)
+    makes_stats = True
+    adds_to_grads = True
 
     def __init__(self, filters, kernel_size=3, strides=1, padding=0, dilation=1, groups=1, use_bias=True,
                  kernel_initializer="he_normal", activation=None, input_shape=None, name=None, trainable=True):
@@ -40,7 +45,7 @@ class Conv2D(Layer):
         self.padding_hw = as_padding(self, padding, self.kernel_hw, self.dilation_hw, self.stride_hw)
         self.activation = check_activation(self, activation)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
-        self._x = None
+        self._x = self._y = None
 
     def _build(self, shapes):
         s = shapes[0]
@@ -69,23 +74,33 @@ class Conv2D(Layer):
         return 2 * self.macs() + (K * OH * OW if self.use_bias else 0)
 
     def forward(self, inputs, training):
+        """The convolution, with the ReLU after it when the graph fused it (``fused_activation``), and its output's
+        channel statistics in parts (``output_stats``) when the batch norm after it wants them."""
         x = inputs[0]
         self._x = x
-        return self.backend.conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride_hw,
-                                           self.padding_hw, self.dilation_hw, self.groups)
+        relu = self.fused_activation == "relu"
+        y, self.output_stats = self.backend.conv2d_forward_fused(
+            x, self.params["weight"], self.params.get("bias"), self.stride_hw, self.padding_hw, self.dilation_hw,
+            self.groups, relu=relu, stats=self.stats_wanted)
+        self._y = y if relu else None
+        return y
 
     def backward(self, dy):
-        x = self._need_forward("_x")
+        x, be = self._need_forward("_x"), self.backend
+        dy = dy if self._y is None else be.relu_backward(dy, self._y)
         args = (dy, x, self.params["weight"], self.stride_hw, self.padding_hw, self.dilation_hw, self.groups,
                 self.use_bias)
-        if self.input_grad:
-            dx, dw, db = self.backend.conv2d_backward(*args)
-        else:   # fed by the model input, whose gradient no one asked for: weights (and bias) only
-            dx, (dw, db) = None, self.backend.conv2d_backward_params(*args)
+        base = (self.grad_base or [None])[0]
+        if not self.input_grad:   # fed by the model input, whose gradient no one asked for: weights (and bias) only
+            dx, (dw, db) = None, be.conv2d_backward_params(*args)
+        elif base is not None:    # the gradient the graph summed for x so far, plus this one
+            dx, dw, db = be.conv2d_backward_add(*args[:3], base, *args[3:])
+        else:
+            dx, dw, db = be.conv2d_backward(*args)
         self.grads["weight"] = dw
         if self.use_bias:
             self.grads["bias"] = db
         return [dx]
 
     def clear_cache(self):
-        self._x = None
+        self._x = self._y = None

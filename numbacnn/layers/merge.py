@@ -8,13 +8,14 @@ from .base import Layer, register, shape_str
 
 @register
 class Add(Layer):
-    """y = x0 + x1 + ...; every input has the same shape."""
+    """y = x0 + x1 + ...; every input has the same shape.  A ReLU after it is fused in (``absorbs``)."""
 
     num_inputs = None
+    absorbs = ("relu",)
 
     def __init__(self, name=None, trainable=True):
         super().__init__(name, trainable)
-        self._n = None
+        self._n = self._y = None
 
     def _build(self, shapes):
         for i, s in enumerate(shapes[1:], 1):
@@ -28,15 +29,20 @@ class Add(Layer):
 
     def forward(self, inputs, training):
         self._n = len(inputs)
+        if self.fused_activation == "relu":
+            self._y = self.backend.add_relu_forward(list(inputs))
+            return self._y
+        self._y = None
         return self.backend.add_forward(list(inputs))
 
     def backward(self, dy):
         # every input's gradient is dy itself, not a copy (two fresh 8 MB arrays per ResNet block);
         # Model.backward copies an aliased gradient before it sums another one into it
-        return [dy] * self._need_forward("_n")
+        n = self._need_forward("_n")
+        return [dy] * n if self._y is None else self.backend.add_relu_backward(dy, self._y, n)
 
     def clear_cache(self):
-        self._n = None
+        self._n = self._y = None
 
 
 @register

@@ -26,6 +26,7 @@ class BatchNorm(Layer):
 
     channel_affine = (("gamma", "beta"), "beta")
     stats_sync = None
+    absorbs = ("relu",)
 
     def __init__(self, momentum=0.1, eps=1e-5, name=None, trainable=True):
         super().__init__(name, trainable)
@@ -34,7 +35,7 @@ class BatchNorm(Layer):
         if not isinstance(eps, (int, float)) or not eps > 0.0:
             raise ValueError(f"{self.describe()}: eps must be a number > 0, got {eps!r}")
         self.momentum, self.eps = float(momentum), float(eps)
-        self._x, self._synced = None, False
+        self._x, self._y, self._synced = None, None, False
 
     def _build(self, shapes):
         s = shapes[0]
@@ -50,24 +51,34 @@ class BatchNorm(Layer):
     def flops(self):
         return 2 * int(np.prod(self.output_shape, dtype=np.int64))
 
+    def uses_input_stats(self, training):
+        return bool(training) and self.trainable and self.stats_sync is None
+
     def forward(self, inputs, training):
-        x = inputs[0]
+        """Batch norm, with the ReLU after it when the graph fused it (``fused_activation``) and the statistics
+        of x in parts when the layer before made them (``input_stats``)."""
+        x, be = inputs[0], self.backend
         self._training = bool(training) and self.trainable
+        relu = self.fused_activation == "relu"
         p, b = self.params, self.buffers
         self._synced = self._training and self.stats_sync is not None
         if self._synced:
-            return self._synced_forward(x)
-        y, self._mean, self._invstd = self.backend.batch_norm_forward(
-            x, p["gamma"], p["beta"], b["running_mean"], b["running_var"], self._training, self.momentum, self.eps)
-        self._x = x
+            y = self._synced_forward(x)
+            y = be.relu_forward(y) if relu else y
+        else:
+            y, self._mean, self._invstd = be.fused_batch_norm_forward(
+                x, p["gamma"], p["beta"], b["running_mean"], b["running_var"], self._training, self.momentum,
+                self.eps, relu=relu, stats=self.input_stats if self.uses_input_stats(training) else None)
+            self._x = x
+        self._y = y if relu else None
         return y
 
     def backward(self, dy):
         x = self._need_forward("_x")
         if self._synced:
-            return self._synced_backward(dy, x)
-        dx, dgamma, dbeta = self.backend.batch_norm_backward(dy, x, self.params["gamma"], self._mean,
-                                                             self._invstd, self._training)
+            return self._synced_backward(dy if self._y is None else self.backend.relu_backward(dy, self._y), x)
+        dx, dgamma, dbeta = self.backend.fused_batch_norm_backward(dy, x, self.params["gamma"], self._mean,
+                                                                   self._invstd, self._training, y=self._y)
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         return [dx]
 
@@ -108,7 +119,7 @@ class BatchNorm(Layer):
         return [be.asarray(dx)]
 
     def clear_cache(self):
-        self._x = self._mean = self._invstd = None
+        self._x = self._y = self._mean = self._invstd = None
 
 
 @register

@@ -76,6 +76,24 @@ def dag():
     return m
 
 
+def resnet_blocks():
+    """conv -> batch norm -> relu, then two basic blocks (identity and zero-padding shortcuts), global pooling
+    and a dense head: every fusion the graph makes (a ReLU applied by batch norm or by Add, statistics handed
+    from a convolution to its batch norm, a convolution's input gradient added to the shortcut's)."""
+    from numbacnn.models.resnet import basic_block
+
+    m = Model("res", (2, 4, 4))
+    x = m.add(Conv2D(2, 3, padding=1, use_bias=False, name="stem"))
+    x = m.add(BatchNorm(name="stem_bn"), x)
+    x = m.add(ReLU(name="stem_relu"), x)
+    x = basic_block(m, x, "b1", 2, 2, 1, "A")
+    x = basic_block(m, x, "b2", 2, 4, 2, "A")
+    m.add(GlobalAvgPool2D(name="gap"), x)
+    m.add(Flatten(name="flat"))
+    m.add(Dense(3, name="fc"))
+    return m
+
+
 def _data(model, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N,) + model.input_shape).astype(np.float32)
@@ -160,6 +178,17 @@ def test_dag_model_trains_as_on_the_cpu():
     assert_on_device(cuda_model, cuda_opt)
     np.testing.assert_allclose(cuda_losses, cpu_losses, rtol=1e-4)
     assert cuda_losses[-1] < cuda_losses[0], f"loss did not fall: {cuda_losses}"
+    assert_same_state(cuda_model, cpu_model, cuda_opt, cpu_opt)
+
+
+def test_fused_resnet_blocks_train_as_on_the_cpu():
+    """The graph's fusions run the CUDA backend's fused kernels (the CPU composes the same fusions from its
+    single kernels): the same weights, statistics and losses."""
+    make_opt = lambda: SGD(lr=0.1, momentum=0.9)  # noqa: E731
+    cpu_model, cpu_opt, cpu_losses = _train(resnet_blocks, "cpu", make_opt(), epochs=1)
+    cuda_model, cuda_opt, cuda_losses = _train(resnet_blocks, "cuda", make_opt(), epochs=1)
+    assert len(cuda_model.fusions(cuda_model.logits_node()).absorbed) == 5
+    np.testing.assert_allclose(cuda_losses, cpu_losses, rtol=1e-4)
     assert_same_state(cuda_model, cpu_model, cuda_opt, cpu_opt)
 
 

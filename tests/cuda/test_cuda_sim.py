@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.check import EXACT, check_op
-from kernels.strategies import CASES, EDGES, normal
+from kernels.strategies import CASES, EDGES, fused_batch_norm_case, normal
 from numbacnn import config
 from numbacnn.backends import cuda_available, get_backend
 from numbacnn.ops import OPS
@@ -147,3 +147,54 @@ def test_conv_weight_gradient_is_the_same_every_run():
     first, second = be.to_host(k.conv2d_backward_weight(*args)), be.to_host(k.conv2d_backward_weight(*args))
     np.testing.assert_array_equal(first, second)
     assert all(not be.to_host(c).any() for c in k._COUNTERS.values())
+
+
+@pytest.mark.parametrize("shape, with_stats, training", [((5, 2, 29), True, True), ((5, 2, 29), False, True),
+                                                         ((145, 3), False, True), ((5, 2, 29), False, False)])
+def test_batch_norm_over_slices_of_channels(shape, with_stats, training, monkeypatch, launched):
+    """Several (slice, channel) blocks per channel, the last slice short: the two-stage reductions (each
+    block of a channel combining the same parts, one block writing the running estimates) match the reference,
+    with and without parts given, with the ReLU fused, and (N, C) inputs."""
+    from numbacnn.kernels.cuda import norm
+
+    monkeypatch.setattr(norm, "BN_PER_THREAD", 1)
+    assert norm._bn_grid(5 * 29, 2)[1:] == (5, 29)               # 5 slices of 29 values, 32 threads
+    case = fused_batch_norm_case(shape[:2] + (1, shape[2]) if len(shape) == 3 else shape, training,
+                                 with_stats=with_stats, seed=11)
+    check_op("cuda", "fused_batch_norm", case.inputs, case.kwargs, **case.tol, seed=case.seed)
+    check_op("cuda", "batch_norm", case.inputs, {k: case.kwargs[k] for k in ("training", "momentum", "eps")},
+             **case.tol, seed=case.seed)
+    expect_launched(launched, ["batch_norm_apply_kernel", "batch_norm_backward_input_kernel"], "batch norm")
+
+
+@pytest.mark.parametrize("stride, groups", [((1, 1), 1), ((2, 1), 2)])
+def test_conv_gemm_epilogues(stride, groups, launched):
+    """The implicit-GEMM kernels' epilogues: forward with the bias, the fused ReLU and the per-tile channel
+    statistics (two pixel tiles, the last one short, and a channel tile only partly used: the parts combine to
+    y's mean and variance); backward to the input added to a given gradient (``conv2d_backward_add``)."""
+    from numbacnn.kernels import reference as ref
+    be, rng = get_backend("cuda"), np.random.default_rng(5)
+    x, w, b = normal(rng, (2, 4, 7, 6)), normal(rng, (40, 4 // groups, 3, 3)), normal(rng, (40,))
+    geo = dict(stride=stride, padding=(1, 1), dilation=(1, 1), groups=groups)
+    want = ref.conv2d_forward_ref(x, w, b, **geo)
+    for relu in (False, True):
+        y, stats = be.conv2d_forward_fused(be.asarray(x), be.asarray(w), be.asarray(b), **geo, relu=relu,
+                                           stats=True)
+        expect = np.maximum(want, 0) if relu else want
+        np.testing.assert_allclose(be.to_host(y), expect, rtol=1e-5, atol=1e-5)
+        assert stats.shape == (3, 40, 2 if stride == (1, 1) else 1)     # 84 pixels in tiles of 64; 48 in one
+        count, mean, m2 = be.to_host(stats).astype(np.float64)
+        values = np.moveaxis(expect, 1, 0).reshape(40, -1)
+        assert (count.sum(axis=1) == values.shape[1]).all()
+        mu = (count * mean).sum(axis=1) / values.shape[1]
+        var = (m2 + count * (mean - mu[:, None]) ** 2).sum(axis=1) / values.shape[1]
+        np.testing.assert_allclose(mu, values.mean(axis=1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(var, values.var(axis=1), rtol=1e-4, atol=1e-5)
+    dy, base = normal(rng, want.shape), normal(rng, x.shape)
+    dx, dw, db = be.conv2d_backward_add(be.asarray(dy), be.asarray(x), be.asarray(w), be.asarray(base), **geo)
+    np.testing.assert_allclose(be.to_host(dx), base + ref.conv2d_backward_input_ref(dy, w, x.shape, **geo),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(be.to_host(dw), ref.conv2d_backward_weight_ref(dy, x, w.shape, **geo), rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(be.to_host(db), dy.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    expect_launched(launched, ["conv2d_forward_gemm_kernel", "conv2d_backward_input_gemm_kernel"], "conv gemm")

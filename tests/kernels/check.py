@@ -167,7 +167,8 @@ def check_op(backend, op, inputs, kwargs=None, *, rtol=RTOL_ELEMENTWISE, atol=AT
                 "sgd_update"...); ``<op>_forward`` is called when it exists, else ``<op>``.
     inputs    : list of positional host inputs (numpy arrays, lists of arrays, shapes, None);
                 each backend gets its own copies.
-    kwargs    : keyword arguments of the forward (passed on to the backward where it takes them).
+    kwargs    : keyword arguments of the forward (passed on to the backward where it takes them); arrays
+                among them go to each backend as copies too.
     rtol/atol : forward tolerances (per output when atol is a list); see the module docstring.
     grad_rtol/grad_atol : backward tolerances (atol may be a list: one per gradient);
                 default to the forward's.
@@ -188,7 +189,7 @@ def check_op(backend, op, inputs, kwargs=None, *, rtol=RTOL_ELEMENTWISE, atol=AT
     ref_in = _copy(list(inputs))
     be_in = _to_backend(be, list(inputs))
     ref_out = getattr(ref, name)(*ref_in, **kwargs)
-    be_out = getattr(be, name)(*be_in, **kwargs)
+    be_out = getattr(be, name)(*be_in, **{k: _to_backend(be, v) for k, v in kwargs.items()})
     be.synchronize()
     be_out_host = _to_host(be, be_out)
     assert_tree_close(f"{ctx}: forward", be_out_host, ref_out, rtol, atol)

@@ -381,6 +381,35 @@ def _batch_norm(draw, small=False):
     return batch_norm_case(shape, training, momentum, draw(st.sampled_from([1e-5, 1e-3])), draw(seeds))
 
 
+def channel_parts(x, cuts_seed=0, parts=None):
+    """x's per-channel statistics in parts, (3, C, T) float32 (count, mean, M2 of T disjoint non-empty runs of
+    each channel's values in (n, h, w) order, at random cut points): what ``fused_batch_norm_forward`` takes."""
+    c = x.shape[1]
+    v = np.moveaxis(x.astype(np.float64), 1, 0).reshape(c, -1)
+    rng = np.random.default_rng(cuts_seed)
+    m = v.shape[1]
+    parts = int(rng.integers(1, min(m, 5) + 1)) if parts is None else parts
+    cuts = np.sort(rng.choice(np.arange(1, m), parts - 1, replace=False)) if parts > 1 else np.array([], int)
+    out = []
+    for run in np.split(v, cuts, axis=1):
+        mu = run.mean(axis=1)
+        out.append([np.full(c, run.shape[1]), mu, ((run - mu[:, None]) ** 2).sum(axis=1)])
+    return np.asarray(out, dtype=np.float64).transpose(1, 2, 0).astype(np.float32)
+
+
+def fused_batch_norm_case(shape, training=True, relu=True, with_stats=True, momentum=0.1, eps=1e-5, seed=0):
+    case = batch_norm_case(shape, training, momentum, eps, seed)
+    stats = channel_parts(case.inputs[0], seed) if with_stats and training else None
+    return Case(case.inputs, dict(case.kwargs, relu=relu, stats=stats), case.tol, seed)
+
+
+@st.composite
+def _fused_batch_norm(draw, small=False):
+    bn = draw(_batch_norm(small))
+    stats = channel_parts(bn.inputs[0], bn.seed) if bn.kwargs["training"] and draw(st.booleans()) else None
+    return Case(bn.inputs, dict(bn.kwargs, relu=draw(st.booleans()), stats=stats), bn.tol, bn.seed)
+
+
 @st.composite
 def _dropout(draw, small=False):
     """The mask is a pure function of (seed, index): identical to the reference, bit for bit."""
@@ -594,7 +623,9 @@ CASES = {
     "dense": _dense, "relu": _activation(), "sigmoid": _activation(), "tanh": _activation(),
     "leaky_relu": _activation(("negative_slope", st.sampled_from([0.0, 0.01, 0.2, 1.5]))), "softmax": _softmax,
     "softmax_cross_entropy": _softmax_cross_entropy, "argmax": _argmax, "batch_norm": _batch_norm,
-    "dropout": _dropout, "lrn": _lrn, "layer_norm": _layer_norm, "concat": _concat, "add": _add, "pad2d": _pad2d,
+    "fused_batch_norm": _fused_batch_norm,
+    "dropout": _dropout, "lrn": _lrn, "layer_norm": _layer_norm, "concat": _concat, "add": _add, "add_relu": _add,
+    "pad2d": _pad2d,
     "sgd_update": _sgd_update,
     "adam_update": _adam_update,
     "unary": _unary, "binary": _binary, "transpose": _transpose, "take": _take, "conv_transpose2d": _conv_transpose,
@@ -615,12 +646,19 @@ EDGES = {
     "avg_pool2d": [avg_pool_case(g, False, 3) for g in POOL_EDGE_CASES],
     "dense": [dense_case(1, 1, 1), dense_case(17, 33, 18)],
     "batch_norm": [batch_norm_case((2, 3)), batch_norm_case((1, 2, 1, 2)), batch_norm_case((1, 3), training=False)],
+    # parts with tails and one value; the ReLU in evaluation; (N, C) input with parts; no parts given
+    "fused_batch_norm": [fused_batch_norm_case((2, 3, 3, 5), seed=1), fused_batch_norm_case((1, 2, 1, 2), seed=2),
+                         fused_batch_norm_case((3, 2, 2, 2), training=False, seed=3),
+                         fused_batch_norm_case((7, 3), relu=False, seed=4),
+                         fused_batch_norm_case((2, 2, 3, 3), with_stats=False, seed=5)],
     "dropout": [Case([normal(np.random.default_rng(1), (3, 5, 7))], dict(p=0.5, training=True, seed=2**32 - 1))],
     "lrn": [Case([normal(np.random.default_rng(0), (2, 8, 3, 3))], dict(size=5, alpha=1e-4, beta=0.75, k=1.0), tol(5)),
             Case([normal(np.random.default_rng(0), (1, 3, 2, 2))], dict(size=6, alpha=1.0, beta=0.75, k=1.0), tol(6))],
     "softmax_cross_entropy": [Case([normal(np.random.default_rng(0), (3, 10), 1e4), np.array([0, 9, 4])], {}, tol(10)),
                               Case([normal(np.random.default_rng(0), (4, 5)), np.array([0, 4, 2, 2], np.int32)], {},
                                    tol(5))],
+    "add_relu": [Case([[normal(np.random.default_rng(k), (2, 3, 5)) for _ in range(k)]], {}, tol(k))
+                 for k in (1, 2, 3)],
     "pad2d": [Case([normal(np.random.default_rng(0), (1, 2, 3, 4))], dict(pads=(1, -1, -2, 2), value=-np.inf),
                    dict(EXACT))],
     "layer_norm": [layer_norm_case(1, 2), layer_norm_case(3, 300, seed=1)],   # the fewest features; many

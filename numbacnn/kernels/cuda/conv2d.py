@@ -1,137 +1,251 @@
 """CUDA 2-D convolution (cross-correlation, PyTorch semantics), NCHW / OIHW.
 
-Forward: each block computes a (TH, TW) tile of one output plane (n, k).  For
-every input channel of k's group the block first stages the input region its
-tile reads, ``((TH - 1) * sh + (KH - 1) * dh + 1) x (same for W)``, in shared
-memory (zeros where it falls in the padding), then every thread sums its
-KH * KW taps from there: each input value is read from global memory once per
-block instead of once per tap.  The launcher picks the tile so the region fits
-the ``REGION x REGION`` shared array; a kernel whose extent does not fit
-(dilated or very large kernels) uses the direct kernel, one thread per output.
+Forward and backward to the input: one implicit-GEMM kernel (``conv_gemm_kernel``), compiled per kernel
+size, stride, dilation, channel tile and direction by a cached factory.  A block computes a tile of
+pixels x output channels, each thread a 4 x 4 register tile; per step the block stages the source values
+of its pixels at one tap for a few channels (gathered on the fly: no im2col buffer) and the matching
+weights in shared memory.  Forward epilogue: the bias, a fused ReLU and, for a batch norm that follows,
+the tile's per-channel count, mean and M2 (``conv2d_forward_fused``).  The input gradient is the same
+kernel as a forward convolution of the flipped weights over dy, strides by phase decomposition (one grid
+layer per phase, only that phase's taps), plus the gradient already summed for x when the graph gives it
+(``conv2d_backward_add``); a convolution fed by the model input skips it.
 
-Backward input gathers: one thread per dx element sums the dy cells whose
-windows cover it, so no two threads write the same cell.  Backward weight: a
-split-K implicit GEMM in shared memory with a deterministic two-stage sum
-(see ``conv2d_backward_weight_kernel``).
-Backward bias: the per-channel block reduction of ``_common.channel_sum``.
+Backward weight: a split-K implicit GEMM in shared memory with a deterministic two-stage sum
+(see ``conv2d_backward_weight_kernel``).  Backward bias: the per-channel block reduction of
+``_common.channel_sum``.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numba import cuda, float32, int32
+from numba import cuda, float32, int32, uint32, uint64
 
 from ..geometry import out_size
 
-from ._common import MAX_BLOCKS, as3d, channel_sum, dummy_f32, empty, grid_1d, stream
+from ._common import MAX_BLOCKS, as3d, channel_sum, dummy_f32, empty, flat, stream
 from .elementwise import zeros
 
-TILE = 16    # largest output tile edge (threads per block edge) of the tiled forward
-REGION = 48  # edge of the shared input region of the tiled forward (9 KiB of float32)
+# ------------------------------------------------------------ implicit GEMM: forward and backward to the input
+TM = 4            # pixels per thread (register tile rows)
+TN = 4            # channels per thread (register tile columns)
+THREADS = 256     # threads per block
+A_TILE = 512      # pixels x channels of the source staged per step (2 per thread)
 
 
-@cuda.jit
-def conv2d_forward_tiled_kernel(x, w, b, has_bias, sh, sw, ph, pw, dh, dw, groups, y):
-    """y = conv2d(x, w) + b, shared-memory tiled.  Launch: block (TW, TH), grid (OW / TW, OH / TH, <= N * K).
+def channel_tile(channels: int) -> int:
+    """The output-channel tile of a block (16, 32 or 64): the smallest that holds a group's channels, at most 64;
+    the pixel tile is 4096 / it (256, 128 or 64 pixels)."""
+    return 16 if channels <= 16 else 32 if channels <= 32 else 64
 
-    x : (N, C, H, W) float32, w : (K, C // groups, KH, KW) float32, b : (K,) float32
-    (ignored unless has_bias), y : (N, K, OH, OW) float32.
-    Requires (TH - 1) * sh + (KH - 1) * dh + 1 <= REGION, and the same along W.
+
+@functools.lru_cache(maxsize=None)
+def conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, backward):
+    """The implicit-GEMM convolution kernel for one kernel size, stride, dilation, channel tile ``BN`` and direction,
+    compiled with them as constants (its tap loops unroll, its shared tiles have static sizes).
+
+    A block computes a tile of BM pixels x BN output channels of one group, each thread a TM x TN register tile
+    (pixels tx + TX * m, channels ty + TY * q).  Per step it stages, in shared memory, BC source channels of its
+    BM pixels at one tap (the im2col values, gathered on the fly: no im2col buffer) and the BC x BN weights of
+    that tap, then every thread does BC * TM * TN multiply-adds from there; the loaders' (n, row, column) are
+    decomposed once per tile, so the steps do no division.
+
+    Forward (``backward=False``): source x (N, C, H, W), output y (N, K, OH, OW); pixel (n, oh, ow) reads rows
+    oh * sh - ph + i * dh.  Backward to the input (``backward=True``): the same kernel run as a forward
+    convolution of the flipped weights over dy (N, K, OH, OW) into dx (N, C, H, W), the weights read transposed
+    (the reduction over K, the output over C) and taps mirrored, strides by phase decomposition: grid z is the
+    phase (rh, rw) = ((ih + ph) % sh, (iw + pw) % sw), whose pixels ih = ih0 + sh * a read dy row
+    a + (ih0 + ph) // sh - (i * dh) // sh, and only its taps (i * dh % sh == rh) run.
     """
-    region = cuda.shared.array((REGION, REGION), float32)
-    N, C, H, W = x.shape
-    K, Cg, KH, KW = w.shape
-    OH, OW = y.shape[2], y.shape[3]
-    Kg = K // groups
-    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    TW, TH = cuda.blockDim.x, cuda.blockDim.y
-    ow = cuda.blockIdx.x * TW + tx
-    oh = cuda.blockIdx.y * TH + ty
-    h0 = cuda.blockIdx.y * TH * sh - ph   # input row of region[0, :]
-    w0 = cuda.blockIdx.x * TW * sw - pw   # input column of region[:, 0]
-    RH = (TH - 1) * sh + (KH - 1) * dh + 1
-    RW = (TW - 1) * sw + (KW - 1) * dw + 1
-    for nk in range(cuda.blockIdx.z, N * K, cuda.gridDim.z):
-        n, k = nk // K, nk % K
-        c0 = (k // Kg) * Cg
-        acc = float32(0)
-        for cg in range(Cg):
-            cuda.syncthreads()  # every thread is done with the previous channel's region
-            for r in range(ty, RH, TH):
-                ih = h0 + r
-                for s in range(tx, RW, TW):
-                    iw = w0 + s
-                    v = float32(0)
-                    if 0 <= ih < H and 0 <= iw < W:
-                        v = x[n, c0 + cg, ih, iw]
-                    region[r, s] = v
-            cuda.syncthreads()
-            for i in range(KH):
-                for j in range(KW):
-                    acc += region[ty * sh + i * dh, tx * sw + j * dw] * w[k, cg, i, j]
-        if oh < OH and ow < OW:
-            if has_bias:
-                acc += b[k]
-            y[n, k, oh, ow] = acc
+    TY = BN // TN
+    TX = THREADS // TY
+    BM = TX * TM
+    BC = A_TILE // BM
+    BS = BC * BN
+    RED = BN * TX
+    TAPS = KH * KW
+    PH = sh if backward else 1          # phases along rows and columns
+    PW = sw if backward else 1
 
-
-@cuda.jit
-def conv2d_forward_direct_kernel(x, w, b, has_bias, sh, sw, ph, pw, dh, dw, groups, y):
-    """y = conv2d(x, w) + b, one thread per output cell (any kernel extent).
-
-    x : (N, C, H, W), w : (K, C // groups, KH, KW), b : (K,), y : (N, K, OH, OW), all float32.
-    """
-    N, C, H, W = x.shape
-    K, Cg, KH, KW = w.shape
-    OH, OW = y.shape[2], y.shape[3]
-    Kg = K // groups
-    for idx in range(cuda.grid(1), y.size, cuda.gridsize(1)):
-        ow = idx % OW
-        oh = (idx // OW) % OH
-        k = (idx // (OW * OH)) % K
-        n = idx // (OW * OH * K)
-        c0 = (k // Kg) * Cg
-        acc = float32(0)
-        for cg in range(Cg):
-            for i in range(KH):
-                ih = oh * sh - ph + i * dh
-                if 0 <= ih < H:
+    def kernel(src, w, bias, base, out, stats, N, Cs, Hs, Ws, Co, Ho, Wo, groups, ph, pw, has_bias, relu,
+               want_stats, has_base):
+        a_s = cuda.shared.array(A_TILE, float32)
+        b_s = cuda.shared.array(BS, float32)
+        red = cuda.shared.array(RED, float32)
+        mean_s = cuda.shared.array(BN, float32)
+        acc = cuda.local.array((TM, TN), float32)
+        Rg = Cs // groups                    # reduction channels of a group (the source's)
+        Og = Co // groups                    # output channels of a group
+        rh = cuda.blockIdx.z // PW
+        rw = cuda.blockIdx.z - rh * PW
+        ih0 = (rh - ph) % PH                 # the phase's first output row and column (0 forward)
+        iw0 = (rw - pw) % PW
+        Hp = max(0, (Ho - ih0 + PH - 1) // PH)
+        Wp = max(0, (Wo - iw0 + PW - 1) // PW)
+        M = N * Hp * Wp
+        row0 = (ih0 + ph) // PH if backward else -ph      # source row of pixel row 0, tap 0
+        col0 = (iw0 + pw) // PW if backward else -pw
+        tiles = -(-Og // BN)
+        g = cuda.blockIdx.y // tiles
+        o0 = (cuda.blockIdx.y - g * tiles) * BN
+        t = cuda.threadIdx.x
+        tx = t % TX
+        ty = t // TX
+        plane = Hs * Ws
+        for tile in range(cuda.blockIdx.x, -(-M // BM), cuda.gridDim.x):
+            p0 = tile * BM
+            # the two source values this thread stages per step: pixel pl, channel cl of the tile
+            pl0, cl0 = t % BM, t // BM
+            pl1, cl1 = (t + THREADS) % BM, (t + THREADS) // BM
+            r0, c0_, off0 = _gather_origin(p0 + pl0, M, Hp, Wp, sh, sw, backward, row0, col0, Cs, plane,
+                                           g * Rg + cl0)
+            r1, c1_, off1 = _gather_origin(p0 + pl1, M, Hp, Wp, sh, sw, backward, row0, col0, Cs, plane,
+                                           g * Rg + cl1)
+            for m in range(TM):
+                for q in range(TN):
+                    acc[m, q] = float32(0)
+            for c0 in range(0, Rg, BC):
+                for i in range(KH):
+                    if backward and (i * dh) % sh != rh:
+                        continue
+                    di = -((i * dh) // sh) if backward else i * dh
                     for j in range(KW):
-                        iw = ow * sw - pw + j * dw
-                        if 0 <= iw < W:
-                            acc += x[n, c0 + cg, ih, iw] * w[k, cg, i, j]
-        if has_bias:
-            acc += b[k]
-        y[n, k, oh, ow] = acc
+                        if backward and (j * dw) % sw != rw:
+                            continue
+                        dj = -((j * dw) // sw) if backward else j * dw
+                        cuda.syncthreads()     # every thread is done with the previous step's tiles
+                        a_s[t] = _gathered(src, r0 + di, c0_ + dj, off0 + c0 * plane, c0 + cl0 < Rg, Hs, Ws)
+                        a_s[t + THREADS] = _gathered(src, r1 + di, c1_ + dj, off1 + c0 * plane, c0 + cl1 < Rg, Hs,
+                                                     Ws)
+                        _stage_weights(w, b_s, backward, g, Rg, Og, c0, o0, i * KW + j, TAPS, BS, BN)
+                        cuda.syncthreads()
+                        _multiply(a_s, b_s, acc, tx, ty, TX, TY, BM, BN, BC)
+            _epilogue(acc, out, bias, base, Co, Ho, Wo, Hp, Wp, ih0, iw0, M, p0, g * Og, o0, Og, tx, ty, TX, TY,
+                      sh if backward else 1, sw if backward else 1, has_bias, relu, has_base)
+            if not backward and want_stats:     # (a constant False in the backward kernel: no code there)
+                _tile_stats(acc, red, mean_s, stats, Co, M, p0, g * Og, o0, Og, tile, tx, ty, TX, TY, BN, BM)
+
+    kernel.__name__ = "conv2d_backward_input_gemm_kernel" if backward else "conv2d_forward_gemm_kernel"
+    return cuda.jit(kernel)
 
 
-@cuda.jit
-def conv2d_backward_input_kernel(dy, w, sh, sw, ph, pw, dh, dw, groups, dx):
-    """dx for y = conv2d(x, w): one thread per dx cell gathers the dy cells it fed.
+@cuda.jit(device=True)
+def _stage_weights(w, b_s, backward, g, Rg, Og, c0, o0, tap, TAPS, BS, BN):
+    """b_s[r * BN + q] = the weight of reduction channel c0 + r and output channel o0 + q (of group g) at ``tap``,
+    0 past either; w (K, C // groups, KH, KW) flat: forward [o, r], backward transposed [r, o]."""
+    for e in range(cuda.threadIdx.x, BS, THREADS):
+        r = e // BN
+        q = e - r * BN
+        v = float32(0)
+        if c0 + r < Rg and o0 + q < Og:
+            if backward:
+                v = w[((g * Rg + c0 + r) * Og + o0 + q) * TAPS + tap]
+            else:
+                v = w[((g * Og + o0 + q) * Rg + c0 + r) * TAPS + tap]
+        b_s[e] = v
 
-    dy : (N, K, OH, OW), w : (K, C // groups, KH, KW), dx : (N, C, H, W), all float32.
-    """
-    N, C, H, W = dx.shape
-    K, Cg, KH, KW = w.shape
-    OH, OW = dy.shape[2], dy.shape[3]
-    Kg = K // groups
-    for idx in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        iw = idx % W
-        ih = (idx // W) % H
-        c = (idx // (W * H)) % C
-        n = idx // (W * H * C)
-        g, cg = c // Cg, c % Cg
-        acc = float32(0)
-        for kg in range(Kg):
-            k = g * Kg + kg
-            for i in range(KH):
-                th = ih + ph - i * dh          # = oh * sh when tap i of row oh reads row ih
-                if th >= 0 and th % sh == 0 and th // sh < OH:
-                    oh = th // sh
-                    for j in range(KW):
-                        tw = iw + pw - j * dw
-                        if tw >= 0 and tw % sw == 0 and tw // sw < OW:
-                            acc += dy[n, k, oh, tw // sw] * w[k, cg, i, j]
-        dx[n, c, ih, iw] = acc
+
+@cuda.jit(device=True)
+def _multiply(a_s, b_s, acc, tx, ty, TX, TY, BM, BN, BC):
+    """acc[m, q] += sum over the BC staged channels r of a_s[r * BM + tx + TX * m] * b_s[r * BN + ty + TY * q]
+    (unsigned shared-memory offsets: no negative-index wrap-around in the loop)."""
+    pa = uint32(tx)
+    pb = uint32(ty)
+    for r in range(BC):
+        a0 = a_s[pa]
+        a1 = a_s[pa + uint32(TX)]
+        a2 = a_s[pa + uint32(2 * TX)]
+        a3 = a_s[pa + uint32(3 * TX)]
+        for q in range(TN):
+            b = b_s[pb + uint32(q * TY)]
+            acc[0, q] += a0 * b
+            acc[1, q] += a1 * b
+            acc[2, q] += a2 * b
+            acc[3, q] += a3 * b
+        pa += uint32(BM)
+        pb += uint32(BN)
+
+
+@cuda.jit(device=True)
+def _gather_origin(p, M, Hp, Wp, sh, sw, backward, row0, col0, Cs, plane, c):
+    """(row, column, offset of channel c's plane of image n) in the source for tap 0 of pixel p of the grid
+    (N, Hp, Wp); a pixel past the grid gets a row no tap reaches."""
+    if p >= M:
+        return -(1 << 30), 0, 0
+    n = p // (Hp * Wp)
+    rem = p - n * Hp * Wp
+    a = rem // Wp
+    b = rem - a * Wp
+    if backward:
+        return a + row0, b + col0, (n * Cs + c) * plane
+    return a * sh + row0, b * sw + col0, (n * Cs + c) * plane
+
+
+@cuda.jit(device=True)
+def _gathered(src, row, col, off, ok, Hs, Ws):
+    """src at (row, col) of the plane at ``off``, or 0 outside it (padding, a tail)."""
+    if ok and 0 <= row < Hs and 0 <= col < Ws:
+        return src[uint64(off + row * Ws + col)]
+    return float32(0)
+
+
+@cuda.jit(device=True)
+def _epilogue(acc, out, bias, base, Co, Ho, Wo, Hp, Wp, ih0, iw0, M, p0, k_g, o0, Og, tx, ty, TX, TY, sh, sw,
+              has_bias, relu, has_base):
+    """Write the thread's register tile: out (N, Co, Ho, Wo) flat at pixel (n, ih0 + sh * a, iw0 + sw * b) of the
+    grid (N, Hp, Wp); plus the bias and the ReLU (forward) or plus ``base`` at the same place (backward); acc
+    keeps the written values."""
+    for m in range(TM):
+        p = p0 + tx + TX * m
+        if p < M:
+            n = p // (Hp * Wp)
+            rem = p - n * Hp * Wp
+            a = rem // Wp
+            pix = (ih0 + sh * a) * Wo + iw0 + sw * (rem - a * Wp)
+            for q in range(TN):
+                o = o0 + ty + TY * q
+                if o < Og:
+                    idx = (n * Co + k_g + o) * Ho * Wo + pix
+                    v = acc[m, q]
+                    if has_bias:
+                        v += bias[k_g + o]
+                    if relu:
+                        v = max(v, float32(0))
+                    if has_base:
+                        v = base[idx] + v
+                    out[idx] = v
+                    acc[m, q] = v
+
+
+@cuda.jit(device=True)
+def _tile_stats(acc, red, mean_s, stats, Co, M, p0, k_g, o0, Og, tile, tx, ty, TX, TY, BN, BM):
+    """The tile's count, mean and M2 per output channel into stats (3, Co, tiles) flat, column ``tile``: each
+    thread's sums over its valid pixels, then the TX threads of a channel in order (two passes, no atomics)."""
+    count = min(BM, M - p0)
+    t = cuda.threadIdx.x
+    for rnd in range(2):
+        cuda.syncthreads()
+        for q in range(TN):
+            mu = mean_s[ty + TY * q] if rnd == 1 else float32(0)
+            s = float32(0)
+            for m in range(TM):
+                if p0 + tx + TX * m < M:
+                    d = acc[m, q] - mu
+                    s += d * d if rnd == 1 else d
+            red[(ty + TY * q) * TX + tx] = s
+        cuda.syncthreads()
+        if t < BN:
+            total = float32(0)
+            for x in range(TX):
+                total += red[t * TX + x]
+            if rnd == 0:
+                mean_s[t] = total / float32(count)
+            elif o0 + t < Og:
+                tiles = stats.size // (3 * Co)
+                stats[(k_g + o0 + t) * tiles + tile] = float32(count)
+                stats[(Co + k_g + o0 + t) * tiles + tile] = mean_s[t]
+                stats[(2 * Co + k_g + o0 + t) * tiles + tile] = total
+    cuda.syncthreads()
 
 
 # Backward to the weights as a split-K implicit GEMM.  Per group, dw (Kg x Cg*KH*KW) = dy (Kg x P) times the
@@ -284,39 +398,63 @@ def _chunks(P, tiles, target_blocks=528):
     return chunk, -(-P // chunk)
 
 
-def _tile_edge(out, kernel, stride, dilation):
-    """Largest tile edge <= TILE whose input region fits REGION (0 if none does)."""
-    extent = (kernel - 1) * dilation + 1
-    if extent > REGION:
-        return 0
-    return min(TILE, out, (REGION - extent) // stride + 1)
+def _dummy():
+    """A 1-element device array standing for an absent optional array argument (bias, base, stats)."""
+    return dummy_f32()
 
 
-def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
-    """x : (N, C, H, W), w : (K, C // groups, KH, KW), b : (K,) or None -> y : (N, K, OH, OW); device float32."""
+def _gemm_blocks(pixels, BN):
+    """Pixel tiles of a launch of the implicit-GEMM kernel with channel tile BN."""
+    return -(-pixels // (THREADS // (BN // TN) * TM))
+
+
+def conv2d_forward_fused(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, relu=False,
+                         stats=False):
+    """x : (N, C, H, W), w : (K, C // groups, KH, KW), b : (K,) or None -> (y : (N, K, OH, OW), stats or None):
+    y = conv2d(x, w) + b, then max(y, 0) when relu; with ``stats`` also y's per-channel statistics in parts,
+    (3, K, pixel tiles) float32 (count, mean, M2 of each block's pixels).  One launch; device float32."""
     N, C, H, W = x.shape
     K, Cg, KH, KW = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH, OW = out_size(H, KH, sh, ph, dh), out_size(W, KW, sw, pw, dw)
+    BN = channel_tile(K // groups)
+    tiles = _gemm_blocks(N * OH * OW, BN)
     y = empty((N, K, OH, OW), np.float32)
-    has_bias = b is not None
-    bias = b if has_bias else dummy_f32()
-    args = (x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, groups, y)
-    th, tw = _tile_edge(OH, KH, sh, dh), _tile_edge(OW, KW, sw, dw)
-    if th and tw:
-        grid = ((OW + tw - 1) // tw, (OH + th - 1) // th, min(N * K, MAX_BLOCKS))
-        conv2d_forward_tiled_kernel[grid, (tw, th), stream()](*args)
-    else:
-        conv2d_forward_direct_kernel[grid_1d(y.size)](*args)
-    return y
+    st = empty((3, K, tiles), np.float32) if stats else None
+    grid = (min(tiles, MAX_BLOCKS), groups * -(-(K // groups) // BN), 1)
+    conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, False)[grid, THREADS, stream()](
+        flat(x), flat(w), _dummy() if b is None else b, _dummy(), flat(y), _dummy() if st is None else flat(st),
+        N, C, H, W, K, OH, OW, groups, ph, pw, b is not None, bool(relu), st is not None, False)
+    return y, st
 
 
-def conv2d_backward_input(dy, w, x_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
-    """dy : (N, K, OH, OW), w : (K, C // groups, KH, KW) -> dx : x_shape = (N, C, H, W); device float32."""
-    dx = empty(tuple(int(s) for s in x_shape), np.float32)
-    conv2d_backward_input_kernel[grid_1d(dx.size)](dy, w, stride[0], stride[1], padding[0], padding[1],
-                                                   dilation[0], dilation[1], groups, dx)
+def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """x : (N, C, H, W), w : (K, C // groups, KH, KW), b : (K,) or None -> y : (N, K, OH, OW); device float32."""
+    return conv2d_forward_fused(x, w, b, stride, padding, dilation, groups)[0]
+
+
+def conv2d_backward_input(dy, w, x_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, base=None):
+    """dy : (N, K, OH, OW), w : (K, C // groups, KH, KW) -> dx : x_shape = (N, C, H, W), plus ``base`` (like dx)
+    when given; device float32.  One launch: a forward convolution of the flipped weights over dy, one grid
+    layer per stride phase."""
+    N, C, H, W = (int(s) for s in x_shape)
+    K, Cg, KH, KW = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    dx = empty((N, C, H, W), np.float32)
+    BN = channel_tile(Cg)
+    grid = (min(_gemm_blocks(N * -(-H // sh) * -(-W // sw), BN), MAX_BLOCKS), groups * -(-Cg // BN), sh * sw)
+    conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, True)[grid, THREADS, stream()](
+        flat(dy), flat(w), _dummy(), _dummy() if base is None else flat(base), flat(dx), _dummy(),
+        N, K, dy.shape[2], dy.shape[3], C, H, W, groups, ph, pw, False, False, False, base is not None)
     return dx
+
+
+def conv2d_backward_add(dy, x, w, base, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, has_bias=True):
+    """(base + dx, dw, db or None) of y = conv2d(x, w) (+ b): the input gradient added to ``base`` in the same
+    launch (the gradient already summed for x); device float32."""
+    dx = conv2d_backward_input(dy, w, x.shape, stride, padding, dilation, groups, base=base)
+    dw = conv2d_backward_weight(dy, x, w.shape, stride, padding, dilation, groups)
+    return dx, dw, conv2d_backward_bias(dy) if has_bias else None
 
 
 def conv2d_backward_weight(dy, x, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
@@ -344,4 +482,9 @@ def conv2d_backward_bias(dy):
     return channel_sum(as3d(dy))
 
 
-__all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
+# the representative specialisations the op table declares (PTX, resource and coverage tests): 3x3, 64 channels
+conv2d_forward_gemm_kernel = conv_gemm_kernel(3, 3, 1, 1, 1, 1, 64, False)
+conv2d_backward_input_gemm_kernel = conv_gemm_kernel(3, 3, 2, 2, 1, 1, 64, True)
+
+__all__ = ["conv2d_forward", "conv2d_forward_fused", "conv2d_backward_input", "conv2d_backward_add",
+           "conv2d_backward_weight", "conv2d_backward_bias"]

@@ -37,10 +37,11 @@ def fill_kernel(out, value):
 
 
 @cuda.jit
-def add2_kernel(a, b, y):
-    """y[i] = a[i] + b[i].  a, b, y : (n,) float32"""
+def add2_kernel(a, b, relu, y):
+    """y[i] = a[i] + b[i], then max(y[i], 0) when ``relu`` (an Add with its ReLU fused).  a, b, y : (n,) float32"""
     for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
-        y[i] = a[i] + b[i]
+        v = a[i] + b[i]
+        y[i] = max(v, float32(0)) if relu else v
 
 
 @cuda.jit
@@ -439,15 +440,22 @@ def concat_backward(dy, sizes):
     return out
 
 
-def add_forward(xs):
-    """Sum of same-shape device arrays (one launch for two; no copy)."""
+def add_forward(xs, relu=False):
+    """Sum of same-shape device arrays (one launch for two; no copy), then max(y, 0) when ``relu``."""
     if len(xs) == 1:
-        return copy(xs[0])
+        return relu_forward(xs[0]) if relu else copy(xs[0])
     y = _empty_like(xs[0])
-    _launch_flat(add2_kernel, y.size, flat(xs[0]), flat(xs[1]), flat(y))
+    _launch_flat(add2_kernel, y.size, flat(xs[0]), flat(xs[1]), bool(relu and len(xs) == 2), flat(y))
     for x in xs[2:]:
         add_inplace(y, x)
+    if relu and len(xs) > 2:
+        _launch_flat(relu_forward_kernel, y.size, flat(y), flat(y))
     return y
+
+
+def add_relu_forward(xs):
+    """max(sum of xs, 0): one launch for two same-shape device arrays."""
+    return add_forward(xs, relu=True)
 
 
 def add_backward(dy, n):
@@ -544,5 +552,6 @@ __all__ = [
     "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
     "softmax_forward", "softmax_backward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "argmax",
     "dropout_forward", "dropout_backward", "concat_forward", "concat_backward", "add_forward", "add_backward",
-    "sgd_update", "adam_update", "sgd_update_many", "adam_update_many", "full", "zeros", "copy", "add_inplace",
+    "add_relu_forward", "sgd_update", "adam_update", "sgd_update_many", "adam_update_many", "full", "zeros", "copy",
+    "add_inplace",
 ]

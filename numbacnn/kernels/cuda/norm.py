@@ -1,11 +1,16 @@
 """CUDA batch normalisation and local response normalisation, NCHW float32.
 
 Batch norm works on an (N, C, S) view of x (S = H * W, or 1 for (N, C)
-inputs).  Per-channel statistics and the gamma/beta gradients are block
-reductions, one block per channel (``_common.block_sum``: no atomics,
-deterministic); the mean is taken first and the variance as the mean squared
-deviation from it (two passes, as accurate as the reference).  Normalising
-and the input gradient are then elementwise.
+inputs), over a grid of (slices x channels) blocks, each block a slice of one
+channel's N * S values, and reduces in two deterministic stages (no atomics):
+the first writes each slice's count, mean and M2 (the sum of squared
+deviations from the slice's mean: two passes, as accurate as the reference),
+and the second, fused with the normalisation, combines its channel's parts
+(Chan's formulas, as ordered block sums, so every block of a channel gets the
+same bits) and normalises its slice, applying a fused ReLU.  A convolution
+that computes the parts in its epilogue (``conv2d_forward_fused``) leaves one
+launch.  The backward is the same shape: per-slice sums of g and g * xhat,
+then their ordered totals fused with the input gradient.
 
 Layer norm works on (M, F) rows: one block per row for the statistics, the
 output and the input gradient, one block per feature for gamma's and beta's
@@ -27,92 +32,273 @@ _F32 = np.float32
 
 
 # ------------------------------------------------------------ batch norm
-@cuda.jit
-def batch_norm_stats_kernel(x, momentum, unbias, eps, mean, invstd, running_mean, running_var):
-    """Training statistics, one block per channel c.
+BN_TARGET_BLOCKS = 528   # blocks a batch-norm launch aims at (about 4 per SM of an H200)
+BN_PER_THREAD = 4        # values of its slice each thread takes at least
 
-    x : (N, C, S) float32; mean, invstd, running_mean, running_var : (C,) float32.
-    mean = batch mean, invstd = 1 / sqrt(biased variance + eps); the running
-    estimates move by ``momentum`` toward the mean and the unbiased variance
-    (biased variance * unbias, unbias = m / (m - 1)), in place.
+
+@cuda.jit(device=True)
+def _slice_sum(x, c, lo, hi, shift, square):
+    """This thread's sum of x[:, c, :] (or of its squared deviations from ``shift``) over the flat (n, s)
+    indices lo + threadIdx.x, lo + threadIdx.x + blockDim.x, ... below hi; (n, s) advance by counters."""
+    S = x.shape[2]
+    nt = cuda.blockDim.x
+    dn = nt // S
+    ds = nt - dn * S
+    e = lo + cuda.threadIdx.x
+    n = e // S
+    s = e - n * S
+    acc = float32(0)
+    for _ in range(e, hi, nt):
+        v = x[n, c, s] - shift
+        acc += v * v if square else v
+        n += dn
+        s += ds
+        if s >= S:
+            s -= S
+            n += 1
+    return acc
+
+
+@cuda.jit
+def batch_norm_partials_kernel(x, length, stats):
+    """Statistics of each slice of each channel (the first stage of a two-stage reduction).
+
+    x : (N, C, S) float32; stats : (3, C, T) float32 <- per channel c and slice t (the flat (n, s) indices
+    t * length .. (t + 1) * length - 1): count, mean and M2, the sum of squared deviations from that mean
+    (two passes over the slice).  Launch: grid (T, C), a power-of-two block.
     """
     buf = cuda.shared.array(RED_TPB, float32)
     N, C, S = x.shape
-    m = N * S
-    for c in range(cuda.blockIdx.x, C, cuda.gridDim.x):
-        acc = float32(0)
-        for e in range(cuda.threadIdx.x, m, cuda.blockDim.x):
-            acc += x[e // S, c, e % S]
-        mu = block_sum(buf, acc) / float32(m)
-        acc = float32(0)
-        for e in range(cuda.threadIdx.x, m, cuda.blockDim.x):
-            d = x[e // S, c, e % S] - mu
-            acc += d * d
-        var = block_sum(buf, acc) / float32(m)
-        if cuda.threadIdx.x == 0:
-            mean[c] = mu
-            invstd[c] = float32(1) / math.sqrt(var + eps)
-            keep = float32(1) - momentum
-            running_mean[c] = running_mean[c] * keep + momentum * mu
-            running_var[c] = running_var[c] * keep + momentum * var * unbias
+    T = stats.shape[2]
+    for c in range(cuda.blockIdx.y, C, cuda.gridDim.y):
+        for t in range(cuda.blockIdx.x, T, cuda.gridDim.x):
+            lo = t * length
+            hi = min(N * S, lo + length)
+            count = float32(hi - lo)
+            mu = block_sum(buf, _slice_sum(x, c, lo, hi, float32(0), False)) / count
+            m2 = block_sum(buf, _slice_sum(x, c, lo, hi, mu, True))
+            if cuda.threadIdx.x == 0:
+                stats[0, c, t] = count
+                stats[1, c, t] = mu
+                stats[2, c, t] = m2
+
+
+@cuda.jit(device=True)
+def _combined(buf, stats, c):
+    """(count, mean, biased variance) of channel c from its parts' (count, mean, M2) in ``stats`` (3, C, T):
+    Chan's pairwise formulas as two ordered block sums; every block of the channel gets the same bits."""
+    a = float32(0)
+    b = float32(0)
+    for t in range(cuda.threadIdx.x, stats.shape[2], cuda.blockDim.x):
+        a += stats[0, c, t]
+        b += stats[0, c, t] * stats[1, c, t]
+    count = block_sum(buf, a)
+    mu = block_sum(buf, b) / count
+    q = float32(0)
+    for t in range(cuda.threadIdx.x, stats.shape[2], cuda.blockDim.x):
+        d = stats[1, c, t] - mu
+        q += stats[2, c, t] + stats[0, c, t] * d * d
+    return count, mu, block_sum(buf, q) / count
 
 
 @cuda.jit
-def batch_norm_eval_stats_kernel(running_mean, running_var, eps, mean, invstd):
-    """Evaluation statistics: mean = running_mean, invstd = 1 / sqrt(running_var + eps).  All (C,) float32."""
-    for c in range(cuda.grid(1), mean.size, cuda.gridsize(1)):
-        mean[c] = running_mean[c]
-        invstd[c] = float32(1) / math.sqrt(running_var[c] + eps)
+def batch_norm_apply_kernel(x, stats, gamma, beta, running_mean, running_var, training, relu, momentum, eps, length,
+                            mean, invstd, y):
+    """y = (x - mean) * (invstd * gamma) + beta, then max(y, 0) when ``relu``: the second stage, fused.
 
-
-@cuda.jit
-def batch_norm_apply_kernel(x, mean, invstd, gamma, beta, y):
-    """y = (x - mean) * (invstd * gamma) + beta per channel.  x, y : (N, C, S), the rest (C,); float32."""
-    N, C, S = x.shape
-    for idx in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        n, c, s = idx // (C * S), (idx // S) % C, idx % S
-        y[n, c, s] = (x[n, c, s] - mean[c]) * (invstd[c] * gamma[c]) + beta[c]
-
-
-@cuda.jit
-def batch_norm_backward_reduce_kernel(dy, x, mean, invstd, dgamma, dbeta):
-    """dbeta = sum(dy), dgamma = sum(dy * xhat) per channel, one block per channel.
-
-    dy, x : (N, C, S) float32; mean, invstd, dgamma, dbeta : (C,) float32.
+    x, y : (N, C, S); stats : (3, C, T) parts of each channel (training; see ``batch_norm_partials_kernel``);
+    gamma, beta, running_*, mean, invstd : (C,); all float32.  Training: every block combines its channel's
+    parts (the same bits in each) into the batch mean and biased variance, and the block of slice 0 writes
+    mean, invstd = 1 / sqrt(var + eps) and moves the running estimates by ``momentum`` (the unbiased
+    variance); evaluation: the running estimates normalise.  Launch: grid (slices of ``length``, C).
     """
     buf = cuda.shared.array(RED_TPB, float32)
     N, C, S = x.shape
-    for c in range(cuda.blockIdx.x, C, cuda.gridDim.x):
-        sb = float32(0)
-        sg = float32(0)
-        for e in range(cuda.threadIdx.x, N * S, cuda.blockDim.x):
-            g = dy[e // S, c, e % S]
-            sb += g
-            sg += g * ((x[e // S, c, e % S] - mean[c]) * invstd[c])
-        sb = block_sum(buf, sb)
-        sg = block_sum(buf, sg)
-        if cuda.threadIdx.x == 0:
-            dbeta[c] = sb
-            dgamma[c] = sg
+    for c in range(cuda.blockIdx.y, C, cuda.gridDim.y):
+        if training:
+            count, mu, var = _combined(buf, stats, c)
+        else:
+            count, mu, var = float32(0), running_mean[c], running_var[c]
+        r = float32(1) / math.sqrt(var + eps)
+        scale = r * gamma[c]
+        for t in range(cuda.blockIdx.x, -(-(N * S) // length), cuda.gridDim.x):
+            if t == 0 and cuda.threadIdx.x == 0:
+                mean[c] = mu
+                invstd[c] = r
+                if training:
+                    keep = float32(1) - momentum
+                    running_mean[c] = running_mean[c] * keep + momentum * mu
+                    unbiased = var * (count / max(count - float32(1), float32(1)))
+                    running_var[c] = running_var[c] * keep + momentum * unbiased
+            nt = cuda.blockDim.x
+            dn = nt // S
+            ds = nt - dn * S
+            e = t * length + cuda.threadIdx.x
+            n = e // S
+            s = e - n * S
+            for _ in range(e, min(N * S, (t + 1) * length), nt):
+                v = (x[n, c, s] - mu) * scale + beta[c]
+                y[n, c, s] = max(v, float32(0)) if relu else v
+                n += dn
+                s += ds
+                if s >= S:
+                    s -= S
+                    n += 1
+
+
+@cuda.jit(device=True)
+def _slice_grad_sums(dy, x, y, relu, c, mu, r, lo, hi):
+    """This thread's (sum of g, sum of g * xhat) over its share of a slice, g = dy (where y > 0 when relu)."""
+    S = x.shape[2]
+    nt = cuda.blockDim.x
+    dn = nt // S
+    ds = nt - dn * S
+    e = lo + cuda.threadIdx.x
+    n = e // S
+    s = e - n * S
+    sb = float32(0)
+    sg = float32(0)
+    for _ in range(e, hi, nt):
+        g = dy[n, c, s]
+        if relu and y[n, c, s] <= float32(0):
+            g = float32(0)
+        sb += g
+        sg += g * ((x[n, c, s] - mu) * r)
+        n += dn
+        s += ds
+        if s >= S:
+            s -= S
+            n += 1
+    return sb, sg
 
 
 @cuda.jit
-def batch_norm_backward_input_kernel(dy, x, gamma, mean, invstd, dgamma, dbeta, training, dx):
-    """dx of batch norm.  dy, x, dx : (N, C, S) float32; the rest (C,) float32.
+def batch_norm_backward_partials_kernel(dy, x, y, relu, mean, invstd, length, part):
+    """Per channel c and slice t (first stage): part[0, c, t] = sum of g, part[1, c, t] = sum of g * xhat,
+    g = dy, zeroed where y <= 0 when ``relu`` (the fused ReLU's gradient).
 
-    training: dx = gamma * invstd / m * (m * dy - dbeta - xhat * dgamma) (the
-    batch statistics depend on x); evaluation: dx = dy * gamma * invstd.
+    dy, x, y : (N, C, S) float32 (y: the forward's output; read only when relu); mean, invstd : (C,);
+    part : (2, C, T) float32.  Launch: grid (T, C), a power-of-two block.
     """
+    buf = cuda.shared.array(RED_TPB, float32)
+    N, C, S = x.shape
+    for c in range(cuda.blockIdx.y, C, cuda.gridDim.y):
+        for t in range(cuda.blockIdx.x, part.shape[2], cuda.gridDim.x):
+            lo = t * length
+            sb, sg = _slice_grad_sums(dy, x, y, relu, c, mean[c], invstd[c], lo, min(N * S, lo + length))
+            sb = block_sum(buf, sb)
+            sg = block_sum(buf, sg)
+            if cuda.threadIdx.x == 0:
+                part[0, c, t] = sb
+                part[1, c, t] = sg
+
+
+@cuda.jit
+def batch_norm_backward_input_kernel(dy, x, y, relu, gamma, mean, invstd, part, training, length, dgamma, dbeta, dx):
+    """dx of batch norm (second stage, fused): every block sums its channel's parts in order into dbeta = sum(g)
+    and dgamma = sum(g * xhat) (the block of slice 0 writes them), then its slice of dx: training
+    dx = gamma * invstd / m * (m * g - dbeta - xhat * dgamma) (the batch statistics depend on x), evaluation
+    dx = g * gamma * invstd; g = dy, zeroed where y <= 0 when ``relu``.
+
+    dy, x, y, dx : (N, C, S); gamma, mean, invstd, dgamma, dbeta : (C,); part : (2, C, T); all float32.
+    Launch: grid (slices of ``length``, C).
+    """
+    buf = cuda.shared.array(RED_TPB, float32)
     N, C, S = x.shape
     m = float32(N * S)
-    for idx in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        n, c, s = idx // (C * S), (idx // S) % C, idx % S
-        scale = gamma[c] * invstd[c]
-        if training:
-            xhat = (x[n, c, s] - mean[c]) * invstd[c]
-            dx[n, c, s] = scale / m * (m * dy[n, c, s] - dbeta[c] - xhat * dgamma[c])
-        else:
-            dx[n, c, s] = dy[n, c, s] * scale
+    for c in range(cuda.blockIdx.y, C, cuda.gridDim.y):
+        a = float32(0)
+        b = float32(0)
+        for t in range(cuda.threadIdx.x, part.shape[2], cuda.blockDim.x):
+            a += part[0, c, t]
+            b += part[1, c, t]
+        sb = block_sum(buf, a)
+        sg = block_sum(buf, b)
+        mu, r = mean[c], invstd[c]
+        scale = gamma[c] * r
+        for t in range(cuda.blockIdx.x, -(-(N * S) // length), cuda.gridDim.x):
+            if t == 0 and cuda.threadIdx.x == 0:
+                dbeta[c] = sb
+                dgamma[c] = sg
+            nt = cuda.blockDim.x
+            dn = nt // S
+            ds = nt - dn * S
+            e = t * length + cuda.threadIdx.x
+            n = e // S
+            s = e - n * S
+            for _ in range(e, min(N * S, (t + 1) * length), nt):
+                g = dy[n, c, s]
+                if relu and y[n, c, s] <= float32(0):
+                    g = float32(0)
+                if training:
+                    dx[n, c, s] = scale / m * (m * g - sb - (x[n, c, s] - mu) * r * sg)
+                else:
+                    dx[n, c, s] = g * scale
+                n += dn
+                s += ds
+                if s >= S:
+                    s -= S
+                    n += 1
+
+
+def _bn_grid(m, C):
+    """(threads, slices, length) of a batch-norm launch over C channels of m values: about BN_TARGET_BLOCKS
+    blocks of (channel, slice), each thread at least BN_PER_THREAD values of its slice."""
+    threads = reduce_tpb(m)
+    slices = max(1, min(-(-BN_TARGET_BLOCKS // C), -(-m // (BN_PER_THREAD * threads))))
+    length = -(-m // slices)
+    return threads, -(-m // length), length
+
+
+def _grid(slices, C, threads):
+    return (min(slices, MAX_BLOCKS), min(C, MAX_BLOCKS)), threads, stream()
+
+
+def fused_batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
+                             relu=False, stats=None):
+    """x : (N, C, H, W) or (N, C); gamma, beta, running_* : (C,); stats : (3, C, T) parts of x's channels or
+    None -> (y, save_mean (C,), save_invstd (C,)), y = max(bn(x), 0) when relu.  Training: one launch with
+    ``stats``, else two (the parts, then the combination fused with the normalisation); the running estimates
+    move in place.  Evaluation: one launch."""
+    x3 = as3d(x)
+    N, C, S = x3.shape
+    threads, slices, length = _bn_grid(N * S, C)
+    mean = empty(C, np.float32)
+    invstd = empty(C, np.float32)
+    if training and stats is None:
+        stats = empty((3, C, slices), np.float32)
+        batch_norm_partials_kernel[_grid(slices, C, threads)](x3, length, stats)
+    elif not training:
+        stats = _no_stats()
+    y = empty(x.shape, np.float32)
+    batch_norm_apply_kernel[_grid(slices, C, threads)](x3, stats, gamma, beta, running_mean, running_var,
+                                                       bool(training), bool(relu), _F32(momentum), _F32(eps), length,
+                                                       mean, invstd, as3d(y))
+    return y, mean, invstd
+
+
+def fused_batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True, y=None):
+    """dy, x : (N, C, H, W) or (N, C); gamma, save_* : (C,); y : the forward's output when it applied the ReLU
+    (dy counts where y > 0), else None -> (dx, dgamma (C,), dbeta (C,)).  Two launches."""
+    x3, dy3 = as3d(x), as3d(dy)
+    y3 = x3 if y is None else as3d(y)
+    N, C, S = x3.shape
+    threads, slices, length = _bn_grid(N * S, C)
+    part = empty((2, C, slices), np.float32)
+    batch_norm_backward_partials_kernel[_grid(slices, C, threads)](dy3, x3, y3, y is not None, save_mean,
+                                                                   save_invstd, length, part)
+    dgamma = empty(C, np.float32)
+    dbeta = empty(C, np.float32)
+    dx = empty(x.shape, np.float32)
+    batch_norm_backward_input_kernel[_grid(slices, C, threads)](dy3, x3, y3, y is not None, gamma, save_mean,
+                                                                save_invstd, part, bool(training), length, dgamma,
+                                                                dbeta, as3d(dx))
+    return dx, dgamma, dbeta
+
+
+def _no_stats():
+    """A (3, 1, 1) stand-in for the parts an evaluation does not read."""
+    return empty((3, 1, 1), np.float32)
 
 
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
@@ -120,33 +306,12 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
 
     In training the running estimates (device arrays) are updated in place.
     """
-    x3 = as3d(x)
-    N, C, S = x3.shape
-    mean = empty(C, np.float32)
-    invstd = empty(C, np.float32)
-    if training:
-        m = N * S
-        batch_norm_stats_kernel[min(C, MAX_BLOCKS), reduce_tpb(m), stream()](
-            x3, _F32(momentum), _F32(m / max(m - 1, 1)), _F32(eps), mean, invstd, running_mean, running_var)
-    else:
-        batch_norm_eval_stats_kernel[grid_1d(C)](running_mean, running_var, _F32(eps), mean, invstd)
-    y = empty(x.shape, np.float32)
-    batch_norm_apply_kernel[grid_1d(x.size)](x3, mean, invstd, gamma, beta, as3d(y))
-    return y, mean, invstd
+    return fused_batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)
 
 
 def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
     """dy, x : (N, C, H, W) or (N, C); gamma, save_* : (C,) -> (dx, dgamma (C,), dbeta (C,))."""
-    x3, dy3 = as3d(x), as3d(dy)
-    N, C, S = x3.shape
-    dgamma = empty(C, np.float32)
-    dbeta = empty(C, np.float32)
-    batch_norm_backward_reduce_kernel[min(C, MAX_BLOCKS), reduce_tpb(N * S), stream()](dy3, x3, save_mean, save_invstd,
-                                                                            dgamma, dbeta)
-    dx = empty(x.shape, np.float32)
-    batch_norm_backward_input_kernel[grid_1d(x.size)](dy3, x3, gamma, save_mean, save_invstd, dgamma, dbeta,
-                                                      bool(training), as3d(dx))
-    return dx, dgamma, dbeta
+    return fused_batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training)
 
 
 # ------------------------------------------------------------ layer norm
@@ -295,5 +460,6 @@ def lrn_backward(dy, x, y, scale, size=5, alpha=1e-4, beta=0.75, k=1.0):
     return dx
 
 
-__all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward", "lrn_forward",
+__all__ = ["batch_norm_forward", "batch_norm_backward", "fused_batch_norm_forward", "fused_batch_norm_backward",
+           "layer_norm_forward", "layer_norm_backward", "lrn_forward",
            "lrn_backward"]
