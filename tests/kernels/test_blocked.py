@@ -72,7 +72,26 @@ def test_relu_is_applied_to_the_tile():
     b = rng.standard_normal(32).astype(np.float32)
     geo = ((1, 1), (1, 1), (1, 1), 1)
     y = blocked.conv2d_forward(x, w, b, *geo)
-    np.testing.assert_array_equal(blocked.conv2d_forward(x, w, b, *geo, relu=True), np.maximum(y, 0))
+    np.testing.assert_array_equal(blocked.conv2d_forward(x, w, b, *geo, relu=True), np.where(y < 0, 0, y))
+
+
+@pytest.mark.parametrize("mode", ["blocked", "planes"])
+def test_the_fused_forward_is_the_forward_then_the_relu_kernel(mode, monkeypatch):
+    """The CPU backend's conv2d_forward_fused (the graph's Conv2D + ReLU) gives relu_forward(conv2d_forward) bit for
+    bit on both paths, NaN passing through as the ReLU kernel lets it, and no statistics."""
+    from numbacnn.backends import get_backend
+
+    monkeypatch.setattr(config, "CPU_CONV", mode)
+    be, rng = get_backend("cpu"), np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 16, 9, 8)).astype(np.float32), rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    x[0, 3, 4, 4] = np.nan
+    b = rng.standard_normal(32).astype(np.float32)
+    geo = dict(stride=(2, 1), padding=(1, 1))
+    y, stats = be.conv2d_forward_fused(x, w, b, relu=True, **geo)
+    want = be.relu_forward(be.conv2d_forward(x, w, b, **geo))
+    assert stats is None and np.isnan(want).any() and (want == 0).any()
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(be.conv2d_forward_fused(x, w, b, **geo)[0], be.conv2d_forward(x, w, b, **geo))
 
 
 #: (V, IL, column stride, TW, OCB): the tiles the plans choose for AVX-512 (32 registers) and AVX2 (16)

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 
 import numba
 import numpy as np
 from numba import njit, prange, types
 
 from ..geometry import out_size
+from . import simd
 from .simd import tile_fma, tile_load, tile_relu, tile_store
 
 __all__ = []     # reached through conv2d.py
@@ -152,11 +154,20 @@ def make_forward_body(V, IL, SW, TW, OCB, cache=False):
     return _compile(body, f"forward_V{V}_IL{IL}_S{SW}_TW{TW}_OCB{OCB}", cache)
 
 
+@functools.lru_cache(maxsize=None)
+def _simd_digest() -> str:
+    """A digest of simd.py: Numba's cache checks only this file's time stamp, so a body cached before simd.py's
+    operations changed would otherwise be loaded with the old code."""
+    with open(simd.__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:10]
+
+
 def _compile(body, name, cache):
     """``body`` compiled with the BODY signature.  Its own name gives each specialisation its own files in Numba's
     cache: closures of one name share an index whose entries two processes compiling different
-    specialisations at once could cross (Numba numbers data files per index), loading the wrong code."""
-    body.__qualname__ = body.__name__ = name
+    specialisations at once could cross (Numba numbers data files per index), loading the wrong code.  The name
+    ends with ``_simd_digest()``."""
+    body.__qualname__ = body.__name__ = f"{name}_{_simd_digest()}"
     return njit(BODY, fastmath=True, cache=cache, error_model="numpy")(body)
 
 

@@ -55,8 +55,8 @@ from ... import config
 from ..geometry import out_size
 from . import blocked
 
-__all__ = ["conv2d_forward", "conv2d_backward", "conv2d_backward_input", "conv2d_backward_weight",
-           "conv2d_backward_bias"]
+__all__ = ["conv2d_forward", "conv2d_forward_fused", "conv2d_backward", "conv2d_backward_input",
+           "conv2d_backward_weight", "conv2d_backward_bias"]
 
 
 # ------------------------------------------------------------------ geometry
@@ -396,6 +396,31 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     if blocked.chosen(x.shape[1], K, KH, KW, int(groups), config.CPU_CONV):
         return blocked.conv2d_forward(x, w, b, stride, padding, dilation, groups)
     return conv2d_forward_planes(x, w, b, stride, padding, dilation, groups)
+
+
+def conv2d_forward_fused(x, w, b, stride, padding, dilation, groups, relu, stats):
+    """(y, None): ``conv2d_forward`` followed by the ReLU the graph fused into it when ``relu`` (0 where y < 0:
+    NaN and -0.0 pass, as ``relu_forward``), applied to the blocked kernels' register tiles before they are
+    stored, or in place after the phase-plane kernels; no statistics in parts (``stats`` is not computed here).
+
+    Shapes as ``conv2d_forward``."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    K, _, KH, KW = w.shape
+    if blocked.chosen(x.shape[1], K, KH, KW, int(groups), config.CPU_CONV):
+        return blocked.conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=bool(relu)), None
+    y = conv2d_forward_planes(x, w, b, stride, padding, dilation, groups)
+    if relu:
+        _relu_in_place(y.reshape(-1))
+    return y, None
+
+
+@njit(cache=True, parallel=True)
+def _relu_in_place(y):
+    """y : (n,) float32, 0 where y < 0."""
+    for i in prange(y.shape[0]):
+        if y[i] < 0:
+            y[i] = 0
 
 
 def conv2d_forward_planes(x, w, b, stride, padding, dilation, groups):

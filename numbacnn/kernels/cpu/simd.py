@@ -142,13 +142,13 @@ def tile_fma(typingctx, acc, x, xi, xstep, w, wi, wstep):
 
 @intrinsic
 def tile_relu(typingctx, acc):
-    """max(acc, 0) lane by lane."""
+    """0 where acc < 0, else acc, lane by lane (as the ReLU kernel: NaN and -0.0 pass through)."""
     v, tw, ocb = _shape(acc)
 
     def codegen(context, builder, sig, args):
         zero = ir.Constant(ir.VectorType(ir.FloatType(), v), [0.0] * v)
         rows = _unpack(builder, sig.args[0], args[0])
-        rows = [[builder.select(builder.fcmp_ordered(">", e, zero), e, zero) for e in row] for row in rows]
+        rows = [[builder.select(builder.fcmp_ordered("<", e, zero), zero, e) for e in row] for row in rows]
         return _pack(context, builder, sig.args[0], rows)
     return acc(acc), codegen
 
