@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward", "lrn_forward",
+__all__ = ["batch_norm_forward", "batch_norm_backward", "fused_batch_norm_forward", "fused_batch_norm_backward",
+           "layer_norm_forward", "layer_norm_backward", "lrn_forward",
            "lrn_backward"]
 
 
@@ -49,19 +50,22 @@ def _bn_stats(x, mean, var):
 
 
 @njit(cache=True, parallel=True)
-def _bn_apply(x, mean, scale, beta, y):
-    """y = (x - mean) * scale + beta per channel.  x, y : (N, C, S); mean, scale, beta : (C,) (mean may be float64)."""
+def _bn_apply(x, mean, scale, beta, y, relu):
+    """y = (x - mean) * scale + beta per channel, then 0 where y < 0 when ``relu`` (a ReLU the graph fused; NaN
+    and -0.0 pass, as relu_forward).  x, y : (N, C, S); mean, scale, beta : (C,) (mean may be float64)."""
     N, C, S = x.shape
     for c in prange(C):
         mu, a, b = mean[c], scale[c], beta[c]
         for n in range(N):
             for i in range(S):
-                y[n, c, i] = (x[n, c, i] - mu) * a + b
+                v = np.float32((x[n, c, i] - mu) * a + b)
+                y[n, c, i] = 0 if relu and v < 0 else v
 
 
 @njit(cache=True, parallel=True)
-def _bn_grad_params(dy, x, mean, invstd, dgamma, dbeta):
-    """dbeta = sum dy, dgamma = sum dy * xhat per channel (float64).  dy, x : (N, C, S)."""
+def _bn_grad_params(dy, x, mean, invstd, dgamma, dbeta, y, relu):
+    """dbeta = sum g, dgamma = sum g * xhat per channel (float64), g = dy, or with ``relu`` dy where the forward's
+    output y > 0 and 0 elsewhere (the fused ReLU's gradient).  dy, x, y : (N, C, S)."""
     N, C, S = x.shape
     for c in prange(C):
         mu, r = np.float64(mean[c]), np.float64(invstd[c])
@@ -69,7 +73,7 @@ def _bn_grad_params(dy, x, mean, invstd, dgamma, dbeta):
         sg = 0.0
         for n in range(N):
             for i in range(S):
-                g = np.float64(dy[n, c, i])
+                g = np.float64(dy[n, c, i]) if not relu or y[n, c, i] > 0 else 0.0
                 sb += g
                 sg += g * (x[n, c, i] - mu) * r
         dbeta[c] = sb
@@ -77,8 +81,10 @@ def _bn_grad_params(dy, x, mean, invstd, dgamma, dbeta):
 
 
 @njit(cache=True, parallel=True)
-def _bn_grad_input_train(dy, x, gamma, mean, invstd, dgamma, dbeta, dx):
-    """dx = gamma * invstd / m * (m * dy - dbeta - xhat * dgamma).  dy, x, dx : (N, C, S)."""
+def _bn_grad_input_train(dy, x, gamma, mean, invstd, dgamma, dbeta, dx, y, relu):
+    """dx = gamma * invstd / m * (m * g - dbeta - xhat * dgamma), g as ``_bn_grad_params``.
+
+    dy, x, dx, y : (N, C, S)."""
     N, C, S = x.shape
     m = N * S
     for c in prange(C):
@@ -88,11 +94,12 @@ def _bn_grad_input_train(dy, x, gamma, mean, invstd, dgamma, dbeta, dx):
         for n in range(N):
             for i in range(S):
                 xhat = (x[n, c, i] - mu) * r
-                dx[n, c, i] = k * (m * dy[n, c, i] - gb - xhat * gg)
+                g = dy[n, c, i] if not relu or y[n, c, i] > 0 else np.float32(0)
+                dx[n, c, i] = k * (m * g - gb - xhat * gg)
 
 
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
-    """Batch normalisation per channel C.
+    """Batch normalisation per channel C (``fused_batch_norm_forward`` without the ReLU).
 
     x : (N, C, H, W) or (N, C) float32; gamma, beta, running_mean, running_var : (C,) float32.
     Training: the batch mean and biased variance normalise x, and the running
@@ -100,6 +107,12 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     the unbiased variance).  Evaluation: the running estimates normalise x.
     returns (y : x's shape, save_mean : (C,), save_invstd : (C,)), all float32.
     """
+    return fused_batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, False, None)
+
+
+def fused_batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu, stats):
+    """``batch_norm_forward``, then 0 where y < 0 when ``relu`` (the graph's BatchNorm + ReLU) in the same pass.
+    ``stats`` (a convolution's statistics in parts) is not used: the CPU computes the batch's in one pass."""
     x3 = _as_ncs(x)
     N, C, S = x3.shape
     if training:
@@ -118,11 +131,17 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     save_invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
     y = np.empty(x3.shape, dtype=x.dtype)
     # normalise with the float64 mean: x - mean is then exact to float32 rounding even when |mean| >> std
-    _bn_apply(x3, mean, (save_invstd * gamma).astype(x.dtype), np.ascontiguousarray(beta, dtype=x.dtype), y)
+    _bn_apply(x3, mean, (save_invstd * gamma).astype(x.dtype), np.ascontiguousarray(beta, dtype=x.dtype), y,
+              bool(relu))
     return y.reshape(x.shape), save_mean, save_invstd
 
 
 def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
+    """``fused_batch_norm_backward`` without the ReLU (shapes there)."""
+    return fused_batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training, None)
+
+
+def fused_batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training, y):
     """Gradients of batch norm.
 
     dy, x : (N, C, H, W) or (N, C) float32; gamma, save_mean, save_invstd : (C,) float32
@@ -130,18 +149,23 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, training=True):
     evaluation they are constants.  returns (dx : x's shape, dgamma : (C,), dbeta : (C,)), float32.
     """
     x3, dy3 = _as_ncs(x), _as_ncs(dy)
+    relu = y is not None
+    y3 = _as_ncs(y) if relu else dy3           # the forward's output when it applied the ReLU
     C = x3.shape[1]
     dgamma64 = np.empty(C, dtype=np.float64)
     dbeta64 = np.empty(C, dtype=np.float64)
-    _bn_grad_params(dy3, x3, save_mean, save_invstd, dgamma64, dbeta64)
+    _bn_grad_params(dy3, x3, save_mean, save_invstd, dgamma64, dbeta64, y3, relu)
     dgamma, dbeta = dgamma64.astype(dy.dtype), dbeta64.astype(dy.dtype)
     if training:
         dx = np.empty(x3.shape, dtype=dy.dtype)
-        _bn_grad_input_train(dy3, x3, np.ascontiguousarray(gamma), save_mean, save_invstd, dgamma, dbeta, dx)
+        _bn_grad_input_train(dy3, x3, np.ascontiguousarray(gamma), save_mean, save_invstd, dgamma, dbeta, dx, y3,
+                             relu)
     else:
+        if relu:
+            dy3 = np.where(y3 > 0, dy3, np.float32(0)).astype(dy.dtype)
         dx = np.empty(x3.shape, dtype=dy.dtype)
         zero = np.zeros(C, dtype=dy.dtype)
-        _bn_apply(dy3, zero, (gamma * save_invstd).astype(dy.dtype), zero, dx)  # dx = dy * gamma * invstd
+        _bn_apply(dy3, zero, (gamma * save_invstd).astype(dy.dtype), zero, dx, False)  # dx = dy * gamma * invstd
     return dx.reshape(x.shape), dgamma, dbeta
 
 
