@@ -29,3 +29,20 @@ def test_batch_norm_with_relu_is_batch_norm_then_relu(shape, training):
     plain = be.batch_norm_backward(be.relu_backward(dy, be.relu_forward(y0)), x, gamma, mean0, invstd0, training)
     for a, b in zip(fused, plain):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_add_with_relu_is_add_then_relu(n):
+    be, rng = get_backend("cpu"), np.random.default_rng(n)
+    xs = [rng.standard_normal((2, 3, 4, 5)).astype(np.float32) for _ in range(n)]
+    xs[0][0, 0, 0, 0] = np.nan
+    assert hasattr(be.k, "add_relu_forward")
+    y = be.add_relu_forward(xs)
+    y0 = be.relu_forward(be.add_forward(xs))
+    np.testing.assert_array_equal(y, y0)
+    assert all(x is not y for x in xs)                   # a new array, the inputs untouched
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dxs = be.add_relu_backward(dy, y, n)
+    assert len(dxs) == n
+    for dx in dxs:
+        np.testing.assert_array_equal(dx, be.relu_backward(dy, y0))

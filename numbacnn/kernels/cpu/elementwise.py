@@ -18,7 +18,7 @@ __all__ = [
     "softmax_forward", "softmax_backward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "argmax",
     "dropout_forward", "dropout_backward",
-    "concat_forward", "concat_backward", "add_forward", "add_backward",
+    "concat_forward", "concat_backward", "add_forward", "add_backward", "add_relu_forward", "add_relu_backward",
     "sgd_update", "adam_update",
 ]
 
@@ -358,6 +358,30 @@ def add_forward(xs):
     return y
 
 
+@njit(cache=True, parallel=True)
+def _add_relu_last(y, x):
+    """y = y + x, then 0 where that is < 0 (NaN and -0.0 pass, as relu_forward).  y, x : (S,)."""
+    for i in prange(y.shape[0]):
+        v = y[i] + x[i]
+        y[i] = 0 if v < 0 else v
+
+
+def add_relu_forward(xs):
+    """y = the sum of xs (in order), then 0 where y < 0: the graph's Add + ReLU, the ReLU in the last addition's
+    pass.  xs : list of at least 2 arrays of one shape, float32 (one: the ReLU of it); returns y : that shape."""
+    if len(xs) == 1:
+        return relu_forward(xs[0])
+    y = add_forward(xs[:-1])
+    _add_relu_last(y.reshape(-1), _flat(xs[-1]))
+    return y
+
+
+def add_relu_backward(dy, y, n):
+    """[dx] * n, dx = dy where the forward's output y > 0, else 0 (one array for every input, as ``add_backward``
+    hands its inputs dy itself).  dy, y : same shape float32."""
+    return [relu_backward(dy, y)] * int(n)
+
+
 def add_backward(dy, n):
     """Each of the n inputs gets a copy of dy.  dy : any shape float32; returns a list of n arrays."""
     return [dy.copy() for _ in range(n)]
@@ -418,4 +442,5 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
     """
     t = param.dtype.type
     _adam(_flat_inplace("param", param), _flat(grad), _flat_inplace("m", m), _flat_inplace("v", v), t(lr),
-          t(beta1), t(beta2), t(1 - beta1), t(1 - beta2), t(1 - beta1 ** step), t(1 - beta2 ** step), t(eps), t(weight_decay), t(l1))
+          t(beta1), t(beta2), t(1 - beta1), t(1 - beta2), t(1 - beta1 ** step), t(1 - beta2 ** step), t(eps),
+          t(weight_decay), t(l1))
