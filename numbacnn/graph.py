@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import Counter
 from typing import NamedTuple
 
 import numpy as np
@@ -396,7 +397,11 @@ class Model:
         be = self.require_built()
         seeds = dict(dy) if isinstance(dy, dict) else {self.output if start is None else start: dy}
         grads = {n: be.asarray(g) if isinstance(g, np.ndarray) else g for n, g in seeds.items()}
-        for n in reversed(self.plan(list(grads))):
+        plan = self.plan(list(grads))
+        left = Counter(i for n in plan for i in self._nodes[n][1])     # each node's consumers still to run
+        for n in plan:
+            self._nodes[n][0].relu_grad_done = False
+        for n in reversed(plan):
             layer, ins = self._nodes[n]
             bases = [None] * len(ins)
             if layer.absorbed:          # the node before applied this one's backward too
@@ -406,7 +411,9 @@ class Model:
                 if layer.adds_to_grads and len(ins) == 1:
                     bases = [grads.get(ins[0])]
                 layer.grad_base = bases
+                layer.grad_relu = self._completes_relu_grad(ins, bases, left)
                 dxs = layer.backward(grads.pop(n))
+            left.subtract(ins)
             if hook is not None:
                 hook(n, dxs)
             if len(dxs) != len(ins):
@@ -417,6 +424,19 @@ class Model:
                 # a gradient may alias another (Add passes dy on): sums go into a new array
                 grads[src] = dx if base is not None or src not in grads else be.add_forward([grads[src], dx])
         return grads.get(INPUT)
+
+    def _completes_relu_grad(self, ins, bases, left) -> bool:
+        """Whether the layer about to add its input gradient to ``bases[0]`` completes the gradient of a ReLU
+        another node absorbed (no other consumer of it left to run): it then applies the ReLU's backward to the
+        sum as well, and the absorbing node is told (``relu_grad_done``) so that it does not do it again."""
+        src = ins[0]
+        if bases[0] is None or left[src] != 1 or src == INPUT:
+            return False
+        relu, producer = self._nodes[src]
+        if not relu.absorbed or relu.fusable_as != "relu":
+            return False
+        self._nodes[producer[0]][0].relu_grad_done = True     # an absorbed node has one input, its absorber
+        return True
 
     # ------------------------------------------------------------ random state (dropout)
     def random_state(self) -> dict:

@@ -264,13 +264,15 @@ def conv2d_forward_fused(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(
     return (*conv2d_forward(x, w, b, stride, padding, dilation, groups), bool(relu), bool(stats))
 
 
-def conv2d_backward_add(dy, x, w, base, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, has_bias=True):
+def conv2d_backward_add(dy, x, w, base, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, has_bias=True,
+                        relu=False):
     """(base + dx, dw, db or None): ``conv2d_backward`` with its input gradient added to ``base`` (like x: the
-    gradient the graph has summed for x so far), which a backend may do in the same pass."""
+    gradient the graph has summed for x so far), which a backend may do in the same pass; with ``relu`` the sum is
+    zeroed where x <= 0 (x the output of a ReLU whose gradient the sum completes: that ReLU's backward)."""
     args = conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias)
     check_array("base", base, 4)
     check_same("base", base, "x", x)
-    return (*args[:3], base, *args[3:])
+    return (*args[:3], base, *args[3:], bool(relu))
 
 
 def _compose_conv2d_forward_fused(k, x, w, b, stride, padding, dilation, groups, relu, stats):
@@ -278,13 +280,15 @@ def _compose_conv2d_forward_fused(k, x, w, b, stride, padding, dilation, groups,
     return (k.relu_forward(y) if relu else y), None
 
 
-def _compose_conv2d_backward_add(k, dy, x, w, base, *geometry):
+def _compose_conv2d_backward_add(k, dy, x, w, base, *geometry_and_relu):
+    *geometry, relu = geometry_and_relu
     whole = getattr(k, "conv2d_backward", None)      # a backend's one-pass backward, else the single directions
     dx, dw, db = whole(dy, x, w, *geometry) if whole is not None else _compose_conv2d_backward(k, dy, x, w, *geometry)
-    return k.add_forward([base, dx]), dw, db
+    dx = k.add_forward([base, dx])
+    return (k.relu_backward(dx, x) if relu else dx), dw, db
 
 
-_CONV_GEMM = "A1 A1 A1 A1 A1 A1 I I I I I I I I I I B B B B"
+_CONV_GEMM = "A1 A1 A1 A1 A1 A1 A1 I I I I I I I I I I B B B B"
 
 
 def _conv_bench(label, shape, K, k, s, p, groups=1):

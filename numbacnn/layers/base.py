@@ -194,6 +194,12 @@ class Layer:
     #: set by the graph before each backward of such a layer: per input, the gradient summed so far, or None;
     #: where one is given, the layer returns it plus its own
     grad_base = None
+    #: set by the graph with ``grad_base``: True when that sum completes the gradient of a ReLU the node before
+    #: absorbed; the layer then returns the ReLU's backward of the sum (zero where its input x <= 0)
+    grad_relu = False
+    #: set by the graph for each backward: True when the ReLU this layer applied (``fused_activation``) has had its
+    #: backward applied already (by the layer that completed the gradient, ``grad_relu``); dy is then used as it is
+    relu_grad_done = False
 
     def __init__(self, name=None, trainable=True):
         if name is not None and not isinstance(name, str):

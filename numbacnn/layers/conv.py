@@ -87,14 +87,14 @@ class Conv2D(Layer):
 
     def backward(self, dy):
         x, be = self._need_forward("_x"), self.backend
-        dy = dy if self._y is None else be.relu_backward(dy, self._y)
+        dy = dy if self._y is None or self.relu_grad_done else be.relu_backward(dy, self._y)
         args = (dy, x, self.params["weight"], self.stride_hw, self.padding_hw, self.dilation_hw, self.groups,
                 self.use_bias)
         base = (self.grad_base or [None])[0]
         if not self.input_grad:   # fed by the model input, whose gradient no one asked for: weights (and bias) only
             dx, (dw, db) = None, be.conv2d_backward_params(*args)
-        elif base is not None:    # the gradient the graph summed for x so far, plus this one
-            dx, dw, db = be.conv2d_backward_add(*args[:3], base, *args[3:])
+        elif base is not None:    # the gradient the graph summed for x so far, plus this one (and a ReLU's mask)
+            dx, dw, db = be.conv2d_backward_add(*args[:3], base, *args[3:], relu=self.grad_relu)
         else:
             dx, dw, db = be.conv2d_backward(*args)
         self.grads["weight"] = dw

@@ -39,7 +39,9 @@ class Add(Layer):
         # every input's gradient is dy itself, not a copy (two fresh 8 MB arrays per ResNet block);
         # Model.backward copies an aliased gradient before it sums another one into it
         n = self._need_forward("_n")
-        return [dy] * n if self._y is None else self.backend.add_relu_backward(dy, self._y, n)
+        if self._y is None or self.relu_grad_done:
+            return [dy] * n
+        return self.backend.add_relu_backward(dy, self._y, n)
 
     def clear_cache(self):
         self._n = self._y = None

@@ -75,10 +75,11 @@ class BatchNorm(Layer):
 
     def backward(self, dy):
         x = self._need_forward("_x")
+        y = None if self.relu_grad_done else self._y      # the fused ReLU's mask, unless dy has it already
         if self._synced:
-            return self._synced_backward(dy if self._y is None else self.backend.relu_backward(dy, self._y), x)
+            return self._synced_backward(dy if y is None else self.backend.relu_backward(dy, y), x)
         dx, dgamma, dbeta = self.backend.fused_batch_norm_backward(dy, x, self.params["gamma"], self._mean,
-                                                                   self._invstd, self._training, y=self._y)
+                                                                   self._invstd, self._training, y=y)
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         return [dx]
 

@@ -171,7 +171,8 @@ def test_batch_norm_over_slices_of_channels(shape, with_stats, training, monkeyp
 def test_conv_gemm_epilogues(stride, groups, launched):
     """The implicit-GEMM kernels' epilogues: forward with the bias, the fused ReLU and the per-tile channel
     statistics (two pixel tiles, the last one short, and a channel tile only partly used: the parts combine to
-    y's mean and variance); backward to the input added to a given gradient (``conv2d_backward_add``)."""
+    y's mean and variance); backward to the input added to a given gradient (``conv2d_backward_add``), and
+    masked where x <= 0."""
     from numbacnn.kernels import reference as ref
     be, rng = get_backend("cuda"), np.random.default_rng(5)
     x, w, b = normal(rng, (2, 4, 7, 6)), normal(rng, (40, 4 // groups, 3, 3)), normal(rng, (40,))
@@ -197,4 +198,8 @@ def test_conv_gemm_epilogues(stride, groups, launched):
     np.testing.assert_allclose(be.to_host(dw), ref.conv2d_backward_weight_ref(dy, x, w.shape, **geo), rtol=1e-4,
                                atol=1e-4)
     np.testing.assert_allclose(be.to_host(db), dy.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    # x the output of a ReLU whose gradient the sum completes: that ReLU's backward in the same epilogue
+    masked = be.conv2d_backward_add(be.asarray(dy), be.asarray(x), be.asarray(w), be.asarray(base), **geo,
+                                    relu=True)[0]
+    np.testing.assert_array_equal(be.to_host(masked), np.where(x > 0, be.to_host(dx), 0))
     expect_launched(launched, ["conv2d_forward_gemm_kernel", "conv2d_backward_input_gemm_kernel"], "conv gemm")

@@ -8,7 +8,8 @@ weights in shared memory.  Forward epilogue: the bias, a fused ReLU and, for a b
 the tile's per-channel count, mean and M2 (``conv2d_forward_fused``).  The input gradient is the same
 kernel as a forward convolution of the flipped weights over dy, strides by phase decomposition (one grid
 layer per phase, only that phase's taps), plus the gradient already summed for x when the graph gives it
-(``conv2d_backward_add``); a convolution fed by the model input skips it.
+(``conv2d_backward_add``), zeroed where x <= 0 when that sum completes the gradient of the ReLU that made x;
+a convolution fed by the model input skips it.
 
 Backward weight: a split-K implicit GEMM in shared memory with a deterministic two-stage sum
 (see ``conv2d_backward_weight_kernel``).  Backward bias: the per-channel block reduction of
@@ -67,7 +68,7 @@ def conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, backward):
     PH = sh if backward else 1          # phases along rows and columns
     PW = sw if backward else 1
 
-    def kernel(src, w, bias, base, out, stats, N, Cs, Hs, Ws, Co, Ho, Wo, groups, ph, pw, has_bias, relu,
+    def kernel(src, w, bias, base, mask, out, stats, N, Cs, Hs, Ws, Co, Ho, Wo, groups, ph, pw, has_bias, relu,
                want_stats, has_base):
         a_s = cuda.shared.array(A_TILE, float32)
         b_s = cuda.shared.array(BS, float32)
@@ -120,8 +121,9 @@ def conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, backward):
                         _stage_weights(w, b_s, backward, g, Rg, Og, c0, o0, i * KW + j, TAPS, BS, BN)
                         cuda.syncthreads()
                         _multiply(a_s, b_s, acc, tx, ty, TX, TY, BM, BN, BC)
-            _epilogue(acc, out, bias, base, Co, Ho, Wo, Hp, Wp, ih0, iw0, M, p0, g * Og, o0, Og, tx, ty, TX, TY,
-                      sh if backward else 1, sw if backward else 1, has_bias, relu, has_base)
+            _epilogue(acc, out, bias, base, mask, Co, Ho, Wo, Hp, Wp, ih0, iw0, M, p0, g * Og, o0, Og, tx, ty, TX, TY,
+                      sh if backward else 1, sw if backward else 1, has_bias, relu and not backward, has_base,
+                      relu and backward)
             if not backward and want_stats:     # (a constant False in the backward kernel: no code there)
                 _tile_stats(acc, red, mean_s, stats, Co, M, p0, g * Og, o0, Og, tile, tx, ty, TX, TY, BN, BM)
 
@@ -190,11 +192,11 @@ def _gathered(src, row, col, off, ok, Hs, Ws):
 
 
 @cuda.jit(device=True)
-def _epilogue(acc, out, bias, base, Co, Ho, Wo, Hp, Wp, ih0, iw0, M, p0, k_g, o0, Og, tx, ty, TX, TY, sh, sw,
-              has_bias, relu, has_base):
+def _epilogue(acc, out, bias, base, mask, Co, Ho, Wo, Hp, Wp, ih0, iw0, M, p0, k_g, o0, Og, tx, ty, TX, TY, sh, sw,
+              has_bias, relu, has_base, masked):
     """Write the thread's register tile: out (N, Co, Ho, Wo) flat at pixel (n, ih0 + sh * a, iw0 + sw * b) of the
-    grid (N, Hp, Wp); plus the bias and the ReLU (forward) or plus ``base`` at the same place (backward); acc
-    keeps the written values."""
+    grid (N, Hp, Wp); plus the bias and the ReLU (forward) or plus ``base`` at the same place, then zero where
+    ``mask`` <= 0 when ``masked`` (backward: a ReLU's gradient, mask its output); acc keeps the written values."""
     for m in range(TM):
         p = p0 + tx + TX * m
         if p < M:
@@ -213,6 +215,8 @@ def _epilogue(acc, out, bias, base, Co, Ho, Wo, Hp, Wp, ih0, iw0, M, p0, k_g, o0
                         v = max(v, float32(0))
                     if has_base:
                         v = base[idx] + v
+                    if masked and mask[idx] <= float32(0):
+                        v = float32(0)
                     out[idx] = v
                     acc[m, q] = v
 
@@ -423,7 +427,8 @@ def conv2d_forward_fused(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(
     st = empty((3, K, tiles), np.float32) if stats else None
     grid = (min(tiles, MAX_BLOCKS), groups * -(-(K // groups) // BN), 1)
     conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, False)[grid, THREADS, stream()](
-        flat(x), flat(w), _dummy() if b is None else b, _dummy(), flat(y), _dummy() if st is None else flat(st),
+        flat(x), flat(w), _dummy() if b is None else b, _dummy(), _dummy(), flat(y),
+        _dummy() if st is None else flat(st),
         N, C, H, W, K, OH, OW, groups, ph, pw, b is not None, bool(relu), st is not None, False)
     return y, st
 
@@ -433,10 +438,11 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
     return conv2d_forward_fused(x, w, b, stride, padding, dilation, groups)[0]
 
 
-def conv2d_backward_input(dy, w, x_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, base=None):
+def conv2d_backward_input(dy, w, x_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, base=None,
+                          mask=None):
     """dy : (N, K, OH, OW), w : (K, C // groups, KH, KW) -> dx : x_shape = (N, C, H, W), plus ``base`` (like dx)
-    when given; device float32.  One launch: a forward convolution of the flipped weights over dy, one grid
-    layer per stride phase."""
+    when given, then zeroed where ``mask`` (like dx) <= 0 when given; device float32.  One launch: a forward
+    convolution of the flipped weights over dy, one grid layer per stride phase."""
     N, C, H, W = (int(s) for s in x_shape)
     K, Cg, KH, KW = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -444,15 +450,18 @@ def conv2d_backward_input(dy, w, x_shape, stride=(1, 1), padding=(0, 0), dilatio
     BN = channel_tile(Cg)
     grid = (min(_gemm_blocks(N * -(-H // sh) * -(-W // sw), BN), MAX_BLOCKS), groups * -(-Cg // BN), sh * sw)
     conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, True)[grid, THREADS, stream()](
-        flat(dy), flat(w), _dummy(), _dummy() if base is None else flat(base), flat(dx), _dummy(),
-        N, K, dy.shape[2], dy.shape[3], C, H, W, groups, ph, pw, False, False, False, base is not None)
+        flat(dy), flat(w), _dummy(), _dummy() if base is None else flat(base), _dummy() if mask is None else flat(mask),
+        flat(dx), _dummy(), N, K, dy.shape[2], dy.shape[3], C, H, W, groups, ph, pw, False, mask is not None, False,
+        base is not None)
     return dx
 
 
-def conv2d_backward_add(dy, x, w, base, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, has_bias=True):
+def conv2d_backward_add(dy, x, w, base, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, has_bias=True,
+                        relu=False):
     """(base + dx, dw, db or None) of y = conv2d(x, w) (+ b): the input gradient added to ``base`` in the same
-    launch (the gradient already summed for x); device float32."""
-    dx = conv2d_backward_input(dy, w, x.shape, stride, padding, dilation, groups, base=base)
+    launch (the gradient already summed for x), zeroed where x <= 0 when ``relu`` (x a ReLU's output whose
+    gradient this completes); device float32."""
+    dx = conv2d_backward_input(dy, w, x.shape, stride, padding, dilation, groups, base=base, mask=x if relu else None)
     dw = conv2d_backward_weight(dy, x, w.shape, stride, padding, dilation, groups)
     return dx, dw, conv2d_backward_bias(dy) if has_bias else None
 
