@@ -3,7 +3,7 @@
 Forward and backward to the input: one implicit-GEMM kernel (``conv_gemm_kernel``), compiled per kernel
 size, stride, dilation, channel tile and direction by a cached factory.  A block computes a tile of
 pixels x output channels, each thread a 4 x 4 register tile; per step the block stages the source values
-of its pixels at one tap for a few channels (gathered on the fly: no im2col buffer) and the matching
+of its pixels at one tap for BC = 8 channels (gathered on the fly: no im2col buffer) and the matching
 weights in shared memory.  Forward epilogue: the bias, a fused ReLU and, for a batch norm that follows,
 the tile's per-channel count, mean and M2 (``conv2d_forward_fused``).  The input gradient is the same
 kernel as a forward convolution of the flipped weights over dy, strides by phase decomposition (one grid
@@ -31,7 +31,7 @@ from .elementwise import zeros
 TM = 4            # pixels per thread (register tile rows)
 TN = 4            # channels per thread (register tile columns)
 THREADS = 256     # threads per block
-A_TILE = 512      # pixels x channels of the source staged per step (2 per thread)
+BC = 8            # source channels staged per step (BC x the pixel tile: 2, 4 or 8 values per thread)
 
 
 def channel_tile(channels: int) -> int:
@@ -48,8 +48,8 @@ def conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, backward):
     A block computes a tile of BM pixels x BN output channels of one group, each thread a TM x TN register tile
     (pixels tx + TX * m, channels ty + TY * q).  Per step it stages, in shared memory, BC source channels of its
     BM pixels at one tap (the im2col values, gathered on the fly: no im2col buffer) and the BC x BN weights of
-    that tap, then every thread does BC * TM * TN multiply-adds from there; the loaders' (n, row, column) are
-    decomposed once per tile, so the steps do no division.
+    that tap, then every thread does BC * TM * TN multiply-adds from there.  A thread stages one pixel's values
+    (its (n, row, column) decomposed once per tile, so the steps do no division) for BC * BM / THREADS channels.
 
     Forward (``backward=False``): source x (N, C, H, W), output y (N, K, OH, OW); pixel (n, oh, ow) reads rows
     oh * sh - ph + i * dh.  Backward to the input (``backward=True``): the same kernel run as a forward
@@ -61,7 +61,9 @@ def conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, backward):
     TY = BN // TN
     TX = THREADS // TY
     BM = TX * TM
-    BC = A_TILE // BM
+    A_TILE = BC * BM
+    LOADS = A_TILE // THREADS            # source values a thread stages per step: one pixel, LOADS channels
+    CSTEP = THREADS // BM                # channels apart
     BS = BC * BN
     RED = BN * TX
     TAPS = KH * KW
@@ -95,13 +97,9 @@ def conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, backward):
         plane = Hs * Ws
         for tile in range(cuda.blockIdx.x, -(-M // BM), cuda.gridDim.x):
             p0 = tile * BM
-            # the two source values this thread stages per step: pixel pl, channel cl of the tile
-            pl0, cl0 = t % BM, t // BM
-            pl1, cl1 = (t + THREADS) % BM, (t + THREADS) // BM
-            r0, c0_, off0 = _gather_origin(p0 + pl0, M, Hp, Wp, sh, sw, backward, row0, col0, Cs, plane,
-                                           g * Rg + cl0)
-            r1, c1_, off1 = _gather_origin(p0 + pl1, M, Hp, Wp, sh, sw, backward, row0, col0, Cs, plane,
-                                           g * Rg + cl1)
+            # the source values this thread stages per step: pixel pl of the tile, channels cl + CSTEP * k
+            pl, cl = t % BM, t // BM
+            r0, c0_, off0 = _gather_origin(p0 + pl, M, Hp, Wp, sh, sw, backward, row0, col0, Cs, plane, g * Rg + cl)
             for m in range(TM):
                 for q in range(TN):
                     acc[m, q] = float32(0)
@@ -115,9 +113,9 @@ def conv_gemm_kernel(KH, KW, sh, sw, dh, dw, BN, backward):
                             continue
                         dj = -((j * dw) // sw) if backward else j * dw
                         cuda.syncthreads()     # every thread is done with the previous step's tiles
-                        a_s[t] = _gathered(src, r0 + di, c0_ + dj, off0 + c0 * plane, c0 + cl0 < Rg, Hs, Ws)
-                        a_s[t + THREADS] = _gathered(src, r1 + di, c1_ + dj, off1 + c0 * plane, c0 + cl1 < Rg, Hs,
-                                                     Ws)
+                        for k in range(LOADS):
+                            a_s[t + THREADS * k] = _gathered(src, r0 + di, c0_ + dj, off0 + (c0 + CSTEP * k) * plane,
+                                                             c0 + cl + CSTEP * k < Rg, Hs, Ws)
                         _stage_weights(w, b_s, backward, g, Rg, Og, c0, o0, i * KW + j, TAPS, BS, BN)
                         cuda.syncthreads()
                         _multiply(a_s, b_s, acc, tx, ty, TX, TY, BM, BN, BC)
