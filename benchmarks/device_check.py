@@ -43,7 +43,8 @@ import numpy as np  # noqa: E402
 from common import load_torch, median_time, op_cases, our_op_fns, torch_op_fns  # noqa: E402
 
 #: ops checked by --tiny (the simulator runs one Python thread per CUDA thread)
-TINY_OPS = ("conv2d", "batch_norm", "relu", "add", "dense", "max_pool2d", "softmax_cross_entropy", "sgd_update")
+TINY_OPS = ("conv2d", "batch_norm", "fused_batch_norm", "relu", "add", "add_relu", "dense", "max_pool2d",
+            "softmax_cross_entropy", "sgd_update")
 
 
 class Report:
