@@ -54,6 +54,7 @@ from numba import njit, prange
 from ... import config
 from ..geometry import out_size
 from . import blocked
+from .elementwise import _relu_fwd
 
 __all__ = ["conv2d_forward", "conv2d_forward_fused", "conv2d_backward", "conv2d_backward_input",
            "conv2d_backward_weight", "conv2d_backward_bias"]
@@ -390,18 +391,13 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     x : (N, C, H, W) float32, w : (K, C // groups, KH, KW) float32,
     b : (K,) float32 or None; returns y : (N, K, OH, OW) float32.
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    w = np.ascontiguousarray(w, dtype=np.float32)
-    K, _, KH, KW = w.shape
-    if blocked.chosen(x.shape[1], K, KH, KW, int(groups), config.CPU_CONV):
-        return blocked.conv2d_forward(x, w, b, stride, padding, dilation, groups)
-    return conv2d_forward_planes(x, w, b, stride, padding, dilation, groups)
+    return conv2d_forward_fused(x, w, b, stride, padding, dilation, groups, False, False)[0]
 
 
 def conv2d_forward_fused(x, w, b, stride, padding, dilation, groups, relu, stats):
-    """(y, None): ``conv2d_forward`` followed by the ReLU the graph fused into it when ``relu`` (0 where y < 0:
-    NaN and -0.0 pass, as ``relu_forward``), applied to the blocked kernels' register tiles before they are
-    stored, or in place after the phase-plane kernels; no statistics in parts (``stats`` is not computed here).
+    """(y, None): ``conv2d_forward`` followed by the ReLU the graph fused into it when ``relu`` (relu_forward's
+    semantics), applied to the blocked kernels' register tiles before they are stored, or in place after the
+    phase-plane kernels; no statistics in parts (``stats`` is not computed here).
 
     Shapes as ``conv2d_forward``."""
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -411,16 +407,9 @@ def conv2d_forward_fused(x, w, b, stride, padding, dilation, groups, relu, stats
         return blocked.conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=bool(relu)), None
     y = conv2d_forward_planes(x, w, b, stride, padding, dilation, groups)
     if relu:
-        _relu_in_place(y.reshape(-1))
+        flat = y.reshape(-1)
+        _relu_fwd(flat, flat)           # the ReLU kernel, in place
     return y, None
-
-
-@njit(cache=True, parallel=True)
-def _relu_in_place(y):
-    """y : (n,) float32, 0 where y < 0."""
-    for i in prange(y.shape[0]):
-        if y[i] < 0:
-            y[i] = 0
 
 
 def conv2d_forward_planes(x, w, b, stride, padding, dilation, groups):
