@@ -47,12 +47,11 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common import (format_table, load_torch, median_times, ms, numba_layer, op_cases, our_op_fns,  # noqa: E402
-                    ratio, run_json_child, torch_label, torch_op_fns)
+                    ratio, run_json_child, torch_label, torch_op_fns, torch_train_step)
 from numbacnn.backends import cuda_available, get_backend  # noqa: E402
 from numbacnn.losses import get_loss  # noqa: E402
 from numbacnn.models import build_model  # noqa: E402
 from numbacnn.optim import SGD  # noqa: E402
-from numbacnn.torch_twin import torch_model  # noqa: E402
 
 # model: (batch size, input shape)
 TRAIN_MODELS = {"lenet5": (256, (1, 28, 28)), "resnet20": (128, (3, 32, 32))}
@@ -145,20 +144,7 @@ def torch_train(tt, name, repeats, warmup, clock):
     torch = tt.torch
     batch, in_shape, xh, yh = train_case(name)
     model = build_model(name, num_classes=10, input_shape=in_shape).build("reference", seed=0)
-    net = torch_model(torch, model).to(tt.device).train()
-    topt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-
-    def step():
-        xb = torch.from_numpy(xh).to(tt.device)
-        yb = torch.from_numpy(yh).to(tt.device)
-        topt.zero_grad(set_to_none=True)
-        out = net(xb)
-        loss = torch.nn.functional.cross_entropy(out, yb)
-        loss.backward()
-        topt.step()
-        out.argmax(1).cpu()
-        return loss.item()
-
+    step = torch_train_step(torch, model, xh, yh, tt.device)
     return timed(step, tt.sync, repeats, warmup, clock)
 
 

@@ -212,3 +212,22 @@ def torch_op_fns(torch, op, bench, device="cpu"):
         ty.backward(tdy, retain_graph=True)
 
     return fwd, bwd, fwd_bwd
+
+
+def torch_train_step(torch, model, xh, yh, device="cpu"):
+    """PyTorch's training step on ``model``'s graph (``numbacnn.torch_twin``): the batch to ``device``, forward,
+    cross-entropy, backward, SGD-momentum update, the argmax back to the host; returns step() -> the loss."""
+    from numbacnn.torch_twin import torch_model
+    net = torch_model(torch, model).to(device).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        xb, yb = torch.from_numpy(xh).to(device), torch.from_numpy(yh).to(device)
+        opt.zero_grad(set_to_none=True)
+        out = net(xb)
+        loss = torch.nn.functional.cross_entropy(out, yb)
+        loss.backward()
+        opt.step()
+        out.argmax(1).cpu()
+        return loss.item()
+    return step

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numbacnn  # noqa: E402,F401  (before numpy: Numba's threading defaults)
 import numpy as np  # noqa: E402
 
-from common import load_torch, median_time, op_cases, our_op_fns, torch_op_fns  # noqa: E402
+from common import load_torch, median_time, op_cases, our_op_fns, torch_op_fns, torch_train_step  # noqa: E402
 
 #: ops checked by --tiny (the simulator runs one Python thread per CUDA thread)
 TINY_OPS = ("conv2d", "batch_norm", "fused_batch_norm", "relu", "add", "add_relu", "dense", "max_pool2d",
@@ -256,23 +256,6 @@ def _our_train_step(model, xh, yh):
     return step
 
 
-def _torch_train_step(torch, model, xh, yh, device):
-    from numbacnn.torch_twin import torch_model
-    net = torch_model(torch, model).to(device).train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-
-    def step():
-        xb, yb = torch.from_numpy(xh).to(device), torch.from_numpy(yh).to(device)
-        opt.zero_grad(set_to_none=True)
-        out = net(xb)
-        loss = torch.nn.functional.cross_entropy(out, yb)
-        loss.backward()
-        opt.step()
-        out.argmax(1).cpu()
-        return loss.item()
-    return step
-
-
 def _case(name, batch, shape):
     from numbacnn.models import build_model
     rng = np.random.default_rng(0)
@@ -290,7 +273,7 @@ def train_phase(args, timing):
             ours = timing.ours(_our_train_step(model.build("cuda", seed=0), xh, yh))
         theirs = None
         if timing.torch is not None:
-            theirs = timing.theirs(_torch_train_step(timing.torch, model.build("reference", seed=0), xh, yh,
+            theirs = timing.theirs(torch_train_step(timing.torch, model.build("reference", seed=0), xh, yh,
                                                      timing.tdev))
         result[name] = {"batch": batch, "ms": _ms(ours), "torch_ms": _ms(theirs),
                         "torch_over_ours": None if theirs is None else round(theirs / ours, 3)}
