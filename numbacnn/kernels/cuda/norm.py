@@ -37,16 +37,23 @@ BN_PER_THREAD = 4        # values of its slice each thread takes at least
 
 
 @cuda.jit(device=True)
+def _walk_start(S, lo):
+    """(e, n, s, dn, ds): this thread's first flat index e = lo + threadIdx.x of a walk over (n, s) pairs with S
+    values of s per n, that (n, s), and the (n, s) step of blockDim.x flat indices (walks advance by counters)."""
+    nt = cuda.blockDim.x
+    dn = nt // S
+    e = lo + cuda.threadIdx.x
+    n = e // S
+    return e, n, e - n * S, dn, nt - dn * S
+
+
+@cuda.jit(device=True)
 def _slice_sum(x, c, lo, hi, shift, square):
     """This thread's sum of x[:, c, :] (or of its squared deviations from ``shift``) over the flat (n, s)
     indices lo + threadIdx.x, lo + threadIdx.x + blockDim.x, ... below hi; (n, s) advance by counters."""
     S = x.shape[2]
     nt = cuda.blockDim.x
-    dn = nt // S
-    ds = nt - dn * S
-    e = lo + cuda.threadIdx.x
-    n = e // S
-    s = e - n * S
+    e, n, s, dn, ds = _walk_start(S, lo)
     acc = float32(0)
     for _ in range(e, hi, nt):
         v = x[n, c, s] - shift
@@ -131,11 +138,7 @@ def batch_norm_apply_kernel(x, stats, gamma, beta, running_mean, running_var, tr
                     unbiased = var * (count / max(count - float32(1), float32(1)))
                     running_var[c] = running_var[c] * keep + momentum * unbiased
             nt = cuda.blockDim.x
-            dn = nt // S
-            ds = nt - dn * S
-            e = t * length + cuda.threadIdx.x
-            n = e // S
-            s = e - n * S
+            e, n, s, dn, ds = _walk_start(S, t * length)
             for _ in range(e, min(N * S, (t + 1) * length), nt):
                 v = (x[n, c, s] - mu) * scale + beta[c]
                 y[n, c, s] = max(v, float32(0)) if relu else v
@@ -151,11 +154,7 @@ def _slice_grad_sums(dy, x, y, relu, c, mu, r, lo, hi):
     """This thread's (sum of g, sum of g * xhat) over its share of a slice, g = dy (where y > 0 when relu)."""
     S = x.shape[2]
     nt = cuda.blockDim.x
-    dn = nt // S
-    ds = nt - dn * S
-    e = lo + cuda.threadIdx.x
-    n = e // S
-    s = e - n * S
+    e, n, s, dn, ds = _walk_start(S, lo)
     sb = float32(0)
     sg = float32(0)
     for _ in range(e, hi, nt):
@@ -221,11 +220,7 @@ def batch_norm_backward_input_kernel(dy, x, y, relu, gamma, mean, invstd, part, 
                 dbeta[c] = sb
                 dgamma[c] = sg
             nt = cuda.blockDim.x
-            dn = nt // S
-            ds = nt - dn * S
-            e = t * length + cuda.threadIdx.x
-            n = e // S
-            s = e - n * S
+            e, n, s, dn, ds = _walk_start(S, t * length)
             for _ in range(e, min(N * S, (t + 1) * length), nt):
                 g = dy[n, c, s]
                 if relu and y[n, c, s] <= float32(0):
