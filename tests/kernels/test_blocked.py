@@ -2,8 +2,12 @@
 
 * Parity with the reference over drawn geometries for V = 8 and V = 16 whatever the host (the width is
   forced; a 16-lane vector is two registers on an AVX2 host), with channel counts on and off multiples of V.
+* The backward on the same kernels: dx as a forward convolution of dy with the flipped weights, dw on the
+  weight-gradient bodies; ``conv2d_backward_add`` (dx added to a gradient, a ReLU's mask) gives the composition's
+  bits on either path.
 * The hot loop of each micro-kernel, read from its assembly: full-width FMAs (zmm for 16 lanes, ymm for 8),
-  one weight-vector load per channel block and one broadcast per pixel of the tile, nothing on the stack.
+  one weight-vector load per channel block and one broadcast per pixel of the tile, nothing on the stack; the
+  weight gradient's: one output-gradient vector per pixel, every broadcast folded into its FMA or one apiece.
 """
 from __future__ import annotations
 
@@ -56,7 +60,9 @@ def blocked_geometries(draw):
 @example(g=ConvGeom(2, 16, 32, 9, 9, (3, 3), padding=(1, 1)))                     # IL = V, two blocks per tile
 @example(g=ConvGeom(1, 3, 17, 15, 30, (5, 5), stride=(2, 2), padding=(2, 2)))      # RGB, a tail block, stride 2
 @example(g=ConvGeom(3, 32, 16, 4, 4, (1, 1)))                                      # 1x1, one output block
-def test_forward_matches_the_reference_on_both_widths(width, g):
+def test_forward_and_backward_match_the_reference_on_both_widths(width, g):
+    """check_op runs the backward too: dx on the blocked kernels for stride 1 (the phase planes otherwise), dw on
+    the weight-gradient bodies."""
     assert blocked.forward_plan(g.x_shape, g.w_shape, g.stride, g.padding, g.dilation, 1, width, 32) is not None
     case = conv_case(g, bias=True, seed=g.n + g.c)
     check_op("cpu", "conv2d", case.inputs, case.kwargs, **case.tol)
@@ -111,3 +117,43 @@ def test_the_hot_loop_is_full_width_fma_without_spills(V, IL, SW, TW, OCB):
     assert m["vector_loads"] == unroll * OCB, what          # one weight vector per channel block
     assert m["broadcasts"] + m["fma_memory_operand"] == unroll * TW, what   # one input value per pixel
     assert m["instructions"] - m["fma"] - m["vector_loads"] - m["broadcasts"] <= 6, what
+
+
+#: (V, IL, KW, TC): the weight-gradient tiles the plans choose for AVX-512 (32 registers) and AVX2 (16)
+WEIGHT_BODIES = [(16, 16, 3, 8), (16, 1, 5, 6), (16, 16, 1, 16), (8, 8, 3, 4), (8, 1, 5, 2)]
+
+
+@pytest.mark.parametrize("V, IL, KW, TC", WEIGHT_BODIES)
+def test_the_weight_gradient_hot_loop_is_one_vector_load_and_full_width_fma(V, IL, KW, TC):
+    body = blocked.make_weight_body(V, IL, KW, TC)
+    m = hot_loop(body.inspect_asm(body.signatures[0]))
+    unroll = m["fma"] // (KW * TC)
+    what = f"weight body {(V, IL, KW, TC)}: {describe(m)}"
+    assert unroll >= 1 and m["fma"] == unroll * KW * TC, what
+    assert m["fma_width"] == V and m["stack"] == 0, what
+    assert m["vector_loads"] + (m["fma"] - m["fma_memory_operand"] - m["broadcasts"]) <= unroll * (1 + 1), what
+    assert m["broadcasts"] + m["fma_memory_operand"] >= unroll * KW * TC - unroll, what   # an input value per FMA
+
+
+@pytest.mark.parametrize("mode", ["blocked", "planes"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_backward_add_is_the_backward_then_add_then_relu_mask(mode, stride, monkeypatch):
+    """conv2d_backward_add (the graph's gradient sum for a convolution's input, and the ReLU before it) gives the
+    bits of conv2d_backward, add_forward and relu_backward in turn: dx summed in the blocked kernels' unpacking
+    pass (stride 1) or in one pass after the phase planes."""
+    from numbacnn.backends import get_backend
+    monkeypatch.setattr(config, "CPU_CONV", mode)
+    be, rng = get_backend("cpu"), np.random.default_rng(stride)
+    x = np.maximum(rng.standard_normal((3, 32, 9, 9)), 0).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    geo = ((stride, stride), (1, 1), (1, 1), 1)
+    dy = rng.standard_normal(be.conv2d_forward(x, w, None, *geo).shape).astype(np.float32)
+    base = rng.standard_normal(x.shape).astype(np.float32)
+    assert hasattr(be.k, "conv2d_backward_add")          # the CPU's own kernel runs, not the composition
+    dx, dw, db = be.conv2d_backward(dy, x, w, *geo, True)
+    for relu in (False, True):
+        got = be.conv2d_backward_add(dy, x, w, base, *geo, True, relu=relu)
+        want = be.add_forward([base, dx])
+        want = be.relu_backward(want, x) if relu else want
+        for a, b in zip(got, (want, dw, db)):
+            np.testing.assert_array_equal(a, b)

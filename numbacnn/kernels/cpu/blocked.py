@@ -37,7 +37,7 @@ from numba import njit, prange, types
 
 from ..geometry import out_size
 from . import simd
-from .simd import tile_fma, tile_load, tile_relu, tile_store
+from .simd import tile_fma, tile_fma_outer, tile_load, tile_relu, tile_store
 
 __all__ = []     # reached through conv2d.py
 
@@ -250,6 +250,26 @@ def unpack_output(yb, y):
                     dst[ow] = src[ow, i]
 
 
+@njit(cache=True, parallel=True)
+def unpack_output_add(yb, base, mask, relu, y):
+    """y[n, k, oh, ow] = base[n, k, oh, ow] + yb[n, k // V, oh, ow, k % V], then 0 where mask <= 0 when ``relu``
+    (a ReLU's backward, as relu_backward).  yb : (N, OB, OH, OWp, V), base, mask, y : (N, K, OH, OW) float32."""
+    N, K, OH, OW = y.shape
+    OB, V = yb.shape[1], yb.shape[4]
+    for task in prange(N * OB):
+        n, ob = task // OB, task % OB
+        for i in range(min(V, K - ob * V)):
+            k = ob * V + i
+            for oh in range(OH):
+                src = yb[n, ob, oh]
+                b = base[n, k, oh]
+                m = mask[n, k, oh]
+                dst = y[n, k, oh]
+                for ow in range(OW):
+                    v = b[ow] + src[ow, i]
+                    dst[ow] = v if not relu or m[ow] > 0 else 0
+
+
 def pack_weights(w, V, IL, K_blocks):
     """wb : (OB, KH, KW, CB, IL, V) from w : (K, C, KH, KW), zero padded to OB*V output channels."""
     K, C, KH, KW = w.shape
@@ -279,14 +299,30 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
     """y = conv2d(x, w) + b (then max(y, 0) when ``relu``) on the blocked kernels, or None where they do not
     apply.  x : (N, C, H, W) float32 C-contiguous, w : (K, C, KH, KW) float32, b : (K,) float32 or None;
     returns y : (N, K, OH, OW) float32."""
-    p = forward_plan(x.shape, w.shape, tuple(stride), tuple(padding), tuple(dilation), int(groups),
-                     vector_width(), vector_registers())
+    p = _plan(x.shape, w.shape, stride, padding, dilation, groups)
     if p is None:
         return None
-    V, IL, g = p["V"], p["IL"], p["ints"]
-    N, K = x.shape[0], w.shape[0]
-    xp = _work("x", (N, g["CB"], g["Hp"], g["Wp"], IL))        # every cell written by pack_input
+    return _forward_packed(_pack(x, p, "x"), p, w, b, relu)
+
+
+def _plan(x_shape, w_shape, stride, padding, dilation, groups):
+    return forward_plan(tuple(x_shape), tuple(w_shape), tuple(stride), tuple(padding), tuple(dilation), int(groups),
+                        vector_width(), vector_registers())
+
+
+def _pack(x, p, name):
+    """x (N, C, H, W) in the blocked, padded input layout of plan ``p`` (a reused buffer named ``name``)."""
+    g = p["ints"]
+    xp = _work(name, (x.shape[0], g["CB"], g["Hp"], g["Wp"], p["IL"]))     # every cell written by pack_input
     pack_input(x, xp, p["ph"], p["pw"])
+    return xp
+
+
+def _forward_packed(xp, p, w, b, relu, base=None, mask=None):
+    """y (N, K, OH, OW) of plan ``p`` from its packed input ``xp`` (``base`` + y, zeroed where ``mask`` <= 0
+    when a mask is given, when ``base`` is: the gradient the graph summed so far, a ReLU's backward)."""
+    V, IL, g = p["V"], p["IL"], p["ints"]
+    N, K = xp.shape[0], w.shape[0]
     wb = pack_weights(w, V, IL, g["OB"])
     bias = np.zeros(g["OB"] * V, np.float32)
     if b is not None:
@@ -296,5 +332,145 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
     body = forward_body(V, IL, p["SW"], p["TW"], p["OCB"])
     run_tasks(body, xp.reshape(-1), wb.reshape(-1), bias, yb.reshape(-1), ints, p["ntasks"])
     y = np.empty((N, K, g["OH"], p["OW"]), np.float32)
-    unpack_output(yb, y)
+    if base is None:
+        unpack_output(yb, y)
+    else:
+        unpack_output_add(yb, base, base if mask is None else mask, mask is not None, y)
     return y
+
+
+# ------------------------------------------------------------------ backward
+#: run-time ints of a weight-gradient body (``ip``): their positions
+_DW_INTS = ("CB", "Hp", "Wp", "OB", "Hd", "Wd", "oy", "ox", "OH", "OW", "KH", "SH", "SW", "DH", "DW", "chunks",
+            "P", "N", "C")
+#: a weight-gradient pass has at least this many tasks where the batch allows (it is split into P parts of
+#: images, summed in order at the end): the parts depend on the shapes only, so any thread count gives the same bits
+_DW_TASKS = 16
+
+
+@functools.lru_cache(maxsize=None)
+def weight_body(V, IL, KW, TC):
+    """The weight-gradient body for V lanes of output channels, IL input lanes, KW taps a row and TC input
+    channels a tile (compiled once, then loaded from Numba's disk cache)."""
+    return make_weight_body(V, IL, KW, TC, cache=True)
+
+
+def make_weight_body(V, IL, KW, TC, cache=False):
+    """A new weight-gradient body.  body(xp, dyp, _, dwb, ip, task): xp (N, CB, Hp, Wp, IL) the padded input,
+    dyp (N, OB, Hd, Wd, V) the output gradient at offset (oy, ox), dwb (P, OB, C, KH, KW, V) zeroed, all flat
+    float32; ip the ints ``_DW_INTS``; task = (part*OB + ob)*chunks + chunk.
+
+    Per image of the part and kernel row, the tile holds dw for TC input channels x KW taps x V output channels
+    in TC*KW registers for the whole reduction over the image's output pixels: per pixel ONE load of the
+    output-gradient vector and a broadcast input value per accumulator (``simd.tile_fma_outer``); the tile is
+    added to dwb after each (image, row): the image's input stays in cache for all KH rows.  Sums run in a
+    fixed order (images, rows, pixels).
+    """
+    def body(xp, dyp, unused, dwb, ip, task):
+        CB, Hp, Wp, OB, Hd, Wd, oy, ox = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5], ip[6], ip[7]
+        OH, OW, KH, SH, SW, DH, DW = ip[8], ip[9], ip[10], ip[11], ip[12], ip[13], ip[14]
+        chunks, P, N, C = ip[15], ip[16], ip[17], ip[18]
+        c0 = (task % chunks) * TC
+        r = task // chunks
+        ob = r % OB
+        part = r // OB
+        cb, i0 = c0 // IL, c0 % IL
+        jstep = 1 if IL > 1 else Hp * Wp
+        for n in range(part * N // P, (part + 1) * N // P):
+            for kh in range(KH):
+                out = ((((part * OB + ob) * C + c0) * KH + kh) * KW) * V
+                acc = tile_load(dwb, out, V, KH * KW * V, V, KW, TC)
+                for oh in range(OH):
+                    xrow = (((n * CB + cb) * Hp + oh * SH + kh * DH) * Wp) * IL + i0
+                    drow = (((n * OB + ob) * Hd + oh + oy) * Wd + ox) * V
+                    for ow in range(OW):
+                        acc = tile_fma_outer(acc, xp, xrow + ow * SW * IL, jstep, DW * IL, dyp, drow + ow * V)
+                tile_store(dwb, out, V, KH * KW * V, acc)
+    return _compile(body, f"weight_V{V}_IL{IL}_KW{KW}_TC{TC}", cache)
+
+
+@functools.lru_cache(maxsize=256)
+def weight_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
+    """The sizes of a blocked weight gradient (a dict), or None where it does not apply (grouped convolutions,
+    rows of more taps than the register file holds)."""
+    N, C, H, W = x_shape
+    K, Cg, KH, KW = w_shape
+    if groups != 1 or KW > regs - 2:
+        return None
+    if V == 16 and K <= 8:
+        V = 8
+    (SH, SW), (ph, pw), (DH, DW) = stride, padding, dilation
+    OH, OW = out_size(H, KH, SH, ph, DH), out_size(W, KW, SW, pw, DW)
+    IL = V if C % V == 0 else 1
+    most = (regs - 2) // KW                     # TC*KW accumulators, the gradient vector, a broadcast
+    TC = max(d for d in range(1, min(most, C) + 1) if (IL if IL > 1 else C) % d == 0)
+    OB = -(-K // V)
+    tasks = OB * (C // TC)
+    P = 1
+    while tasks * P < _DW_TASKS and 2 * P <= N:
+        P *= 2
+    ints = dict(CB=C // IL, Hp=H + 2 * ph, Wp=W + 2 * pw, OB=OB, OH=OH, OW=OW, KH=KH, SH=SH, SW=SW, DH=DH, DW=DW,
+                chunks=C // TC, P=P, N=N, C=C)
+    return dict(V=V, IL=IL, KW=KW, TC=TC, ph=ph, pw=pw, ints=ints, ntasks=tasks * P)
+
+
+def _flipped(w):
+    """The weights of dx as a forward convolution of dy: (C, K, KH, KW), taps reversed."""
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
+def input_plan(x_shape, w_shape, stride, padding, dilation, groups):
+    """(plan of the forward convolution that computes dx, dy's padding) for stride 1, or None (strides > 1,
+    padding wider than the kernel's reach, grouped convolutions)."""
+    K, Cg, KH, KW = w_shape
+    (DH, DW) = dilation
+    pad = ((KH - 1) * DH - padding[0], (KW - 1) * DW - padding[1])
+    if tuple(stride) != (1, 1) or min(pad) < 0 or groups != 1:
+        return None
+    N, C, H, W = x_shape
+    OH, OW = out_size(H, KH, 1, padding[0], DH), out_size(W, KW, 1, padding[1], DW)
+    p = _plan((N, K, OH, OW), (C, K, KH, KW), (1, 1), pad, dilation, 1)
+    return None if p is None else (p, pad)
+
+
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, want_dx=True, want_dw=True, base=None,
+                    mask=None):
+    """(dx | None, dw | None) of y = conv2d(x, w) on the blocked kernels: dx as the forward convolution of dy
+    with the flipped weights (stride 1 only: None for other strides), dw by ``weight_body``.  dy is packed
+    once where both use the same layout.  Returns None where the kernels do not apply (groups > 1).  With
+    ``base``, dx is base + dx (zeroed where ``mask`` <= 0 when a mask is given), in the unpacking pass.
+
+    dy : (N, K, OH, OW), x : (N, C, H, W), w : (K, C, KH, KW) float32 C-contiguous (x only for dw, w for dx);
+    base, mask : x's shape float32.
+    """
+    if groups != 1:
+        return None
+    x_shape, w_shape = tuple(x.shape), tuple(w.shape)
+    geo = (tuple(stride), tuple(padding), tuple(dilation))
+    dx = dyp = None
+    ip = input_plan(x_shape, w_shape, *geo, 1) if want_dx else None
+    if ip is not None:
+        p, pad = ip
+        dyp = _pack(dy, p, "x")
+        dx = _forward_packed(dyp, p, _flipped(w), None, False, base, mask)
+    if not want_dw:
+        return dx, None
+    q = weight_plan(x_shape, w_shape, *geo, 1, vector_width(), vector_registers())
+    if q is None:
+        return dx, None
+    V, g = q["V"], dict(q["ints"])
+    if dyp is not None and dyp.shape[4] == V:
+        g.update(Hd=dyp.shape[2], Wd=dyp.shape[3], oy=pad[0], ox=pad[1])
+    else:
+        dyp = _work("dy", (dy.shape[0], g["OB"], g["OH"], g["OW"], V))
+        pack_input(dy, dyp, 0, 0)
+        g.update(Hd=g["OH"], Wd=g["OW"], oy=0, ox=0)
+    xp = _work("bx", (x.shape[0], g["CB"], g["Hp"], g["Wp"], q["IL"]))
+    pack_input(x, xp, q["ph"], q["pw"])
+    dwb = np.zeros((g["P"], g["OB"], g["C"], w_shape[2], w_shape[3], V), np.float32)
+    ints = np.array([g[k] for k in _DW_INTS], np.int64)
+    run_tasks(weight_body(V, q["IL"], q["KW"], q["TC"]), xp.reshape(-1), dyp.reshape(-1), dwb.reshape(-1)[:1],
+              dwb.reshape(-1), ints, q["ntasks"])
+    s = dwb.sum(axis=0) if g["P"] > 1 else dwb[0]
+    K = w_shape[0]
+    return dx, np.ascontiguousarray(s.transpose(0, 4, 1, 2, 3).reshape(-1, *w_shape[1:])[:K])

@@ -54,10 +54,10 @@ from numba import njit, prange
 from ... import config
 from ..geometry import out_size
 from . import blocked
-from .elementwise import _relu_fwd
+from .elementwise import _flat, _relu_fwd
 
-__all__ = ["conv2d_forward", "conv2d_forward_fused", "conv2d_backward", "conv2d_backward_input",
-           "conv2d_backward_weight", "conv2d_backward_bias"]
+__all__ = ["conv2d_forward", "conv2d_forward_fused", "conv2d_backward", "conv2d_backward_add",
+           "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
 
 
 # ------------------------------------------------------------------ geometry
@@ -660,10 +660,15 @@ def _backward(dy, x, dx, ioffs, iws, icount, gi, nblk_i, run_i, woffs, dwb, gw, 
             _bias_rows(dy3, dbb[t], t * N // nchunks, (t + 1) * N // nchunks)
 
 
-def _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups, want_dx, want_dw, want_db):
-    """(dx|None, dw|None, db|None): the requested gradients of y = conv2d(x, w) + b, one ``_backward`` call.
+def _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups, want_dx, want_dw, want_db,
+                   planes=False, base=None, mask=None):
+    """(dx|None, dw|None, db|None): the requested gradients of y = conv2d(x, w) + b, on the channel-blocked
+    kernels where the forward would run them (``blocked.chosen``; dx there for stride 1 only), else (and with
+    ``planes``) in one ``_backward`` call on the phase planes.
 
-    ``w`` is needed only for dx and ``x`` only for dw (pass None otherwise).
+    ``w`` is needed only for dx and ``x`` only for dw (pass None otherwise).  With ``base`` (x's shape), dx is
+    base + dx, zeroed where ``mask`` <= 0 when a mask is given: added where dx is written on the blocked path,
+    in one pass after the phase planes.
     """
     N, C, H, W = (int(s) for s in x_shape)
     K, Cg, KH, KW = (int(s) for s in w_shape)
@@ -673,6 +678,14 @@ def _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups
     if dy.shape != (N, K, OH, OW):
         raise ValueError(f"conv2d backward: dy shape {dy.shape} does not match the output shape "
                          f"{(N, K, OH, OW)} of x shape {(N, C, H, W)}")
+    if not planes and (want_dx or want_dw) and blocked.chosen(C, K, KH, KW, groups, config.CPU_CONV):
+        got = blocked.conv2d_backward(dy, x, w, stride, padding, dilation, groups, want_dx, want_dw, base, mask)
+        if got is not None and (got[0] is not None or not want_dx) and (got[1] is not None or not want_dw):
+            return got + (conv2d_backward_bias(dy) if want_db else None,)
+        if got is not None:     # the blocked kernels did one of them: the phase planes do the other
+            rest = _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups,
+                                  want_dx and got[0] is None, want_dw and got[1] is None, want_db, True, base, mask)
+            return (got[0] if got[0] is not None else rest[0], got[1] if got[1] is not None else rest[1], rest[2])
     threads = numba.get_num_threads()
     if want_dx:
         ioffs, iws, icount, gi, nblk_i, run_i = _input_plan(w, N, H, W, OH, OW, geo, groups, threads)
@@ -693,6 +706,9 @@ def _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups
     dwb = np.zeros((nchunks, K, Cg * KH * KW) if want_dw else (nchunks, 0, 0), dtype=np.float32)
     dbb = np.zeros((nchunks, K if want_db else 0), dtype=np.float64)
     _backward(dy, x, dx, ioffs, iws, icount, gi, nblk_i, run_i, woffs, dwb, gw, nblk_w, xs_size, dbb)
+    if want_dx and base is not None:
+        flat = dx.reshape(-1)
+        _add_masked(flat, _flat(base), flat if mask is None else _flat(mask), mask is not None)
     return (dx if want_dx else None,
             dwb.sum(axis=0).reshape(K, Cg, KH, KW) if want_dw else None,
             dbb.sum(axis=0).astype(np.float32) if want_db else None)
@@ -709,6 +725,28 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias=True):
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.ascontiguousarray(w, dtype=np.float32)
     return _backward_pass(dy, x, w, x.shape, w.shape, stride, padding, dilation, groups, True, True, bool(has_bias))
+
+
+def conv2d_backward_add(dy, x, w, base, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, has_bias=True,
+                        relu=False):
+    """(base + dx, dw, db | None) of y = conv2d(x, w) (+ b): ``conv2d_backward`` with dx added to ``base`` (the
+    gradient the graph summed for x so far) and, with ``relu``, zeroed where x <= 0 (x a ReLU's output whose
+    gradient the sum completes): in the blocked kernels' unpacking pass, or one pass after the phase planes.
+    Shapes as ``conv2d_backward``; base like x."""
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    return _backward_pass(dy, x, w, x.shape, w.shape, stride, padding, dilation, groups, True, True, bool(has_bias),
+                          False, base, x if relu else None)
+
+
+@njit(cache=True, parallel=True)
+def _add_masked(dx, base, mask, relu):
+    """dx = base + dx, then 0 where mask <= 0 when ``relu`` (relu_backward's rule).  All (S,) float32."""
+    for i in prange(dx.shape[0]):
+        v = base[i] + dx[i]
+        dx[i] = v if not relu or mask[i] > 0 else 0
 
 
 def conv2d_backward_input(dy, w, x_shape, stride, padding, dilation, groups):

@@ -349,12 +349,32 @@ def concat_backward(dy, sizes):
     return out
 
 
+@njit(cache=True, parallel=True)
+def _add_pair(a, b, y, relu):
+    """y = a + b (then 0 where that is < 0 when ``relu``; NaN and -0.0 pass, as relu_forward).  All (S,)."""
+    for i in prange(y.shape[0]):
+        v = a[i] + b[i]
+        y[i] = 0 if relu and v < 0 else v
+
+
 def add_forward(xs):
-    """y = sum of xs.  xs : list of arrays of one shape, float32; returns y : that shape."""
-    y = np.ascontiguousarray(xs[0]).copy()
+    """y = sum of xs (in order).  xs : list of arrays of one shape, float32; returns y : that shape."""
+    return _add(xs, False)
+
+
+def _add(xs, relu):
+    """The sum of xs in order, its first addition one pass that writes y (the ReLU in the last one's when
+    ``relu``)."""
+    if len(xs) == 1:
+        return relu_forward(xs[0]) if relu else np.ascontiguousarray(xs[0]).copy()
+    y = np.empty(xs[0].shape, dtype=xs[0].dtype)
     yf = y.reshape(-1)
-    for x in xs[1:]:
-        _add_into(yf, _flat(x))
+    _add_pair(_flat(xs[0]), _flat(xs[1]), yf, relu and len(xs) == 2)
+    for i, x in enumerate(xs[2:], start=3):
+        if relu and i == len(xs):
+            _add_relu_last(yf, _flat(x))
+        else:
+            _add_into(yf, _flat(x))
     return y
 
 
@@ -369,11 +389,7 @@ def _add_relu_last(y, x):
 def add_relu_forward(xs):
     """y = the sum of xs (in order), then 0 where y < 0: the graph's Add + ReLU, the ReLU in the last addition's
     pass.  xs : list of at least 2 arrays of one shape, float32 (one: the ReLU of it); returns y : that shape."""
-    if len(xs) == 1:
-        return relu_forward(xs[0])
-    y = add_forward(xs[:-1])
-    _add_relu_last(y.reshape(-1), _flat(xs[-1]))
-    return y
+    return _add(xs, True)
 
 
 def add_relu_backward(dy, y, n):

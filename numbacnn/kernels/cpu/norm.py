@@ -29,7 +29,11 @@ def _as_ncs(a):
 
 
 # ------------------------------------------------------------------ batch norm
-@njit(cache=True, parallel=True)
+#: the channel sums may be reassociated (LLVM then vectorizes them, several float64 partial sums in registers):
+#: the order is fixed by the compiled code, not by the threads, so results stay the same bits from run to run
+_REASSOC = {"reassoc"}
+
+@njit(cache=True, parallel=True, fastmath=_REASSOC)
 def _bn_stats(x, mean, var):
     """x : (N, C, S); writes mean, var : (C,) float64, the batch mean and biased variance."""
     N, C, S = x.shape
@@ -62,7 +66,7 @@ def _bn_apply(x, mean, scale, beta, y, relu):
                 y[n, c, i] = 0 if relu and v < 0 else v
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=_REASSOC)
 def _bn_grad_params(dy, x, mean, invstd, dgamma, dbeta, y, relu):
     """dbeta = sum g, dgamma = sum g * xhat per channel (float64), g = dy, or with ``relu`` dy where the forward's
     output y > 0 and 0 elsewhere (the fused ReLU's gradient).  dy, x, y : (N, C, S)."""

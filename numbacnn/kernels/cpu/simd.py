@@ -168,3 +168,23 @@ def tile_store(typingctx, a, start, tstep, jstep, acc):
                                                   v), align=4)
         return context.get_dummy_value()
     return types.none(a, start, tstep, jstep, acc), codegen
+
+
+@intrinsic
+def tile_fma_outer(typingctx, acc, x, xi, jstep, tstep, w, wi):
+    """acc[j][t] += x[xi + j*jstep + t*tstep] * w[wi : + V] (ONE vector load, a broadcast per accumulator: the
+    outer product of the weight gradient's register tile, input values times an output-gradient vector)."""
+    v, tw, ocb = _shape(acc)
+
+    def codegen(context, builder, sig, args):
+        tile, xs, x0, js, ts, ws, w0 = args
+        xp = _data(context, builder, sig.args[1], xs)
+        wv = builder.load(_vec_at(builder, _data(context, builder, sig.args[5], ws), w0, v), align=4)
+        rows = _unpack(builder, sig.args[0], tile)
+        for j in range(ocb):
+            for t in range(tw):
+                xb = _broadcast(builder, builder.load(builder.gep(xp, [_offset(builder, _offset(builder, x0, js, j),
+                                                                                ts, t)]), align=4), v)
+                rows[j][t] = _fma(builder, xb, wv, rows[j][t])
+        return _pack(context, builder, sig.args[0], rows)
+    return acc(acc, x, xi, jstep, tstep, w, wi), codegen
