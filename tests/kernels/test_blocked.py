@@ -37,6 +37,7 @@ def test_the_blocked_kernels_run_where_their_conversions_pay():
     """auto: C -> K channels with a KH x KW kernel go blocked when C*KH*KW*K >= MIN_INTENSITY * (C + K)."""
     assert not blocked.chosen(1, 6, 5, 5, 1)            # LeNet-5's first layer: 150 / 7
     assert not blocked.chosen(64, 32, 1, 1, 1)          # 1x1: 2048 / 96
+    assert blocked.chosen(16, 16, 3, 3, 1)              # ResNet-20's first stage: 2304 / 32
     assert blocked.chosen(6, 16, 5, 5, 1)               # LeNet-5's second: 2400 / 22
     assert blocked.chosen(64, 64, 3, 3, 1) and blocked.chosen(3, 64, 11, 11, 1)
     assert not blocked.chosen(64, 64, 3, 3, 64)         # grouped: the phase planes
@@ -46,7 +47,7 @@ def test_the_blocked_kernels_run_where_their_conversions_pay():
 @st.composite
 def blocked_geometries(draw):
     """Convolutions the blocked kernels take (groups 1): channels on and off multiples of 8 and 16."""
-    n = draw(st.integers(1, 3))
+    n = draw(st.sampled_from([1, 2, 3, 9]))             # 9: image by image (run_images, run_weight_images)
     c = draw(st.sampled_from([1, 2, 3, 5, 8, 16, 24, 32]))
     k = draw(st.sampled_from([1, 4, 6, 8, 9, 16, 17, 32, 48]))
     kernel, stride, dilation = draw(_pair(1, 5)), draw(_pair(1, 3)), draw(_pair(1, 2))
@@ -60,6 +61,7 @@ def blocked_geometries(draw):
 @example(g=ConvGeom(2, 16, 32, 9, 9, (3, 3), padding=(1, 1)))                     # IL = V, two blocks per tile
 @example(g=ConvGeom(1, 3, 17, 15, 30, (5, 5), stride=(2, 2), padding=(2, 2)))      # RGB, a tail block, stride 2
 @example(g=ConvGeom(3, 32, 16, 4, 4, (1, 1)))                                      # 1x1, one output block
+@example(g=ConvGeom(9, 8, 17, 6, 7, (3, 3), padding=(1, 1)))                        # image by image, a tail
 def test_forward_and_backward_match_the_reference_on_both_widths(width, g):
     """check_op runs the backward too: dx on the blocked kernels for stride 1 (the phase planes otherwise), dw on
     the weight-gradient bodies."""

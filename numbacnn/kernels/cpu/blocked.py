@@ -85,12 +85,13 @@ def vector_width() -> int:
 
 
 # ------------------------------------------------------------------ when the blocked kernels pay
-#: a blocked forward converts x to the blocked layout and y back (work ~ (C + K) values a pixel) around
-#: a reduction of C/groups * KH * KW * K multiply-adds a pixel: below this ratio the conversions cost more than
-#: the faster micro-kernel saves (measured on an AVX-512 Xeon, 2 cores: LeNet-5's first layer 21, a 1x1 64->32
-#: 21 and 16->16 3x3 72 were slower blocked; LeNet-5's second layer 109, 32->32 3x3 144, 64->64 3x3 288 and
-#: AlexNet's first 347 faster).  Layout kept across layers would remove the conversions.
-MIN_INTENSITY = 100
+#: a blocked convolution converts x to the blocked layout and y back (work ~ (C + K) values a pixel, image by
+#: image in cache for a batch, ``run_images``) around a reduction of C/groups * KH * KW * K multiply-adds a pixel:
+#: below this ratio the conversions cost more than the faster micro-kernels save (measured on an AVX-512 Xeon,
+#: 2 cores, forward and backward: LeNet-5's first layer 21 and a 1x1 64->32 21 were slower blocked; 16->16 3x3 72,
+#: LeNet-5's second layer 109, 32->32 3x3 144, 64->64 3x3 288 and AlexNet's first 347 faster).  Layout kept
+#: across layers would remove the conversions.
+MIN_INTENSITY = 48
 #: NUMBACNN_CPU_CONV: "auto" (by MIN_INTENSITY), "blocked" (wherever the kernels apply) or "planes" (never)
 MODES = ("auto", "blocked", "planes")
 
@@ -202,72 +203,140 @@ def forward_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
 
 
 # ------------------------------------------------------------------ layout conversions
+@njit(cache=True)
+def _pack_block(x, dst, cb, ph, pw):
+    """dst[ph + h, pw + w, i] = x[cb*IL + i, h, w], zero elsewhere (padding, channels >= C).
+
+    x : (C, H, W) one image, dst : (Hp, Wp, IL) block ``cb`` of its packed input (every cell written).
+    """
+    C, H, W = x.shape
+    Hp, IL = dst.shape[0], dst.shape[2]
+    for r in range(Hp):
+        h = r - ph
+        row = dst[r]
+        if h < 0 or h >= H:
+            row[:, :] = 0.0
+            continue
+        row[:pw, :] = 0.0
+        row[pw + W:, :] = 0.0
+        for i in range(IL):
+            c = cb * IL + i
+            if c < C:
+                src = x[c, h]
+                for w in range(W):
+                    row[pw + w, i] = src[w]
+            else:
+                for w in range(W):
+                    row[pw + w, i] = 0.0
+
+
 @njit(cache=True, parallel=True)
 def pack_input(x, xp, ph, pw):
-    """xp[n, cb, ph + h, pw + w, i] = x[n, cb*IL + i, h, w], zero elsewhere (padding, channels >= C).
-
-    x : (N, C, H, W) float32, xp : (N, CB, Hp, Wp, IL) float32 (every cell written).
-    """
-    N, C, H, W = x.shape
-    CB, Hp, IL = xp.shape[1], xp.shape[2], xp.shape[4]
-    for task in prange(N * CB):
+    """xp[n, cb] = block cb of image n packed (``_pack_block``).  x : (N, C, H, W), xp : (N, CB, Hp, Wp, IL)."""
+    CB = xp.shape[1]
+    for task in prange(x.shape[0] * CB):
         n, cb = task // CB, task % CB
-        dst = xp[n, cb]
-        for r in range(Hp):
-            h = r - ph
-            row = dst[r]
-            if h < 0 or h >= H:
-                row[:, :] = 0.0
-                continue
-            row[:pw, :] = 0.0
-            row[pw + W:, :] = 0.0
-            for i in range(IL):
-                c = cb * IL + i
-                if c < C:
-                    src = x[n, c, h]
-                    for w in range(W):
-                        row[pw + w, i] = src[w]
-                else:
-                    for w in range(W):
-                        row[pw + w, i] = 0.0
+        _pack_block(x[n], xp[n, cb], cb, ph, pw)
 
 
-@njit(cache=True, parallel=True)
-def unpack_output(yb, y):
-    """y[n, k, oh, ow] = yb[n, k // V, oh, ow, k % V] for ow < OW.
+@njit(cache=True)
+def _unpack_block(src, y, base, mask, ob, mode):
+    """y[ob*V + i, oh, ow] = src[oh, ow, i] for ow < OW and the channels < K; with ``mode`` 1 plus base, with 2
+    plus base and then 0 where mask <= 0 (a ReLU's backward, relu_backward's rule).
 
-    yb : (N, OB, OH, OWp, V) float32, y : (N, K, OH, OW) float32.
+    src : (OH, OWp, V) one block of one image's blocked output; y, base, mask : (K, OH, OW) that image.
     """
-    N, K, OH, OW = y.shape
-    OB, V = yb.shape[1], yb.shape[4]
-    for task in prange(N * OB):
-        n, ob = task // OB, task % OB
-        for i in range(min(V, K - ob * V)):
-            for oh in range(OH):
-                src = yb[n, ob, oh]
-                dst = y[n, ob * V + i, oh]
+    K, OH, OW = y.shape
+    V = src.shape[2]
+    for i in range(min(V, K - ob * V)):
+        k = ob * V + i
+        for oh in range(OH):
+            s = src[oh]
+            d = y[k, oh]
+            if mode == 0:
                 for ow in range(OW):
-                    dst[ow] = src[ow, i]
+                    d[ow] = s[ow, i]
+            else:
+                b = base[k, oh]
+                m = mask[k, oh]
+                for ow in range(OW):
+                    v = b[ow] + s[ow, i]
+                    d[ow] = v if mode == 1 or m[ow] > 0 else 0
 
 
 @njit(cache=True, parallel=True)
-def unpack_output_add(yb, base, mask, relu, y):
-    """y[n, k, oh, ow] = base[n, k, oh, ow] + yb[n, k // V, oh, ow, k % V], then 0 where mask <= 0 when ``relu``
-    (a ReLU's backward, as relu_backward).  yb : (N, OB, OH, OWp, V), base, mask, y : (N, K, OH, OW) float32."""
-    N, K, OH, OW = y.shape
-    OB, V = yb.shape[1], yb.shape[4]
-    for task in prange(N * OB):
+def unpack_output(yb, y, base, mask, mode):
+    """y[n] from yb[n] block by block (``_unpack_block``; base and mask unused with ``mode`` 0).
+
+    yb : (N, OB, OH, OWp, V), y, base, mask : (N, K, OH, OW) float32."""
+    OB = yb.shape[1]
+    for task in prange(y.shape[0] * OB):
         n, ob = task // OB, task % OB
-        for i in range(min(V, K - ob * V)):
-            k = ob * V + i
+        _unpack_block(yb[n, ob], y[n], base[n], mask[n], ob, mode)
+
+
+F2 = types.float32[:, ::1]
+F4 = types.float32[:, :, :, ::1]
+
+
+@njit(types.void(types.FunctionType(BODY), F4, F1, F1, F4, I1, F4, F4, F2, F2, types.int64, types.int64,
+                 types.int64, types.int64), parallel=True, cache=True)
+def run_images(fn, x, wb, bias, y, ip, base, mask, xs, ys, ph, pw, OCB, mode):
+    """A forward body over whole images, one (image, group of OCB output blocks) a task: the image packed into
+    its thread's scratch (once for its groups), the rows computed into the thread's output scratch and unpacked
+    into y (``_unpack_block``'s ``mode``) while both are in cache.  Tasks are split statically over
+    ``T = xs.shape[0]`` scratch rows; each writes its own part of y, so any T gives the same bits.
+
+    x : (N, C, H, W), y, base, mask : (N, K, OH, OW); xs : (T, CB*Hp*Wp*IL), ys : (T, OB*OH*OWp*V); ip as
+    ``_FWD_INTS`` (tasks of one image: n = 0).
+    """
+    CB, Hp, Wp, OB, OH, OWp = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5]
+    IL = xs.shape[1] // (CB * Hp * Wp)
+    V = ys.shape[1] // (OB * OH * OWp)
+    N, K, T = x.shape[0], y.shape[1], xs.shape[0]
+    ngroups = OB // OCB
+    ntasks = N * ngroups
+    for t in prange(T):
+        xl, yl = xs[t], ys[t]
+        x4, y4 = xl.reshape((CB, Hp, Wp, IL)), yl.reshape((OB, OH, OWp, V))
+        last = -1
+        for task in range(t * ntasks // T, (t + 1) * ntasks // T):
+            n, g = task // ngroups, task % ngroups
+            if n != last:
+                for cb in range(CB):
+                    _pack_block(x[n], x4[cb], cb, ph, pw)
+                last = n
             for oh in range(OH):
-                src = yb[n, ob, oh]
-                b = base[n, k, oh]
-                m = mask[n, k, oh]
-                dst = y[n, k, oh]
-                for ow in range(OW):
-                    v = b[ow] + src[ow, i]
-                    dst[ow] = v if not relu or m[ow] > 0 else 0
+                fn(xl, wb, bias, yl, ip, np.int64(g * OH + oh))
+            for ob in range(g * OCB, (g + 1) * OCB):
+                if ob * V < K:
+                    _unpack_block(y4[ob], y[n], base[n], mask[n], ob, mode)
+
+
+@njit(types.void(types.FunctionType(BODY), F4, F4, F2, I1, F2, F2, types.int64, types.int64), parallel=True,
+      cache=True)
+def run_weight_images(fn, x, dy, dwb, ip, xs, ds, ph, pw):
+    """A weight-gradient body over the images of P = dwb.shape[0] parts, one part a task: each image and its
+    output gradient packed into the part's scratch, then every (output block, channel chunk) tile of the image
+    added to the part's dwb row.  The parts depend on the batch only; the caller sums them in order.
+
+    x : (N, C, H, W), dy : (N, K, OH, OW); dwb : (P, OB*C*KH*KW*V) zeroed; xs : (P, CB*Hp*Wp*IL),
+    ds : (P, OB*OH*OW*V); ip as ``_DW_INTS`` for one image (N = P = 1, oy = ox = 0).
+    """
+    CB, Hp, Wp, OB, Hd, Wd = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5]
+    chunks = ip[15]
+    IL = xs.shape[1] // (CB * Hp * Wp)
+    V = ds.shape[1] // (OB * Hd * Wd)
+    N, P = x.shape[0], dwb.shape[0]
+    for p in prange(P):
+        x4, d4 = xs[p].reshape((CB, Hp, Wp, IL)), ds[p].reshape((OB, Hd, Wd, V))
+        for n in range(p * N // P, (p + 1) * N // P):
+            for cb in range(CB):
+                _pack_block(x[n], x4[cb], cb, ph, pw)
+            for ob in range(OB):
+                _pack_block(dy[n], d4[ob], ob, 0, 0)
+            for task in range(OB * chunks):
+                fn(xs[p], ds[p], xs[p], dwb[p], ip, np.int64(task))
 
 
 def pack_weights(w, V, IL, K_blocks):
@@ -302,7 +371,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
     p = _plan(x.shape, w.shape, stride, padding, dilation, groups)
     if p is None:
         return None
-    return _forward_packed(_pack(x, p, "x"), p, w, b, relu)
+    return _forward(x, p, w, b, relu)
 
 
 def _plan(x_shape, w_shape, stride, padding, dilation, groups):
@@ -310,32 +379,38 @@ def _plan(x_shape, w_shape, stride, padding, dilation, groups):
                         vector_width(), vector_registers())
 
 
-def _pack(x, p, name):
-    """x (N, C, H, W) in the blocked, padded input layout of plan ``p`` (a reused buffer named ``name``)."""
-    g = p["ints"]
-    xp = _work(name, (x.shape[0], g["CB"], g["Hp"], g["Wp"], p["IL"]))     # every cell written by pack_input
-    pack_input(x, xp, p["ph"], p["pw"])
-    return xp
+#: a batch runs image by image (``run_images``) when it gives every thread at least this many (image, output
+#: group) tasks, else packed whole with output rows as the tasks (a batch of one still keeps both cores busy)
+IMAGE_TASKS = 4
 
 
-def _forward_packed(xp, p, w, b, relu, base=None, mask=None):
-    """y (N, K, OH, OW) of plan ``p`` from its packed input ``xp`` (``base`` + y, zeroed where ``mask`` <= 0
-    when a mask is given, when ``base`` is: the gradient the graph summed so far, a ReLU's backward)."""
+def _forward(x, p, w, b, relu, base=None, mask=None):
+    """y (N, K, OH, OW) of plan ``p`` from x (N, C, H, W) C-contiguous float32 (``base`` + y when ``base`` is
+    given, then zeroed where ``mask`` <= 0 when a mask is: the gradient the graph summed so far, a ReLU's
+    backward).  Either path computes every output with the same operations: the same bits."""
     V, IL, g = p["V"], p["IL"], p["ints"]
-    N, K = xp.shape[0], w.shape[0]
+    N, K = x.shape[0], w.shape[0]
     wb = pack_weights(w, V, IL, g["OB"])
     bias = np.zeros(g["OB"] * V, np.float32)
     if b is not None:
         bias[:K] = b
     ints = np.array([g[k] for k in _FWD_INTS[:-1]] + [int(relu)], np.int64)
-    yb = _work("y", (N, g["OB"], g["OH"], g["OWp"], V))         # every cell written by the body
     body = forward_body(V, IL, p["SW"], p["TW"], p["OCB"])
-    run_tasks(body, xp.reshape(-1), wb.reshape(-1), bias, yb.reshape(-1), ints, p["ntasks"])
     y = np.empty((N, K, g["OH"], p["OW"]), np.float32)
-    if base is None:
-        unpack_output(yb, y)
-    else:
-        unpack_output_add(yb, base, base if mask is None else mask, mask is not None, y)
+    mode = 0 if base is None else 1 if mask is None else 2
+    base = y if base is None else base
+    mask = y if mask is None else mask
+    T = numba.get_num_threads()
+    if N * (g["OB"] // p["OCB"]) >= IMAGE_TASKS * T:
+        xs = _work("xs", (T, g["CB"] * g["Hp"] * g["Wp"] * IL))
+        ys = _work("ys", (T, g["OB"] * g["OH"] * g["OWp"] * V))
+        run_images(body, x, wb.reshape(-1), bias, y, ints, base, mask, xs, ys, p["ph"], p["pw"], p["OCB"], mode)
+        return y
+    xp = _work("x", (N, g["CB"], g["Hp"], g["Wp"], IL))        # every cell written by pack_input
+    pack_input(x, xp, p["ph"], p["pw"])
+    yb = _work("y", (N, g["OB"], g["OH"], g["OWp"], V))         # every cell written by the body
+    run_tasks(body, xp.reshape(-1), wb.reshape(-1), bias, yb.reshape(-1), ints, p["ntasks"])
+    unpack_output(yb, y, base, mask, mode)
     return y
 
 
@@ -346,6 +421,8 @@ _DW_INTS = ("CB", "Hp", "Wp", "OB", "Hd", "Wd", "oy", "ox", "OH", "OW", "KH", "S
 #: a weight-gradient pass has at least this many tasks where the batch allows (it is split into P parts of
 #: images, summed in order at the end): the parts depend on the shapes only, so any thread count gives the same bits
 _DW_TASKS = 16
+#: a batch of at least this many images runs image by image in this many parts (``run_weight_images``)
+IMAGE_PARTS = 8
 
 
 @functools.lru_cache(maxsize=None)
@@ -406,12 +483,13 @@ def weight_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
     TC = max(d for d in range(1, min(most, C) + 1) if (IL if IL > 1 else C) % d == 0)
     OB = -(-K // V)
     tasks = OB * (C // TC)
-    P = 1
-    while tasks * P < _DW_TASKS and 2 * P <= N:
+    images = N >= IMAGE_PARTS
+    P = IMAGE_PARTS if images else 1
+    while not images and tasks * P < _DW_TASKS and 2 * P <= N:
         P *= 2
     ints = dict(CB=C // IL, Hp=H + 2 * ph, Wp=W + 2 * pw, OB=OB, OH=OH, OW=OW, KH=KH, SH=SH, SW=SW, DH=DH, DW=DW,
                 chunks=C // TC, P=P, N=N, C=C)
-    return dict(V=V, IL=IL, KW=KW, TC=TC, ph=ph, pw=pw, ints=ints, ntasks=tasks * P)
+    return dict(V=V, IL=IL, KW=KW, TC=TC, ph=ph, pw=pw, ints=ints, ntasks=tasks * P, images=images)
 
 
 def _flipped(w):
@@ -436,9 +514,9 @@ def input_plan(x_shape, w_shape, stride, padding, dilation, groups):
 def conv2d_backward(dy, x, w, stride, padding, dilation, groups, want_dx=True, want_dw=True, base=None,
                     mask=None):
     """(dx | None, dw | None) of y = conv2d(x, w) on the blocked kernels: dx as the forward convolution of dy
-    with the flipped weights (stride 1 only: None for other strides), dw by ``weight_body``.  dy is packed
-    once where both use the same layout.  Returns None where the kernels do not apply (groups > 1).  With
-    ``base``, dx is base + dx (zeroed where ``mask`` <= 0 when a mask is given), in the unpacking pass.
+    with the flipped weights (stride 1 only: None for other strides), dw by ``weight_body``.  Returns None
+    where the kernels do not apply (groups > 1).  With ``base``, dx is base + dx (zeroed where ``mask`` <= 0
+    when a mask is given), in the unpacking pass.
 
     dy : (N, K, OH, OW), x : (N, C, H, W), w : (K, C, KH, KW) float32 C-contiguous (x only for dw, w for dx);
     base, mask : x's shape float32.
@@ -447,30 +525,35 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, want_dx=True, w
         return None
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     geo = (tuple(stride), tuple(padding), tuple(dilation))
-    dx = dyp = None
+    dx = None
     ip = input_plan(x_shape, w_shape, *geo, 1) if want_dx else None
     if ip is not None:
-        p, pad = ip
-        dyp = _pack(dy, p, "x")
-        dx = _forward_packed(dyp, p, _flipped(w), None, False, base, mask)
+        dx = _forward(dy, ip[0], _flipped(w), None, False, base, mask)
     if not want_dw:
         return dx, None
     q = weight_plan(x_shape, w_shape, *geo, 1, vector_width(), vector_registers())
-    if q is None:
-        return dx, None
-    V, g = q["V"], dict(q["ints"])
-    if dyp is not None and dyp.shape[4] == V:
-        g.update(Hd=dyp.shape[2], Wd=dyp.shape[3], oy=pad[0], ox=pad[1])
+    return dx, None if q is None else _weight_gradient(dy, x, w_shape, q)
+
+
+def _weight_gradient(dy, x, w_shape, q):
+    """dw (K, C, KH, KW) of plan ``q``: image by image in parts (``run_weight_images``), or for a small batch
+    packed whole with (part, output block, channel chunk) tiles as the tasks."""
+    V, IL, g = q["V"], q["IL"], dict(q["ints"])
+    N, P, body = dy.shape[0], g["P"], weight_body(V, q["IL"], q["KW"], q["TC"])
+    dwb = np.zeros((P, g["OB"], g["C"], w_shape[2], w_shape[3], V), np.float32)
+    if q["images"]:
+        g.update(Hd=g["OH"], Wd=g["OW"], oy=0, ox=0, N=1, P=1)
+        xs = _work("wxs", (P, g["CB"] * g["Hp"] * g["Wp"] * IL))
+        ds = _work("wds", (P, g["OB"] * g["OH"] * g["OW"] * V))
+        ints = np.array([g[k] for k in _DW_INTS], np.int64)
+        run_weight_images(body, x, dy, dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"])
     else:
-        dyp = _work("dy", (dy.shape[0], g["OB"], g["OH"], g["OW"], V))
-        pack_input(dy, dyp, 0, 0)
         g.update(Hd=g["OH"], Wd=g["OW"], oy=0, ox=0)
-    xp = _work("bx", (x.shape[0], g["CB"], g["Hp"], g["Wp"], q["IL"]))
-    pack_input(x, xp, q["ph"], q["pw"])
-    dwb = np.zeros((g["P"], g["OB"], g["C"], w_shape[2], w_shape[3], V), np.float32)
-    ints = np.array([g[k] for k in _DW_INTS], np.int64)
-    run_tasks(weight_body(V, q["IL"], q["KW"], q["TC"]), xp.reshape(-1), dyp.reshape(-1), dwb.reshape(-1)[:1],
-              dwb.reshape(-1), ints, q["ntasks"])
-    s = dwb.sum(axis=0) if g["P"] > 1 else dwb[0]
-    K = w_shape[0]
-    return dx, np.ascontiguousarray(s.transpose(0, 4, 1, 2, 3).reshape(-1, *w_shape[1:])[:K])
+        dyp = _work("dy", (N, g["OB"], g["OH"], g["OW"], V))
+        pack_input(dy, dyp, 0, 0)
+        xp = _work("bx", (N, g["CB"], g["Hp"], g["Wp"], IL))
+        pack_input(x, xp, q["ph"], q["pw"])
+        ints = np.array([g[k] for k in _DW_INTS], np.int64)
+        run_tasks(body, xp.reshape(-1), dyp.reshape(-1), dwb.reshape(-1)[:1], dwb.reshape(-1), ints, q["ntasks"])
+    s = dwb.sum(axis=0) if P > 1 else dwb[0]
+    return np.ascontiguousarray(s.transpose(0, 4, 1, 2, 3).reshape(-1, *w_shape[1:])[:w_shape[0]])
