@@ -130,7 +130,7 @@ def ours_train(device, name, repeats, warmup, clock):
     def step():
         out = model.forward(be.asarray(xh), training=True)
         loss, dout, probs = loss_fn(be, out, be.asarray(yh, dtype=np.int64))
-        model.backward(dout)
+        model.backward(dout, input_grad=False)      # as train.fit: no gradient for the images
         opt.step(model)
         be.to_host(be.argmax(probs))
         return loss

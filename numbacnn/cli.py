@@ -716,7 +716,8 @@ def models(recipe):
 @device_option
 def time_(model_spec, batch_size, iterations, input_shape, classes, device):
     """Per-layer forward and backward time of MODEL (like 'caffe time'): median milliseconds over
-    --iterations training passes on random data, then totals and images/s."""
+    --iterations training passes on random data (no gradient for the input images, as in training), then totals
+    and images/s."""
     from .compile import announcing, compiles, throwaway_copy
     from .profile import time_layers
     from .run import load_any_model

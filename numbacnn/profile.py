@@ -45,7 +45,7 @@ def time_layers(model, batch_size: int, iterations: int, seed: int = 0):
         out = model.forward(x, training=True, until=logits, hook=fwd)
         _, dout, _ = loss_fn(be, out, y)
         bwd.start()
-        model.backward(dout, start=logits, hook=bwd)
+        model.backward(dout, start=logits, hook=bwd, input_grad=False)   # as in training: none for the images
     order = model.plan(logits)
     return {n: fwd.times[n] for n in order}, {n: bwd.times[n] for n in order}
 

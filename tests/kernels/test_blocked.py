@@ -159,3 +159,20 @@ def test_backward_add_is_the_backward_then_add_then_relu_mask(mode, stride, monk
         want = be.relu_backward(want, x) if relu else want
         for a, b in zip(got, (want, dw, db)):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_each_gradient_alone_is_the_one_of_the_whole_backward(width, stride):
+    """conv2d_backward_input (no x), conv2d_backward_weight (no w) and conv2d_backward_params (a model's first
+    layer) on the blocked kernels give conv2d_backward's bits."""
+    from numbacnn.backends import get_backend
+    be, rng = get_backend("cpu"), np.random.default_rng(stride)
+    x = rng.standard_normal((9, 16, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    geo = ((stride, stride), (1, 1), (1, 1), 1)
+    dy = rng.standard_normal(be.conv2d_forward(x, w, None, *geo).shape).astype(np.float32)
+    dx, dw, db = be.conv2d_backward(dy, x, w, *geo, True)
+    np.testing.assert_array_equal(be.k.conv2d_backward_input(dy, w, x.shape, *geo), dx)
+    np.testing.assert_array_equal(be.k.conv2d_backward_weight(dy, x, w.shape, *geo), dw)
+    for a, b in zip(be.conv2d_backward_params(dy, x, w, *geo, True), (dw, db)):
+        np.testing.assert_array_equal(a, b)

@@ -511,19 +511,19 @@ def input_plan(x_shape, w_shape, stride, padding, dilation, groups):
     return None if p is None else (p, pad)
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups, want_dx=True, want_dw=True, base=None,
-                    mask=None):
+def conv2d_backward(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups, want_dx=True, want_dw=True,
+                    base=None, mask=None):
     """(dx | None, dw | None) of y = conv2d(x, w) on the blocked kernels: dx as the forward convolution of dy
     with the flipped weights (stride 1 only: None for other strides), dw by ``weight_body``.  Returns None
     where the kernels do not apply (groups > 1).  With ``base``, dx is base + dx (zeroed where ``mask`` <= 0
     when a mask is given), in the unpacking pass.
 
-    dy : (N, K, OH, OW), x : (N, C, H, W), w : (K, C, KH, KW) float32 C-contiguous (x only for dw, w for dx);
-    base, mask : x's shape float32.
+    dy : (N, K, OH, OW), x : (N, C, H, W), w : (K, C, KH, KW) float32 C-contiguous (x only for dw, w only for
+    dx: None otherwise); x_shape, w_shape their shapes; base, mask : x's shape float32.
     """
     if groups != 1:
         return None
-    x_shape, w_shape = tuple(x.shape), tuple(w.shape)
+    x_shape, w_shape = tuple(int(v) for v in x_shape), tuple(int(v) for v in w_shape)
     geo = (tuple(stride), tuple(padding), tuple(dilation))
     dx = None
     ip = input_plan(x_shape, w_shape, *geo, 1) if want_dx else None
