@@ -47,7 +47,7 @@ def test_the_blocked_kernels_run_where_their_conversions_pay():
 @st.composite
 def blocked_geometries(draw):
     """Convolutions the blocked kernels take (groups 1): channels on and off multiples of 8 and 16."""
-    n = draw(st.sampled_from([1, 2, 3, 9]))             # 9: image by image (run_images, run_weight_images)
+    n = draw(st.sampled_from([1, 2, 3, 9]))             # 9: whole images a task, dw in 8 parts
     c = draw(st.sampled_from([1, 2, 3, 5, 8, 16, 24, 32]))
     k = draw(st.sampled_from([1, 4, 6, 8, 9, 16, 17, 32, 48]))
     kernel, stride, dilation = draw(_pair(1, 5)), draw(_pair(1, 3)), draw(_pair(1, 2))
@@ -61,7 +61,8 @@ def blocked_geometries(draw):
 @example(g=ConvGeom(2, 16, 32, 9, 9, (3, 3), padding=(1, 1)))                     # IL = V, two blocks per tile
 @example(g=ConvGeom(1, 3, 17, 15, 30, (5, 5), stride=(2, 2), padding=(2, 2)))      # RGB, a tail block, stride 2
 @example(g=ConvGeom(3, 32, 16, 4, 4, (1, 1)))                                      # 1x1, one output block
-@example(g=ConvGeom(9, 8, 17, 6, 7, (3, 3), padding=(1, 1)))                        # image by image, a tail
+@example(g=ConvGeom(9, 8, 17, 6, 7, (3, 3), padding=(1, 1)))                        # a batch, a tail block
+@example(g=ConvGeom(2, 1, 6, 12, 12, (5, 5), padding=(2, 2)))                       # dw tiles of kernel rows
 def test_forward_and_backward_match_the_reference_on_both_widths(width, g):
     """check_op runs the backward too: dx on the blocked kernels for stride 1 (the phase planes otherwise), dw on
     the weight-gradient bodies."""
@@ -121,16 +122,17 @@ def test_the_hot_loop_is_full_width_fma_without_spills(V, IL, SW, TW, OCB):
     assert m["instructions"] - m["fma"] - m["vector_loads"] - m["broadcasts"] <= 6, what
 
 
-#: (V, IL, KW, TC): the weight-gradient tiles the plans choose for AVX-512 (32 registers) and AVX2 (16)
-WEIGHT_BODIES = [(16, 16, 3, 8), (16, 1, 5, 6), (16, 16, 1, 16), (8, 8, 3, 4), (8, 1, 5, 2)]
+#: (V, IL, KW, TC, ROWS): the weight-gradient tiles the plans choose for AVX-512 (32 registers) and AVX2 (16)
+WEIGHT_BODIES = [(16, 16, 3, 8, False), (16, 1, 5, 6, False), (16, 16, 1, 16, False), (8, 8, 3, 4, False),
+                 (8, 1, 5, 2, False), (8, 1, 5, 5, True)]
 
 
-@pytest.mark.parametrize("V, IL, KW, TC", WEIGHT_BODIES)
-def test_the_weight_gradient_hot_loop_is_one_vector_load_and_full_width_fma(V, IL, KW, TC):
-    body = blocked.make_weight_body(V, IL, KW, TC)
+@pytest.mark.parametrize("V, IL, KW, TC, ROWS", WEIGHT_BODIES)
+def test_the_weight_gradient_hot_loop_is_one_vector_load_and_full_width_fma(V, IL, KW, TC, ROWS):
+    body = blocked.make_weight_body(V, IL, KW, TC, ROWS)
     m = hot_loop(body.inspect_asm(body.signatures[0]))
     unroll = m["fma"] // (KW * TC)
-    what = f"weight body {(V, IL, KW, TC)}: {describe(m)}"
+    what = f"weight body {(V, IL, KW, TC, ROWS)}: {describe(m)}"
     assert unroll >= 1 and m["fma"] == unroll * KW * TC, what
     assert m["fma_width"] == V and m["stack"] == 0, what
     assert m["vector_loads"] + (m["fma"] - m["fma_memory_operand"] - m["broadcasts"]) <= unroll * (1 + 1), what

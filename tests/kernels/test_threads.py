@@ -51,8 +51,9 @@ CONVS = [ConvGeom(1, 16, 32, 12, 12, (3, 3), padding=(1, 1)),                   
          ConvGeom(2, 32, 16, 8, 8, (1, 1)),
          ConvGeom(2, 12, 12, 9, 9, (3, 3), padding=(1, 1), groups=12),          # depthwise
          ConvGeom(33, 4, 4, 6, 6, (3, 3), padding=(1, 1)),                      # many image blocks
-         ConvGeom(6, 16, 32, 8, 8, (3, 3), padding=(1, 1)),    # blocked: image by image on 1 thread, rows on 2
-         ConvGeom(9, 16, 16, 7, 7, (3, 3), padding=(1, 1))]    # blocked, dw image by image in 8 parts
+         ConvGeom(6, 16, 32, 8, 8, (3, 3), padding=(1, 1)),    # blocked: whole images on 1 thread, rows cut on 2
+         ConvGeom(9, 16, 16, 7, 7, (3, 3), padding=(1, 1)),    # blocked, dw in 8 parts of images
+         ConvGeom(1, 1, 6, 12, 12, (5, 5), padding=(2, 2))]    # dw tiles of kernel rows, in groups
 POOLS = [PoolGeom(1, 8, 16, 16, (2, 2), (2, 2)), PoolGeom(5, 4, 9, 9, (3, 3), (2, 2), (1, 1))]
 
 

@@ -5,22 +5,31 @@ Layouts (inside the CPU backend; the public API stays NCHW)
 ``V`` is the fp32 vector width: 16 lanes with AVX-512, 8 with AVX2, chosen from the CPU's features at run
 time (``vector_width``; ``set_vector_width(8)`` or NUMBACNN_CPU_VECTOR=8 forces 8 on an AVX-512 host).
 
-* input   xp : (N, CB, Hp, Wp, IL)  zero padded; ``IL = V`` lanes of channels when C is a multiple of V,
-                                    else ``IL = 1`` (CB = C planes: small C such as RGB or LeNet-5's)
+* input   xp : (CB, Hp, Wp, IL)  one image, zero padded; ``IL = V`` lanes of channels when C is a multiple of
+                                V, else ``IL = 1`` (CB = C planes: small C such as RGB or LeNet-5's)
 * weights wb : (OB, KH, KW, CB, IL, V)  output channels in blocks of V (zero padded to OB*V)
-* output  yb : (N, OB, OH, OWp, V)  OWp = OW rounded up to a multiple of the tile width TW
+* output  yb : (OB, OH, OWp, V)  one image; OWp = OW rounded up to a multiple of the tile width TW
 
 The micro-kernel
 ----------------
-One task computes one output row ``oh`` of one image for ``OCB`` (1 or 2) blocks of V output channels.  The
-row is cut into tiles of ``TW`` pixels; a tile keeps ``OCB x TW`` vector accumulators in registers for the
-whole reduction over taps and input channels: per input value, ONE broadcast and OCB multiply-adds with
-weight vectors (``simd.tile_fma``).  ``TW`` and ``OCB`` fill the register file (32 vector registers with
-AVX-512, 16 without: ``OCB*TW + OCB + 1`` of them).  Bodies are compiled per (V, IL, column stride, TW, OCB)
-and cached on disk (``forward_body``); kernel size, row stride and dilation are run-time loop bounds, so a
-model compiles one body per distinct layer shape at most.  ``run_tasks``, compiled once, runs any body over
-its tasks on Numba's threads through a first-class function pointer; tasks write disjoint outputs, so results
-are the same bits for any thread count.  A batch of one still has ``OB/OCB * OH`` tasks: both cores work.
+One call computes one output row ``oh`` for ``OCB`` (1 or 2) blocks of V output channels.  The row is cut into
+tiles of ``TW`` pixels; a tile keeps ``OCB x TW`` vector accumulators in registers for the whole reduction over
+taps and input channels: per input value, ONE broadcast and OCB multiply-adds with weight vectors
+(``simd.tile_fma``).  ``TW`` and ``OCB`` fill the register file (32 vector registers with AVX-512, 16 without:
+``OCB*TW + OCB + 1`` of them).  Bodies are compiled per (V, IL, column stride, TW, OCB) and cached on disk
+(``forward_body``); kernel size, row stride and dilation are run-time loop bounds, so a model compiles one
+body per distinct layer shape at most.  The weight gradient's bodies keep a tile of dw (input channels or
+kernel rows x taps x V output channels) over an image's pixels (``weight_body``); dx is the forward body run
+on dy with the flipped weights (stride 1).
+
+The drivers
+-----------
+``run_images`` and ``run_weight_images``, compiled once each, run any body through a first-class function
+pointer, image by image: a task packs its image (NCHW -> blocked, in its thread's scratch), runs the body and
+unpacks its rows straight into the NCHW result, so the blocked copies live in cache, never in memory.  A
+batch of one is cut into chunks of rows (forward) or groups of tiles (weight gradient) so that both cores
+work.  Tasks write disjoint outputs and sums run in an order fixed by the shapes: the same bits for any
+thread count.
 
 ``conv2d_forward(x, w, b, ...)`` returns None for what it does not cover (groups > 1): conv2d.py then runs
 its phase-plane kernels.
@@ -103,12 +112,10 @@ def chosen(C, K, KH, KW, groups, mode="auto") -> bool:
     return mode == "blocked" or C * KH * KW * K >= MIN_INTENSITY * (C + K)
 
 
-# ------------------------------------------------------------------ the generic parallel driver
-@njit(types.void(types.FunctionType(BODY), F1, F1, F1, F1, I1, types.int64), parallel=True, cache=True)
-def run_tasks(fn, a, b, c, d, ip, ntasks):
-    """fn(a, b, c, d, ip, t) for t < ntasks, on Numba's threads (a static split: disjoint outputs per task)."""
-    for t in prange(ntasks):
-        fn(a, b, c, d, ip, np.int64(t))
+def weight_chosen(C, KH, KW, groups, mode="auto") -> bool:
+    """Whether the weight gradient runs blocked where ``chosen`` says no: few input channels (a grayscale or RGB
+    model input, whose layer computes only dw), where the register tile holds a channel's KH x KW taps."""
+    return groups == 1 and mode == "auto" and C < KH and KH * KW <= vector_registers() - 2
 
 
 # ------------------------------------------------------------------ forward
@@ -198,20 +205,17 @@ def forward_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
     Hp = H + 2 * ph
     Wp = max(W + 2 * pw, (OWp - 1) * SW + (KW - 1) * DW + 1)
     ints = dict(CB=C // IL, Hp=Hp, Wp=Wp, OB=OB, OH=OH, OWp=OWp, KH=KH, KW=KW, SH=SH, DH=DH, DW=DW, relu=0)
-    return dict(V=V, IL=IL, SW=SW, TW=TW, OCB=OCB, ph=ph, pw=pw, OW=OW, ints=ints,
-                ntasks=N * (OB // OCB) * OH)
+    return dict(V=V, IL=IL, SW=SW, TW=TW, OCB=OCB, ph=ph, pw=pw, OW=OW, ints=ints)
 
 
-# ------------------------------------------------------------------ layout conversions
+# ------------------------------------------------------------------ layout conversions and the drivers
 @njit(cache=True)
-def _pack_block(x, dst, cb, ph, pw):
-    """dst[ph + h, pw + w, i] = x[cb*IL + i, h, w], zero elsewhere (padding, channels >= C).
-
-    x : (C, H, W) one image, dst : (Hp, Wp, IL) block ``cb`` of its packed input (every cell written).
-    """
+def _pack_block(x, dst, cb, ph, pw, r0, r1):
+    """dst[r, pw + w, i] = x[cb*IL + i, r - ph, w] for the padded rows r0 <= r < r1, zero where that is padding
+    or a channel >= C.  x : (C, H, W) one image, dst : (Hp, Wp, IL) block ``cb`` of its packed input."""
     C, H, W = x.shape
-    Hp, IL = dst.shape[0], dst.shape[2]
-    for r in range(Hp):
+    IL = dst.shape[2]
+    for r in range(r0, r1):
         h = r - ph
         row = dst[r]
         if h < 0 or h >= H:
@@ -230,19 +234,10 @@ def _pack_block(x, dst, cb, ph, pw):
                     row[pw + w, i] = 0.0
 
 
-@njit(cache=True, parallel=True)
-def pack_input(x, xp, ph, pw):
-    """xp[n, cb] = block cb of image n packed (``_pack_block``).  x : (N, C, H, W), xp : (N, CB, Hp, Wp, IL)."""
-    CB = xp.shape[1]
-    for task in prange(x.shape[0] * CB):
-        n, cb = task // CB, task % CB
-        _pack_block(x[n], xp[n, cb], cb, ph, pw)
-
-
 @njit(cache=True)
-def _unpack_block(src, y, base, mask, ob, mode):
-    """y[ob*V + i, oh, ow] = src[oh, ow, i] for ow < OW and the channels < K; with ``mode`` 1 plus base, with 2
-    plus base and then 0 where mask <= 0 (a ReLU's backward, relu_backward's rule).
+def _unpack_block(src, y, base, mask, ob, mode, oh0, oh1):
+    """y[ob*V + i, oh, ow] = src[oh, ow, i] for oh0 <= oh < oh1, ow < OW and the channels < K; with ``mode`` 1
+    plus base, with 2 plus base and then 0 where mask <= 0 (a ReLU's backward, relu_backward's rule).
 
     src : (OH, OWp, V) one block of one image's blocked output; y, base, mask : (K, OH, OW) that image.
     """
@@ -250,7 +245,7 @@ def _unpack_block(src, y, base, mask, ob, mode):
     V = src.shape[2]
     for i in range(min(V, K - ob * V)):
         k = ob * V + i
-        for oh in range(OH):
+        for oh in range(oh0, oh1):
             s = src[oh]
             d = y[k, oh]
             if mode == 0:
@@ -264,79 +259,79 @@ def _unpack_block(src, y, base, mask, ob, mode):
                     d[ow] = v if mode == 1 or m[ow] > 0 else 0
 
 
-@njit(cache=True, parallel=True)
-def unpack_output(yb, y, base, mask, mode):
-    """y[n] from yb[n] block by block (``_unpack_block``; base and mask unused with ``mode`` 0).
-
-    yb : (N, OB, OH, OWp, V), y, base, mask : (N, K, OH, OW) float32."""
-    OB = yb.shape[1]
-    for task in prange(y.shape[0] * OB):
-        n, ob = task // OB, task % OB
-        _unpack_block(yb[n, ob], y[n], base[n], mask[n], ob, mode)
-
-
 F2 = types.float32[:, ::1]
 F4 = types.float32[:, :, :, ::1]
 
 
 @njit(types.void(types.FunctionType(BODY), F4, F1, F1, F4, I1, F4, F4, F2, F2, types.int64, types.int64,
-                 types.int64, types.int64), parallel=True, cache=True)
-def run_images(fn, x, wb, bias, y, ip, base, mask, xs, ys, ph, pw, OCB, mode):
-    """A forward body over whole images, one (image, group of OCB output blocks) a task: the image packed into
-    its thread's scratch (once for its groups), the rows computed into the thread's output scratch and unpacked
-    into y (``_unpack_block``'s ``mode``) while both are in cache.  Tasks are split statically over
-    ``T = xs.shape[0]`` scratch rows; each writes its own part of y, so any T gives the same bits.
+                 types.int64, types.int64, types.int64), parallel=True, cache=True)
+def run_images(fn, x, wb, bias, y, ip, base, mask, xs, ys, ph, pw, OCB, mode, R):
+    """A forward body over the batch, one (image, chunk of output rows, group of OCB output blocks) a task: the
+    input rows the chunk reads packed into its thread's scratch (once for the chunk's groups), the rows
+    computed into the thread's output scratch and unpacked into y (``_unpack_block``'s ``mode``) while both are
+    in cache.  ``R`` chunks an image: 1 for a batch, more to give both cores work at batch 1.  Tasks are split
+    statically over ``T = xs.shape[0]`` scratch rows; each writes its own part of y, so any T and R give the
+    same bits.
 
     x : (N, C, H, W), y, base, mask : (N, K, OH, OW); xs : (T, CB*Hp*Wp*IL), ys : (T, OB*OH*OWp*V); ip as
     ``_FWD_INTS`` (tasks of one image: n = 0).
     """
     CB, Hp, Wp, OB, OH, OWp = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5]
+    KH, SH, DH = ip[6], ip[8], ip[9]
     IL = xs.shape[1] // (CB * Hp * Wp)
     V = ys.shape[1] // (OB * OH * OWp)
     N, K, T = x.shape[0], y.shape[1], xs.shape[0]
     ngroups = OB // OCB
-    ntasks = N * ngroups
+    ntasks = N * R * ngroups
     for t in prange(T):
         xl, yl = xs[t], ys[t]
         x4, y4 = xl.reshape((CB, Hp, Wp, IL)), yl.reshape((OB, OH, OWp, V))
         last = -1
         for task in range(t * ntasks // T, (t + 1) * ntasks // T):
-            n, g = task // ngroups, task % ngroups
-            if n != last:
+            g, nc = task % ngroups, task // ngroups
+            n, c = nc // R, nc % R
+            oh0, oh1 = c * OH // R, (c + 1) * OH // R
+            if nc != last:
                 for cb in range(CB):
-                    _pack_block(x[n], x4[cb], cb, ph, pw)
-                last = n
-            for oh in range(OH):
+                    _pack_block(x[n], x4[cb], cb, ph, pw, oh0 * SH, (oh1 - 1) * SH + (KH - 1) * DH + 1)
+                last = nc
+            for oh in range(oh0, oh1):
                 fn(xl, wb, bias, yl, ip, np.int64(g * OH + oh))
             for ob in range(g * OCB, (g + 1) * OCB):
                 if ob * V < K:
-                    _unpack_block(y4[ob], y[n], base[n], mask[n], ob, mode)
+                    _unpack_block(y4[ob], y[n], base[n], mask[n], ob, mode, oh0, oh1)
 
 
-@njit(types.void(types.FunctionType(BODY), F4, F4, F2, I1, F2, F2, types.int64, types.int64), parallel=True,
-      cache=True)
-def run_weight_images(fn, x, dy, dwb, ip, xs, ds, ph, pw):
-    """A weight-gradient body over the images of P = dwb.shape[0] parts, one part a task: each image and its
-    output gradient packed into the part's scratch, then every (output block, channel chunk) tile of the image
-    added to the part's dwb row.  The parts depend on the batch only; the caller sums them in order.
+@njit(types.void(types.FunctionType(BODY), F4, F4, F2, I1, F2, F2, types.int64, types.int64, types.int64),
+      parallel=True, cache=True)
+def run_weight_images(fn, x, dy, dwb, ip, xs, ds, ph, pw, G):
+    """A weight-gradient body over the batch in P = dwb.shape[0] parts of images, one (part, group of tiles) a
+    task: each image of the part and its output gradient packed into the thread's scratch, then the group's
+    share of the J = OB*chunks (output block, channel chunk) tiles of the image added to the part's dwb row.
+    ``G`` groups split a part's tiles when the batch is small (both cores busy at batch 1); every tile has one
+    task, so the sums run in a fixed order whatever the threads; the caller sums the parts in order.
 
-    x : (N, C, H, W), dy : (N, K, OH, OW); dwb : (P, OB*C*KH*KW*V) zeroed; xs : (P, CB*Hp*Wp*IL),
-    ds : (P, OB*OH*OW*V); ip as ``_DW_INTS`` for one image (N = P = 1, oy = ox = 0).
+    x : (N, C, H, W), dy : (N, K, OH, OW); dwb : (P, OB*C*KH*KW*V) zeroed; xs : (T, CB*Hp*Wp*IL),
+    ds : (T, OB*OH*OW*V); ip as ``_DW_INTS`` for one image (N = P = 1, oy = ox = 0).
     """
     CB, Hp, Wp, OB, Hd, Wd = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5]
     chunks = ip[15]
     IL = xs.shape[1] // (CB * Hp * Wp)
     V = ds.shape[1] // (OB * Hd * Wd)
-    N, P = x.shape[0], dwb.shape[0]
-    for p in prange(P):
-        x4, d4 = xs[p].reshape((CB, Hp, Wp, IL)), ds[p].reshape((OB, Hd, Wd, V))
-        for n in range(p * N // P, (p + 1) * N // P):
-            for cb in range(CB):
-                _pack_block(x[n], x4[cb], cb, ph, pw)
-            for ob in range(OB):
-                _pack_block(dy[n], d4[ob], ob, 0, 0)
-            for task in range(OB * chunks):
-                fn(xs[p], ds[p], xs[p], dwb[p], ip, np.int64(task))
+    N, P, T = x.shape[0], dwb.shape[0], xs.shape[0]
+    J = OB * chunks
+    ntasks = P * G
+    for t in prange(T):
+        x4, d4 = xs[t].reshape((CB, Hp, Wp, IL)), ds[t].reshape((OB, Hd, Wd, V))
+        for task in range(t * ntasks // T, (t + 1) * ntasks // T):
+            p, gi = task // G, task % G
+            for n in range(p * N // P, (p + 1) * N // P):
+                for cb in range(CB):
+                    _pack_block(x[n], x4[cb], cb, ph, pw, 0, Hp)
+                for ob in range(OB):
+                    _pack_block(dy[n], d4[ob], ob, 0, 0, 0, Hd)
+                for j in range(gi * J // G, (gi + 1) * J // G):
+                    fn(xs[t], ds[t], xs[t], dwb[p], ip, np.int64(j))
 
 
 def pack_weights(w, V, IL, K_blocks):
@@ -379,15 +374,15 @@ def _plan(x_shape, w_shape, stride, padding, dilation, groups):
                         vector_width(), vector_registers())
 
 
-#: a batch runs image by image (``run_images``) when it gives every thread at least this many (image, output
-#: group) tasks, else packed whole with output rows as the tasks (a batch of one still keeps both cores busy)
+#: ``run_images`` cuts images into chunks of rows until every thread has at least this many tasks (a batch
+#: needs none; a batch of one still keeps both cores busy)
 IMAGE_TASKS = 4
 
 
 def _forward(x, p, w, b, relu, base=None, mask=None):
     """y (N, K, OH, OW) of plan ``p`` from x (N, C, H, W) C-contiguous float32 (``base`` + y when ``base`` is
     given, then zeroed where ``mask`` <= 0 when a mask is: the gradient the graph summed so far, a ReLU's
-    backward).  Either path computes every output with the same operations: the same bits."""
+    backward), by ``run_images``."""
     V, IL, g = p["V"], p["IL"], p["ints"]
     N, K = x.shape[0], w.shape[0]
     wb = pack_weights(w, V, IL, g["OB"])
@@ -398,19 +393,13 @@ def _forward(x, p, w, b, relu, base=None, mask=None):
     body = forward_body(V, IL, p["SW"], p["TW"], p["OCB"])
     y = np.empty((N, K, g["OH"], p["OW"]), np.float32)
     mode = 0 if base is None else 1 if mask is None else 2
-    base = y if base is None else base
-    mask = y if mask is None else mask
     T = numba.get_num_threads()
-    if N * (g["OB"] // p["OCB"]) >= IMAGE_TASKS * T:
-        xs = _work("xs", (T, g["CB"] * g["Hp"] * g["Wp"] * IL))
-        ys = _work("ys", (T, g["OB"] * g["OH"] * g["OWp"] * V))
-        run_images(body, x, wb.reshape(-1), bias, y, ints, base, mask, xs, ys, p["ph"], p["pw"], p["OCB"], mode)
-        return y
-    xp = _work("x", (N, g["CB"], g["Hp"], g["Wp"], IL))        # every cell written by pack_input
-    pack_input(x, xp, p["ph"], p["pw"])
-    yb = _work("y", (N, g["OB"], g["OH"], g["OWp"], V))         # every cell written by the body
-    run_tasks(body, xp.reshape(-1), wb.reshape(-1), bias, yb.reshape(-1), ints, p["ntasks"])
-    unpack_output(yb, y, base, mask, mode)
+    tasks = N * (g["OB"] // p["OCB"])
+    R = min(g["OH"], -(-IMAGE_TASKS * T // tasks))          # row chunks an image: 1 for a batch
+    xs = _work("xs", (T, g["CB"] * g["Hp"] * g["Wp"] * IL))
+    ys = _work("ys", (T, g["OB"] * g["OH"] * g["OWp"] * V))
+    run_images(body, x, wb.reshape(-1), bias, y, ints, y if base is None else base, y if mask is None else mask,
+               xs, ys, p["ph"], p["pw"], p["OCB"], mode, R)
     return y
 
 
@@ -418,21 +407,22 @@ def _forward(x, p, w, b, relu, base=None, mask=None):
 #: run-time ints of a weight-gradient body (``ip``): their positions
 _DW_INTS = ("CB", "Hp", "Wp", "OB", "Hd", "Wd", "oy", "ox", "OH", "OW", "KH", "SH", "SW", "DH", "DW", "chunks",
             "P", "N", "C")
-#: a weight-gradient pass has at least this many tasks where the batch allows (it is split into P parts of
-#: images, summed in order at the end): the parts depend on the shapes only, so any thread count gives the same bits
+#: a weight gradient is summed in P = min(N, IMAGE_PARTS) parts of the batch, added up in order at the end, and
+#: has at least _DW_TASKS tasks where its tiles allow (``run_weight_images``): both depend on the shapes only,
+#: so any thread count gives the same bits
 _DW_TASKS = 16
-#: a batch of at least this many images runs image by image in this many parts (``run_weight_images``)
 IMAGE_PARTS = 8
 
 
 @functools.lru_cache(maxsize=None)
-def weight_body(V, IL, KW, TC):
+def weight_body(V, IL, KW, TC, ROWS=False):
     """The weight-gradient body for V lanes of output channels, IL input lanes, KW taps a row and TC input
-    channels a tile (compiled once, then loaded from Numba's disk cache)."""
-    return make_weight_body(V, IL, KW, TC, cache=True)
+    channels a tile, or with ``ROWS`` the TC = KH kernel rows of one channel (compiled once, then loaded from
+    Numba's disk cache)."""
+    return make_weight_body(V, IL, KW, TC, ROWS, cache=True)
 
 
-def make_weight_body(V, IL, KW, TC, cache=False):
+def make_weight_body(V, IL, KW, TC, ROWS=False, cache=False):
     """A new weight-gradient body.  body(xp, dyp, _, dwb, ip, task): xp (N, CB, Hp, Wp, IL) the padded input,
     dyp (N, OB, Hd, Wd, V) the output gradient at offset (oy, ox), dwb (P, OB, C, KH, KW, V) zeroed, all flat
     float32; ip the ints ``_DW_INTS``; task = (part*OB + ob)*chunks + chunk.
@@ -440,30 +430,34 @@ def make_weight_body(V, IL, KW, TC, cache=False):
     Per image of the part and kernel row, the tile holds dw for TC input channels x KW taps x V output channels
     in TC*KW registers for the whole reduction over the image's output pixels: per pixel ONE load of the
     output-gradient vector and a broadcast input value per accumulator (``simd.tile_fma_outer``); the tile is
-    added to dwb after each (image, row): the image's input stays in cache for all KH rows.  Sums run in a
-    fixed order (images, rows, pixels).
+    added to dwb after each (image, row): the image's input stays in cache for all KH rows.  With ``ROWS`` (few
+    input channels: RGB, LeNet-5's one) the tile is the KH x KW taps of one channel instead, one task a
+    channel.  Sums run in a fixed order (images, rows, pixels).
     """
     def body(xp, dyp, unused, dwb, ip, task):
         CB, Hp, Wp, OB, Hd, Wd, oy, ox = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5], ip[6], ip[7]
         OH, OW, KH, SH, SW, DH, DW = ip[8], ip[9], ip[10], ip[11], ip[12], ip[13], ip[14]
         chunks, P, N, C = ip[15], ip[16], ip[17], ip[18]
-        c0 = (task % chunks) * TC
+        c0 = (task % chunks) * (1 if ROWS else TC)
         r = task // chunks
         ob = r % OB
         part = r // OB
         cb, i0 = c0 // IL, c0 % IL
-        jstep = 1 if IL > 1 else Hp * Wp
+        if ROWS:                                    # the tile's j: kernel rows
+            jstep, rows, jout = DH * Wp * IL, 1, KW * V
+        else:                                       # the tile's j: input channels
+            jstep, rows, jout = 1 if IL > 1 else Hp * Wp, KH, KH * KW * V
         for n in range(part * N // P, (part + 1) * N // P):
-            for kh in range(KH):
+            for kh in range(rows):
                 out = ((((part * OB + ob) * C + c0) * KH + kh) * KW) * V
-                acc = tile_load(dwb, out, V, KH * KW * V, V, KW, TC)
+                acc = tile_load(dwb, out, V, jout, V, KW, TC)
                 for oh in range(OH):
                     xrow = (((n * CB + cb) * Hp + oh * SH + kh * DH) * Wp) * IL + i0
                     drow = (((n * OB + ob) * Hd + oh + oy) * Wd + ox) * V
                     for ow in range(OW):
                         acc = tile_fma_outer(acc, xp, xrow + ow * SW * IL, jstep, DW * IL, dyp, drow + ow * V)
-                tile_store(dwb, out, V, KH * KW * V, acc)
-    return _compile(body, f"weight_V{V}_IL{IL}_KW{KW}_TC{TC}", cache)
+                tile_store(dwb, out, V, jout, acc)
+    return _compile(body, f"weight_V{V}_IL{IL}_KW{KW}_TC{TC}{'_rows' if ROWS else ''}", cache)
 
 
 @functools.lru_cache(maxsize=256)
@@ -481,15 +475,15 @@ def weight_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
     IL = V if C % V == 0 else 1
     most = (regs - 2) // KW                     # TC*KW accumulators, the gradient vector, a broadcast
     TC = max(d for d in range(1, min(most, C) + 1) if (IL if IL > 1 else C) % d == 0)
+    rows = TC < KH <= most                      # a channel's KH x KW taps fill more registers
+    TC = KH if rows else TC
     OB = -(-K // V)
-    tasks = OB * (C // TC)
-    images = N >= IMAGE_PARTS
-    P = IMAGE_PARTS if images else 1
-    while not images and tasks * P < _DW_TASKS and 2 * P <= N:
-        P *= 2
+    J = OB * (C if rows else C // TC)           # tiles an image
+    P = min(N, IMAGE_PARTS)
+    G = min(J, -(-_DW_TASKS // P))              # their groups, for a small batch
     ints = dict(CB=C // IL, Hp=H + 2 * ph, Wp=W + 2 * pw, OB=OB, OH=OH, OW=OW, KH=KH, SH=SH, SW=SW, DH=DH, DW=DW,
-                chunks=C // TC, P=P, N=N, C=C)
-    return dict(V=V, IL=IL, KW=KW, TC=TC, ph=ph, pw=pw, ints=ints, ntasks=tasks * P, images=images)
+                chunks=C if rows else C // TC, P=P, N=N, C=C)
+    return dict(V=V, IL=IL, KW=KW, TC=TC, rows=rows, ph=ph, pw=pw, ints=ints, G=G)
 
 
 def _flipped(w):
@@ -536,24 +530,15 @@ def conv2d_backward(dy, x, w, x_shape, w_shape, stride, padding, dilation, group
 
 
 def _weight_gradient(dy, x, w_shape, q):
-    """dw (K, C, KH, KW) of plan ``q``: image by image in parts (``run_weight_images``), or for a small batch
-    packed whole with (part, output block, channel chunk) tiles as the tasks."""
+    """dw (K, C, KH, KW) of plan ``q`` by ``run_weight_images``; the parts summed in order."""
     V, IL, g = q["V"], q["IL"], dict(q["ints"])
-    N, P, body = dy.shape[0], g["P"], weight_body(V, q["IL"], q["KW"], q["TC"])
+    P, body = g["P"], weight_body(V, q["IL"], q["KW"], q["TC"], q["rows"])
     dwb = np.zeros((P, g["OB"], g["C"], w_shape[2], w_shape[3], V), np.float32)
-    if q["images"]:
-        g.update(Hd=g["OH"], Wd=g["OW"], oy=0, ox=0, N=1, P=1)
-        xs = _work("wxs", (P, g["CB"] * g["Hp"] * g["Wp"] * IL))
-        ds = _work("wds", (P, g["OB"] * g["OH"] * g["OW"] * V))
-        ints = np.array([g[k] for k in _DW_INTS], np.int64)
-        run_weight_images(body, x, dy, dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"])
-    else:
-        g.update(Hd=g["OH"], Wd=g["OW"], oy=0, ox=0)
-        dyp = _work("dy", (N, g["OB"], g["OH"], g["OW"], V))
-        pack_input(dy, dyp, 0, 0)
-        xp = _work("bx", (N, g["CB"], g["Hp"], g["Wp"], IL))
-        pack_input(x, xp, q["ph"], q["pw"])
-        ints = np.array([g[k] for k in _DW_INTS], np.int64)
-        run_tasks(body, xp.reshape(-1), dyp.reshape(-1), dwb.reshape(-1)[:1], dwb.reshape(-1), ints, q["ntasks"])
+    g.update(Hd=g["OH"], Wd=g["OW"], oy=0, ox=0, N=1, P=1)
+    T = numba.get_num_threads()
+    xs = _work("wxs", (T, g["CB"] * g["Hp"] * g["Wp"] * IL))
+    ds = _work("wds", (T, g["OB"] * g["OH"] * g["OW"] * V))
+    ints = np.array([g[k] for k in _DW_INTS], np.int64)
+    run_weight_images(body, x, dy, dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"], q["G"])
     s = dwb.sum(axis=0) if P > 1 else dwb[0]
     return np.ascontiguousarray(s.transpose(0, 4, 1, 2, 3).reshape(-1, *w_shape[1:])[:w_shape[0]])

@@ -678,9 +678,11 @@ def _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups
     if dy.shape != (N, K, OH, OW):
         raise ValueError(f"conv2d backward: dy shape {dy.shape} does not match the output shape "
                          f"{(N, K, OH, OW)} of x shape {(N, C, H, W)}")
-    if not planes and (want_dx or want_dw) and blocked.chosen(C, K, KH, KW, groups, config.CPU_CONV):
-        got = blocked.conv2d_backward(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups, want_dx, want_dw,
-                                      base, mask)
+    bx = bw = not planes and blocked.chosen(C, K, KH, KW, groups, config.CPU_CONV)
+    bw = bw or (not planes and blocked.weight_chosen(C, KH, KW, groups, config.CPU_CONV))
+    if (want_dx and bx) or (want_dw and bw):
+        got = blocked.conv2d_backward(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups, want_dx and bx,
+                                      want_dw and bw, base, mask)
         if got is not None and (got[0] is not None or not want_dx) and (got[1] is not None or not want_dw):
             return got + (conv2d_backward_bias(dy) if want_db else None,)
         if got is not None:     # the blocked kernels did one of them: the phase planes do the other
