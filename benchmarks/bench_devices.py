@@ -51,6 +51,7 @@ from common import (format_table, load_torch, median_times, ms, numba_layer, op_
 from numbacnn.backends import cuda_available, get_backend  # noqa: E402
 from numbacnn.losses import get_loss  # noqa: E402
 from numbacnn.models import build_model  # noqa: E402
+from numbacnn.kernels.cpu import blocked  # noqa: E402
 from numbacnn.optim import SGD  # noqa: E402
 
 # model: (batch size, input shape)
@@ -122,7 +123,8 @@ def train_case(name):
 
 
 def ours_train(device, name, repeats, warmup, clock):
-    """Median seconds of our training step, as train.fit takes it: host batch in, loss and argmax out."""
+    """(median seconds of our training step, as train.fit takes it: host batch in, loss and argmax out; the
+    layout conversions of one step on the CPU, ``blocked.CONVERSIONS``, else None)."""
     batch, in_shape, xh, yh = train_case(name)
     model = build_model(name, num_classes=10, input_shape=in_shape).build(device, seed=0)
     be, loss_fn, opt = model.backend, get_loss("cross_entropy"), SGD(lr=0.01, momentum=0.9)
@@ -135,7 +137,20 @@ def ours_train(device, name, repeats, warmup, clock):
         be.to_host(be.argmax(probs))
         return loss
 
-    return timed(step, be.synchronize, repeats, warmup, clock)
+    t = timed(step, be.synchronize, repeats, warmup, clock)
+    if device != "cpu":
+        return t, None
+    blocked.CONVERSIONS.clear()
+    step()
+    return t, dict(blocked.CONVERSIONS)
+
+
+def conversions(c):
+    """'in N / out M, X MiB' of a training step's layout conversions (None: not the CPU)."""
+    if c is None:
+        return "-"
+    mib = (c.get("in bytes", 0) + c.get("out bytes", 0)) / 2**20
+    return f"in {c.get('in', 0)} / out {c.get('out', 0)}, {mib:.0f} MiB"
 
 
 def torch_train(tt, name, repeats, warmup, clock):
@@ -252,15 +267,18 @@ def main(argv=None):
             rows = []
             for name in args.model_list:
                 batch = TRAIN_MODELS[name][0]
-                t = ours_train(device, name, args.repeats, args.warmup, clock)
+                t, conv = ours_train(device, name, args.repeats, args.warmup, clock)
                 tt_t = tt["train"][name] if tt else None
                 rows.append([f"{name} (batch {batch})", ms(t), f"{batch / t:.0f}", ms(tt_t),
-                             "n/a" if tt_t is None else f"{batch / tt_t:.0f}", ratio(tt_t, t)])
+                             "n/a" if tt_t is None else f"{batch / tt_t:.0f}", ratio(tt_t, t), conversions(conv)])
                 print(rows[-1][0], "done", file=sys.stderr, flush=True)
-            print(format_table(["training step", "ms", "img/s", "torch ms", "torch img/s", "ratio"], rows))
+            print(format_table(["training step", "ms", "img/s", "torch ms", "torch img/s", "ratio",
+                                "layout conversions a step"], rows))
     print("\nratio = PyTorch time / ours (> 1: we are faster); bwd = input, weight and bias gradients; "
           "a training step = batch to device, forward, loss, backward, SGD-momentum update, loss + argmax back; "
-          "PyTorch timed in its own process, started first (same shapes, seeds, threads, repeats)")
+          "PyTorch timed in its own process, started first (same shapes, seeds, threads, repeats); layout "
+          "conversions: tensors the CPU's blocked convolutions move into their channel-blocked layout and back to "
+          "NCHW, image by image through the cache (kernels/cpu/blocked.py)")
 
 
 if __name__ == "__main__":

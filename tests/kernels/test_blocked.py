@@ -178,3 +178,19 @@ def test_each_gradient_alone_is_the_one_of_the_whole_backward(width, stride):
     np.testing.assert_array_equal(be.k.conv2d_backward_weight(dy, x, w.shape, *geo), dw)
     for a, b in zip(be.conv2d_backward_params(dy, x, w, *geo, True), (dw, db)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_layout_conversions_are_counted(width):
+    """CONVERSIONS counts the tensors moved into the blocked layout and back: a forward moves x in and y out,
+    a backward dy in and dx out (the input gradient) and x and dy in again (the weight gradient)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    geo = ((1, 1), (1, 1), (1, 1), 1)
+    blocked.CONVERSIONS.clear()
+    y = blocked.conv2d_forward(x, w, None, *geo)
+    assert dict(blocked.CONVERSIONS) == {"in": 1, "in bytes": x.nbytes, "out": 1, "out bytes": y.nbytes}
+    blocked.CONVERSIONS.clear()
+    blocked.conv2d_backward(y, x, w, x.shape, w.shape, *geo)
+    assert blocked.CONVERSIONS["in"] == 3 and blocked.CONVERSIONS["out"] == 1
+    assert blocked.CONVERSIONS["in bytes"] == 2 * y.nbytes + x.nbytes

@@ -343,6 +343,17 @@ def pack_weights(w, V, IL, K_blocks):
     return np.ascontiguousarray(wb)
 
 
+#: layout conversions since the last ``CONVERSIONS.clear()``: tensors moved into the blocked layout ("in") and
+#: back to NCHW ("out"), and their bytes; each goes image by image through the cache (``run_images``).
+#: ``benchmarks/bench_devices.py`` prints them for a training step.
+CONVERSIONS: collections.Counter = collections.Counter()
+
+
+def _count(direction, a):
+    CONVERSIONS[direction] += 1
+    CONVERSIONS[direction + " bytes"] += a.nbytes
+
+
 #: the blocked layouts' buffers, reused from call to call (a fresh 4 MiB array is a page fault per 4 KiB page
 #: every call: as long as the kernel itself on a ResNet layer); at most ``WORK_BUFFERS`` shapes are kept
 _WORK: collections.OrderedDict = collections.OrderedDict()
@@ -400,6 +411,8 @@ def _forward(x, p, w, b, relu, base=None, mask=None):
     ys = _work("ys", (T, g["OB"] * g["OH"] * g["OWp"] * V))
     run_images(body, x, wb.reshape(-1), bias, y, ints, y if base is None else base, y if mask is None else mask,
                xs, ys, p["ph"], p["pw"], p["OCB"], mode, R)
+    _count("in", x)
+    _count("out", y)
     return y
 
 
@@ -540,5 +553,7 @@ def _weight_gradient(dy, x, w_shape, q):
     ds = _work("wds", (T, g["OB"] * g["OH"] * g["OW"] * V))
     ints = np.array([g[k] for k in _DW_INTS], np.int64)
     run_weight_images(body, x, dy, dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"], q["G"])
+    _count("in", x)
+    _count("in", dy)
     s = dwb.sum(axis=0) if P > 1 else dwb[0]
     return np.ascontiguousarray(s.transpose(0, 4, 1, 2, 3).reshape(-1, *w_shape[1:])[:w_shape[0]])
