@@ -334,13 +334,52 @@ def run_weight_images(fn, x, dy, dwb, ip, xs, ds, ph, pw, G):
                     fn(xs[t], ds[t], xs[t], dwb[p], ip, np.int64(j))
 
 
-def pack_weights(w, V, IL, K_blocks):
-    """wb : (OB, KH, KW, CB, IL, V) from w : (K, C, KH, KW), zero padded to OB*V output channels."""
-    K, C, KH, KW = w.shape
-    wp = np.zeros((K_blocks * V, C, KH, KW), np.float32)
-    wp[:K] = w
-    wb = wp.reshape(K_blocks, V, C // IL, IL, KH, KW).transpose(0, 4, 5, 2, 3, 1)
-    return np.ascontiguousarray(wb)
+@njit(cache=True)
+def _pack_weight_block(w, wb, flip, t):
+    """Block t = (ob, cb) of wb[ob, kh, kw, cb, i, v] = the weight from input channel cb*IL + i to output
+    channel ob*V + v at tap (kh, kw), 0 past the last output channel: w[k, c, kh, kw], or with ``flip`` (the
+    weights of dx as a forward convolution of dy) w[c, k, KH-1-kh, KW-1-kw]."""
+    OB, KH, KW, CB, IL, V = wb.shape
+    K = w.shape[1] if flip else w.shape[0]
+    ob, cb = t // CB, t % CB
+    for kh in range(KH):
+        for kw in range(KW):
+            for i in range(IL):
+                c = cb * IL + i
+                dst = wb[ob, kh, kw, cb, i]
+                for v in range(V):      # writes in order; the rows read stay in L1 across i
+                    k = ob * V + v
+                    if k >= K:
+                        dst[v] = 0.0
+                    elif flip:
+                        dst[v] = w[c, k, KH - 1 - kh, KW - 1 - kw]
+                    else:
+                        dst[v] = w[k, c, kh, kw]
+
+
+@njit(cache=True, parallel=True)
+def _pack_weights(w, wb, flip, parallel):
+    """Every (ob, cb) block of wb (``_pack_weight_block``), on Numba's threads when ``parallel``."""
+    n = wb.shape[0] * wb.shape[3]
+    if parallel:
+        for t in prange(n):
+            _pack_weight_block(w, wb, flip, t)
+    else:
+        for t in range(n):
+            _pack_weight_block(w, wb, flip, t)
+
+
+#: weights of at least this many floats are packed on all threads (below, waking the pool costs more)
+PARALLEL_PACK = 1 << 16
+
+
+def pack_weights(w, V, IL, K_blocks, flip=False):
+    """wb : (OB, KH, KW, CB, IL, V) from w : (K, C, KH, KW) (or with ``flip``, for dx, from w : (C, K, KH, KW)
+    with its taps reversed), zero padded to OB*V output channels."""
+    C = w.shape[0] if flip else w.shape[1]
+    wb = np.empty((K_blocks, w.shape[2], w.shape[3], C // IL, IL, V), np.float32)
+    _pack_weights(np.ascontiguousarray(w, dtype=np.float32), wb, bool(flip), wb.size >= PARALLEL_PACK)
+    return wb
 
 
 #: layout conversions since the last ``CONVERSIONS.clear()``: tensors moved into the blocked layout ("in") and
@@ -390,13 +429,14 @@ def _plan(x_shape, w_shape, stride, padding, dilation, groups):
 IMAGE_TASKS = 4
 
 
-def _forward(x, p, w, b, relu, base=None, mask=None):
+def _forward(x, p, w, b, relu, base=None, mask=None, flip=False):
     """y (N, K, OH, OW) of plan ``p`` from x (N, C, H, W) C-contiguous float32 (``base`` + y when ``base`` is
     given, then zeroed where ``mask`` <= 0 when a mask is: the gradient the graph summed so far, a ReLU's
-    backward), by ``run_images``."""
+    backward), by ``run_images``; with ``flip`` w is a convolution's (K, C, KH, KW) whose dx this computes
+    from x = dy."""
     V, IL, g = p["V"], p["IL"], p["ints"]
-    N, K = x.shape[0], w.shape[0]
-    wb = pack_weights(w, V, IL, g["OB"])
+    N, K = x.shape[0], w.shape[1 if flip else 0]
+    wb = pack_weights(w, V, IL, g["OB"], flip)
     bias = np.zeros(g["OB"] * V, np.float32)
     if b is not None:
         bias[:K] = b
@@ -499,11 +539,6 @@ def weight_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
     return dict(V=V, IL=IL, KW=KW, TC=TC, rows=rows, ph=ph, pw=pw, ints=ints, G=G)
 
 
-def _flipped(w):
-    """The weights of dx as a forward convolution of dy: (C, K, KH, KW), taps reversed."""
-    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-
-
 def input_plan(x_shape, w_shape, stride, padding, dilation, groups):
     """(plan of the forward convolution that computes dx, dy's padding) for stride 1, or None (strides > 1,
     padding wider than the kernel's reach, grouped convolutions)."""
@@ -535,7 +570,7 @@ def conv2d_backward(dy, x, w, x_shape, w_shape, stride, padding, dilation, group
     dx = None
     ip = input_plan(x_shape, w_shape, *geo, 1) if want_dx else None
     if ip is not None:
-        dx = _forward(dy, ip[0], _flipped(w), None, False, base, mask)
+        dx = _forward(dy, ip[0], w, None, False, base, mask, flip=True)
     if not want_dw:
         return dx, None
     q = weight_plan(x_shape, w_shape, *geo, 1, vector_width(), vector_registers())
