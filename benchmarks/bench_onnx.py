@@ -121,8 +121,9 @@ def main(argv=None):
         model = import_onnx(light_graph(MODELS[key]), name=key)
         for batch in BATCHES:
             x = batch_input(batch)
-            err = float(np.abs(np.asarray(model.forward(x)) - ort_outputs[f"{key}_{batch}"]).max())
-            t_ours = median_time(lambda: model.forward(x), repeats=reps_for(batch, args.repeats), warmup=1)
+            err = float(np.abs(np.asarray(model.forward(x, inference=True)) - ort_outputs[f"{key}_{batch}"]).max())
+            t_ours = median_time(lambda: model.forward(x, inference=True), repeats=reps_for(batch, args.repeats),
+                                 warmup=1)
             t_ort = theirs["times"][key][str(batch)]
             rows.append([key, batch, ms(t_ours), f"{batch / t_ours:.1f}", ms(t_ort), f"{batch / t_ort:.1f}",
                          f"{t_ort / t_ours:.2f}", f"{err:.1e}"])

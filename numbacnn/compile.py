@@ -73,9 +73,9 @@ def warm_up_inference(model, classify: bool = False, stream=None, tty: bool | No
         be = copy.backend
         x = be.asarray(np.random.default_rng(0).standard_normal((batch,) + tuple(model.input_shape),
                                                                 dtype=np.float32))
-        copy.forward(x, training=False)
+        copy.forward(x, inference=True)
         if classify:
-            logits = copy.forward(x, training=False, until=copy.logits_node())
+            logits = copy.forward(x, until=copy.logits_node(), inference=True)
             labels = be.asarray(np.zeros(batch, np.int64), dtype=np.int64)
             _, probs = get_loss("cross_entropy").value(be, logits, labels)
             be.readback(be.argmax(probs.reshape(batch, probs.size // batch))).get()

@@ -39,15 +39,17 @@ _FUSIONS = object()    # the key of a plan's fusions in Model._plans
 
 class Fusions(NamedTuple):
     """What one pass fuses (``Model.fusions``): node -> the activation it applies for its follower, absorbed
-    follower -> the node that applies it, consumer -> producer of its input's statistics, and back."""
+    follower -> the node that applies it, consumer -> producer of its input's statistics, and back, and (in
+    inference passes) node -> the normalisation after it that it folds."""
 
     activation: dict
     absorbed: dict
     stats_from: dict
     stats_to: dict
+    folded: dict
 
 
-NO_FUSIONS = Fusions({}, {}, {}, {})
+NO_FUSIONS = Fusions({}, {}, {}, {}, {})
 
 
 class Model:
@@ -283,38 +285,51 @@ class Model:
             self._plans[key] = [n for n in self._nodes if n in need]
         return self._plans[key]
 
-    def fusions(self, until=None) -> Fusions:
+    def fusions(self, until=None, fold=False) -> Fusions:
         """What a pass computing ``until`` fuses, decided from what follows what (the same on every backend).
 
         A node whose only consumer is a single-input node it can apply (the follower's ``fusable_as`` is in its
         ``absorbs``: BatchNorm, Add or Conv2D followed by ReLU) applies it, forward and backward, and the follower
         becomes a no-op (``absorbed``); a node that ``makes_stats`` hands its output's channel statistics to its
         only consumer when that one ``uses_input_stats`` (Conv2D -> BatchNorm in training), and a layer that
-        ``adds_to_grads`` adds its input gradient to the one summed so far (``backward``).  Targets, the output
-        and auxiliary outputs are never fused into their follower.  ``fuse = False``: nothing is.
+        ``adds_to_grads`` adds its input gradient to the one summed so far (``backward``).  With ``fold`` (an
+        inference pass, ``forward(inference=True)``) a node that ``folds_norm`` folds a follower that is
+        ``foldable_norm`` (Conv2D -> BatchNorm with its running statistics), which is absorbed, and applies the
+        ReLU after that one; such a pass has no backward.  Targets, the output and auxiliary outputs are never
+        fused into their follower.  ``fuse = False``: nothing is.
         """
         if not self.fuse:
             return NO_FUSIONS
         plan = self.plan(until)
-        key = (_FUSIONS, tuple(until) if isinstance(until, (list, tuple)) else until)
+        key = (_FUSIONS, tuple(until) if isinstance(until, (list, tuple)) else until, bool(fold))
         if key not in self._plans:
             targets = set(until) if isinstance(until, (list, tuple)) else {self.output if until is None else until}
-            self._plans[key] = self._find_fusions(plan, targets | {self.output, *self.aux_outputs})
+            self._plans[key] = self._find_fusions(plan, targets | {self.output, *self.aux_outputs}, bool(fold))
         return self._plans[key]
 
-    def _find_fusions(self, plan, keep) -> Fusions:
+    def _find_fusions(self, plan, keep, fold) -> Fusions:
         consumers: dict = {}
         for n, (_, ins) in self._nodes.items():
             for i in ins:
                 consumers.setdefault(i, []).append(n)
-        found = Fusions({}, {}, {}, {})
+        found = Fusions({}, {}, {}, {}, {})
+        folded_by = {}                  # a folded normalisation -> the node that folds it
         for f in plan:
             follower, ins = self._nodes[f]
             p = ins[0] if len(ins) == 1 else INPUT
-            if p == INPUT or p in keep or p in found.absorbed or consumers[p] != [f]:
+            if p == INPUT or p in keep or consumers[p] != [f]:
                 continue
             producer = self._nodes[p][0]
-            if follower.fusable_as is not None and follower.fusable_as in producer.absorbs:
+            if p in folded_by:          # the activation after a folded normalisation: its folder applies it
+                q = folded_by[p]
+                if follower.fusable_as is not None and follower.fusable_as in self._nodes[q][0].absorbs:
+                    found.activation[q], found.absorbed[f] = follower.fusable_as, p
+                continue
+            if p in found.absorbed:
+                continue
+            if fold and producer.folds_norm and follower.foldable_norm:
+                found.folded[p], found.absorbed[f], folded_by[f] = f, p, p
+            elif follower.fusable_as is not None and follower.fusable_as in producer.absorbs:
                 found.activation[p], found.absorbed[f] = follower.fusable_as, p
             elif producer.makes_stats:
                 found.stats_from[f], found.stats_to[p] = p, f
@@ -324,6 +339,7 @@ class Model:
         """Tell node ``n``'s layer what this forward fuses; True when the node is absorbed (a no-op)."""
         layer.absorbed = n in fz.absorbed
         layer.fused_activation = fz.activation.get(n)
+        layer.folded_norm = self._nodes[fz.folded[n]][0] if n in fz.folded else None
         layer.output_stats = None
         consumer, producer = fz.stats_to.get(n), fz.stats_from.get(n)
         layer.stats_wanted = consumer is not None and self._nodes[consumer][0].uses_input_stats(bool(training))
@@ -356,9 +372,12 @@ class Model:
         """[(logits node, loss weight)]: the output's (weight 1) and every auxiliary output's."""
         return [(self.logits_node(), 1.0)] + [(self.logits_node(n), w) for n, w in self.aux_outputs.items()]
 
-    def forward(self, x, training: bool = False, until=None, hook=None):
+    def forward(self, x, training: bool = False, until=None, hook=None, inference: bool = False):
         """x : (N, *input_shape) host or backend array -> the array of node ``until`` (default: the output;
         a list of nodes gives a list of arrays).
+
+        ``inference``: a pass that no backward follows (evaluate, predict): batch norms are folded into the
+        convolutions before them (``fusions``); not with ``training``.
 
         ``hook(name, y)``, when given, is called after each node with its output (timing, feature maps).
         """
@@ -368,7 +387,9 @@ class Model:
         if tuple(int(d) for d in x.shape[1:]) != self.input_shape or len(x.shape) != len(self.input_shape) + 1:
             raise ValueError(f"model {self.name!r}: input shape {shape_str(x.shape)} does not match "
                              f"(N, {', '.join(map(str, self.input_shape))})")
-        acts, fz = {INPUT: x}, self.fusions(until)
+        if inference and training:
+            raise ValueError(f"model {self.name!r}: forward with inference=True cannot also be training")
+        acts, fz = {INPUT: x}, self.fusions(until, fold=inference)
         for n in self.plan(until):
             layer, ins = self._nodes[n]
             if self._prepare(n, layer, fz, training):

@@ -207,7 +207,7 @@ class Model:
         graph = self._built(x)
         x = check_data("predict", x, None, graph.input_shape)
         be, outs = graph.backend, self.outputs
-        parts = [graph.forward(be.asarray(x[s:s + batch_size]), training=False, until=outs)
+        parts = [graph.forward(be.asarray(x[s:s + batch_size]), until=outs, inference=True)
                  for s in range(0, len(x), int(batch_size))]
         arrays = [np.concatenate([np.array(be.to_host(p[i])) for p in parts]) for i in range(len(outs))]
         return arrays[0] if len(arrays) == 1 else arrays

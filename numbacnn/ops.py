@@ -264,6 +264,25 @@ def conv2d_forward_fused(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(
     return (*conv2d_forward(x, w, b, stride, padding, dilation, groups), bool(relu), bool(stats))
 
 
+def conv2d_forward_norm(x, w, b, gamma, beta, running_mean, running_var, eps=1e-5, stride=(1, 1), padding=(0, 0),
+                        dilation=(1, 1), groups=1, relu=False):
+    """y = batch_norm(conv2d(x, w) + b) with the running statistics (inference), then max(y, 0) when ``relu``: the
+    graph's Conv2D -> BatchNorm (-> ReLU) at inference, in one pass where a backend folds the normalisation into
+    the weights and bias (to float32 rounding: the same values, not the same bits).  gamma, beta, running_mean,
+    running_var : (K,) as ``batch_norm_forward`` takes them."""
+    x, w, b, stride, padding, dilation, groups = conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    K = shape_of(w)[0]
+    for name, a in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
+        check_vector(name, a, K, f"the {K} filters of w shape {shape_of(w)}")
+    return x, w, b, gamma, beta, running_mean, running_var, float(eps), stride, padding, dilation, groups, bool(relu)
+
+
+def _compose_conv2d_forward_norm(k, x, w, b, gamma, beta, mean, var, eps, stride, padding, dilation, groups, relu):
+    y = k.conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    y = k.batch_norm_forward(y, gamma, beta, mean, var, False, 0.0, eps)[0]
+    return k.relu_forward(y) if relu else y
+
+
 def conv2d_backward_add(dy, x, w, base, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, has_bias=True,
                         relu=False):
     """(base + dx, dw, db or None): ``conv2d_backward`` with its input gradient added to ``base`` (like x: the
@@ -307,6 +326,7 @@ declare(Op(
     (Method("conv2d_forward", conv2d_forward), Method("conv2d_backward", conv2d_backward, _compose_conv2d_backward),
      Method("conv2d_backward_params", conv2d_backward_params, _compose_conv2d_backward_params),
      Method("conv2d_forward_fused", conv2d_forward_fused, _compose_conv2d_forward_fused),
+     Method("conv2d_forward_norm", conv2d_forward_norm, _compose_conv2d_forward_norm),
      Method("conv2d_backward_add", conv2d_backward_add, _compose_conv2d_backward_add)),
     grad=lambda dy, i, o, kw: ((dy, i[0], i[1]), dict(kw, has_bias=i[2] is not None)),
     # the implicit-GEMM kernels are made per geometry (kernels/cuda/conv2d.py); these are their 3x3 instances

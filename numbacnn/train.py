@@ -164,7 +164,7 @@ def _prefix_features(model, boundary, data: Dataset, batch_size=256):
     be, out, ys = model.backend, [], []
     with _batches(data, batch_size) as stream:
         for xb, yb in stream:
-            acts = model.forward(be.asarray(xb), training=False, until=boundary)
+            acts = model.forward(be.asarray(xb), until=boundary, inference=True)
             out.append(np.array(be.to_host(acts), dtype=np.float32))
             ys.append(yb)
     return np.concatenate(out), np.concatenate(ys)
@@ -183,7 +183,7 @@ def predict(model, x, batch_size: int = 256, strategy=None) -> np.ndarray:
     strategy = strategy or LOCAL
     with _batches(data, int(batch_size), strategy.shard_range(len(data))) as stream:
         for xb, _ in stream:
-            outs.append(np.array(be.to_host(model.forward(be.asarray(xb), training=False))))
+            outs.append(np.array(be.to_host(model.forward(be.asarray(xb), inference=True))))
     return _gathered(strategy, outs)
 
 
@@ -223,7 +223,7 @@ def _scores(model, data, batch_size, loss_fn, keep_probs=False, outputs=None, st
         for xb, yb in stream:
             if not len(yb):
                 continue
-            acts = model.forward(be.asarray(xb), training=False, until=nodes)
+            acts = model.forward(be.asarray(xb), until=nodes, inference=True)
             targets = _targets_to_backend(be, yb)
             values = [loss_fn.value(be, a, targets) for a in acts]
             total_loss += sum(w * v for (_, w), (v, _) in zip(outputs, values)) * len(xb)

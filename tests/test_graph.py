@@ -140,6 +140,38 @@ def test_fusions_follow_from_what_follows_what():
     assert not any(m.fusions())
 
 
+def test_inference_passes_fold_batch_norms_into_the_convolutions_before_them():
+    """forward(inference=True): each convolution whose only consumer is a batch norm folds it (the batch norm and
+    the ReLU after it become no-op nodes, the convolution applies the ReLU), to float32 rounding of the unfolded
+    evaluation pass, on every backend; a target is never folded; a backward after such a pass, or a pass that is
+    both inference and training, is refused with a message that says why."""
+    m = resnet_model("A").build("cpu")
+    fz = m.fusions(fold=True)
+    assert fz.folded == {f"{b}_conv": f"{b}_bn" for b in ("b1_1", "b1_2", "b2_1", "b2_2")}
+    assert fz.absorbed == {"b1_1_bn": "b1_1_conv", "b1_1_relu": "b1_1_bn", "b1_2_bn": "b1_2_conv",
+                           "b2_1_bn": "b2_1_conv", "b2_1_relu": "b2_1_bn", "b2_2_bn": "b2_2_conv",
+                           "b1_out": "b1_add", "b2_out": "b2_add"}
+    assert fz.activation == {"b1_1_conv": "relu", "b2_1_conv": "relu", "b1_add": "relu", "b2_add": "relu"}
+    assert not fz.stats_from and not m.fusions().folded                 # training passes fold nothing
+    assert "b1_1_conv" not in m.fusions(until="b1_1_conv", fold=True).folded
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2,) + m.input_shape).astype(np.float32)
+    for backend_name in BACKENDS:
+        m = resnet_model("A").build(load_backend(backend_name), seed=0)
+        for layer in m.layers.values():          # statistics and scales far from the initial 0, 1
+            if "running_var" in layer.buffers:
+                layer.buffers["running_mean"][:] = rng.standard_normal(layer.buffers["running_mean"].shape)
+                layer.buffers["running_var"][:] = rng.random(layer.buffers["running_var"].shape) + 0.5
+                layer.params["gamma"][:] = rng.standard_normal(layer.params["gamma"].shape)
+        y, y0 = m.backend.to_host(m.forward(x, inference=True)), m.backend.to_host(m.forward(x))
+        np.testing.assert_allclose(y, y0, rtol=1e-4, atol=1e-5 * np.abs(y0).max(), err_msg=backend_name)
+        m.forward(x, inference=True)
+        with pytest.raises(ValueError, match="after a forward with inference=True"):
+            m.backward(np.ones((2, 3), np.float32))
+        with pytest.raises(ValueError, match="inference=True cannot also be training"):
+            m.forward(x, training=True, inference=True)
+
+
 def test_a_relu_after_a_node_with_two_consumers_is_not_fused():
     m = Model("two", (2, 3, 3))
     b = m.add(L.BatchNorm(name="bn"))

@@ -178,6 +178,12 @@ class Layer:
     #: set by the graph for each forward: True when the layer before applied this one, so the graph passes this
     #: node's input and gradient through unchanged
     absorbed = False
+    #: True for layers that can fold a per-channel normalisation after them into their weights in inference
+    #: passes (Conv2D), and for the normalisations they can fold (BatchNorm with its running statistics)
+    folds_norm = False
+    foldable_norm = False
+    #: set by the graph for each forward: the normalisation layer after this one that it folds this time, or None
+    folded_norm = None
     #: True for layers that can compute their output's per-channel statistics in parts (count, mean and M2 of
     #: disjoint parts, ``fused_batch_norm_forward``'s ``stats``) while they compute it (Conv2D)
     makes_stats = False

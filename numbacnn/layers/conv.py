@@ -26,6 +26,7 @@ class Conv2D(Layer):
     absorbs = ("relu",)
     makes_stats = True
     adds_to_grads = True
+    folds_norm = True           # a batch norm after it, at inference (``conv2d_forward_norm``)
 
     def __init__(self, filters, kernel_size=3, strides=1, padding=0, dilation=1, groups=1, use_bias=True,
                  kernel_initializer="he_normal", activation=None, input_shape=None, name=None, trainable=True):
@@ -75,10 +76,19 @@ class Conv2D(Layer):
 
     def forward(self, inputs, training):
         """The convolution, with the ReLU after it when the graph fused it (``fused_activation``), and its output's
-        channel statistics in parts (``output_stats``) when the batch norm after it wants them."""
+        channel statistics in parts (``output_stats``) when the batch norm after it wants them; in an inference
+        pass that folds the batch norm after it (``folded_norm``), that normalisation too (no backward then)."""
         x = inputs[0]
-        self._x = x
         relu = self.fused_activation == "relu"
+        self._folded = self.folded_norm is not None
+        if self._folded:                      # an inference pass: y = batch_norm(conv(x)) (then ReLU), no backward
+            self._x = self._y = None
+            bn = self.folded_norm
+            return self.backend.conv2d_forward_norm(
+                x, self.params["weight"], self.params.get("bias"), bn.params["gamma"], bn.params["beta"],
+                bn.buffers["running_mean"], bn.buffers["running_var"], bn.eps, self.stride_hw, self.padding_hw,
+                self.dilation_hw, self.groups, relu=relu)
+        self._x = x
         y, self.output_stats = self.backend.conv2d_forward_fused(
             x, self.params["weight"], self.params.get("bias"), self.stride_hw, self.padding_hw, self.dilation_hw,
             self.groups, relu=relu, stats=self.stats_wanted)
@@ -86,6 +96,9 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy):
+        if getattr(self, "_folded", False):
+            raise ValueError(f"{self.describe()}: backward() after a forward with inference=True, which folded the "
+                             "batch norm after it into this layer: run forward without inference=True")
         x, be = self._need_forward("_x"), self.backend
         dy = dy if self._y is None or self.relu_grad_done else be.relu_backward(dy, self._y)
         args = (dy, x, self.params["weight"], self.stride_hw, self.padding_hw, self.dilation_hw, self.groups,

@@ -27,6 +27,7 @@ class BatchNorm(Layer):
     channel_affine = (("gamma", "beta"), "beta")
     stats_sync = None
     absorbs = ("relu",)
+    foldable_norm = True        # an inference pass lets the convolution before fold it (``Model.fusions``)
 
     def __init__(self, momentum=0.1, eps=1e-5, name=None, trainable=True):
         super().__init__(name, trainable)

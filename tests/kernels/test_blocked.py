@@ -194,3 +194,19 @@ def test_layout_conversions_are_counted(width):
     blocked.conv2d_backward(y, x, w, x.shape, w.shape, *geo)
     assert blocked.CONVERSIONS["in"] == 3 and blocked.CONVERSIONS["out"] == 1
     assert blocked.CONVERSIONS["in bytes"] == 2 * y.nbytes + x.nbytes
+
+
+def test_read_only_inputs_are_taken():
+    """Arrays numpy hands out read-only (a memory-mapped file, np.load of an ONNX test set) go through the blocked
+    drivers, whose compiled signatures take writable arrays."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    geo = ((1, 1), (1, 1), (1, 1), 1)
+    y = blocked.conv2d_forward(x, w, None, *geo)
+    dx, dw = blocked.conv2d_backward(y, x, w, x.shape, w.shape, *geo)
+    for a in (x, w, y):
+        a.flags.writeable = False
+    np.testing.assert_array_equal(blocked.conv2d_forward(x, w, None, *geo), y)
+    for a, b in zip(blocked.conv2d_backward(y, x, w, x.shape, w.shape, *geo), (dx, dw)):
+        np.testing.assert_array_equal(a, b)

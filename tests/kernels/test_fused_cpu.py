@@ -1,5 +1,6 @@
 """The CPU backend's own fused kernels (not the op table's compositions) give the composition's bits: batch norm
-with the ReLU after it, forward and backward, in training and evaluation, (N, C, H, W) and (N, C)."""
+with the ReLU after it, forward and backward, in training and evaluation, (N, C, H, W) and (N, C); Add with the
+ReLU.  A convolution with a batch norm folded in (inference) gives the composition's values to rounding."""
 from __future__ import annotations
 
 import numpy as np
@@ -46,3 +47,25 @@ def test_add_with_relu_is_add_then_relu(n):
     assert len(dxs) == n
     for dx in dxs:
         np.testing.assert_array_equal(dx, be.relu_backward(dy, y0))
+
+
+@pytest.mark.parametrize("mode", ["blocked", "planes"])
+@pytest.mark.parametrize("groups, bias, relu", [(1, True, True), (1, False, False), (2, True, False)])
+def test_conv_with_a_folded_batch_norm_is_conv_then_batch_norm(mode, groups, bias, relu, monkeypatch):
+    """conv2d_forward_norm (Conv2D -> BatchNorm (-> ReLU) at inference) folds the normalisation into the weights and
+    bias: the composition's values to float32 rounding, on the blocked kernels (the scale applied as the weights
+    are packed) and on the phase planes (grouped convolutions, or forced)."""
+    from numbacnn import config
+    monkeypatch.setattr(config, "CPU_CONV", mode)
+    be, rng = get_backend("cpu"), np.random.default_rng(groups)
+    x = rng.standard_normal((3, 16, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((32, 16 // groups, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32) if bias else None
+    gamma, beta, mean = (rng.standard_normal(32).astype(np.float32) for _ in range(3))
+    var = (rng.random(32) + 0.1).astype(np.float32)
+    geo = dict(stride=(1, 1), padding=(1, 1), groups=groups)
+    assert hasattr(be.k, "conv2d_forward_norm")
+    y = be.conv2d_forward_norm(x, w, b, gamma, beta, mean, var, 1e-5, relu=relu, **geo)
+    want = be.batch_norm_forward(be.conv2d_forward(x, w, b, **geo), gamma, beta, mean, var, False, 0.0, 1e-5)[0]
+    want = be.relu_forward(want) if relu else want
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())

@@ -335,10 +335,10 @@ def run_weight_images(fn, x, dy, dwb, ip, xs, ds, ph, pw, G):
 
 
 @njit(cache=True)
-def _pack_weight_block(w, wb, flip, t):
+def _pack_weight_block(w, wb, flip, scale, t):
     """Block t = (ob, cb) of wb[ob, kh, kw, cb, i, v] = the weight from input channel cb*IL + i to output
-    channel ob*V + v at tap (kh, kw), 0 past the last output channel: w[k, c, kh, kw], or with ``flip`` (the
-    weights of dx as a forward convolution of dy) w[c, k, KH-1-kh, KW-1-kw]."""
+    channel k = ob*V + v at tap (kh, kw) times scale[k], 0 past the last output channel: w[k, c, kh, kw], or
+    with ``flip`` (the weights of dx as a forward convolution of dy) w[c, k, KH-1-kh, KW-1-kw]."""
     OB, KH, KW, CB, IL, V = wb.shape
     K = w.shape[1] if flip else w.shape[0]
     ob, cb = t // CB, t % CB
@@ -352,33 +352,35 @@ def _pack_weight_block(w, wb, flip, t):
                     if k >= K:
                         dst[v] = 0.0
                     elif flip:
-                        dst[v] = w[c, k, KH - 1 - kh, KW - 1 - kw]
+                        dst[v] = w[c, k, KH - 1 - kh, KW - 1 - kw] * scale[k]
                     else:
-                        dst[v] = w[k, c, kh, kw]
+                        dst[v] = w[k, c, kh, kw] * scale[k]
 
 
 @njit(cache=True, parallel=True)
-def _pack_weights(w, wb, flip, parallel):
+def _pack_weights(w, wb, flip, scale, parallel):
     """Every (ob, cb) block of wb (``_pack_weight_block``), on Numba's threads when ``parallel``."""
     n = wb.shape[0] * wb.shape[3]
     if parallel:
         for t in prange(n):
-            _pack_weight_block(w, wb, flip, t)
+            _pack_weight_block(w, wb, flip, scale, t)
     else:
         for t in range(n):
-            _pack_weight_block(w, wb, flip, t)
+            _pack_weight_block(w, wb, flip, scale, t)
 
 
 #: weights of at least this many floats are packed on all threads (below, waking the pool costs more)
 PARALLEL_PACK = 1 << 16
 
 
-def pack_weights(w, V, IL, K_blocks, flip=False):
+def pack_weights(w, V, IL, K_blocks, flip=False, scale=None):
     """wb : (OB, KH, KW, CB, IL, V) from w : (K, C, KH, KW) (or with ``flip``, for dx, from w : (C, K, KH, KW)
-    with its taps reversed), zero padded to OB*V output channels."""
-    C = w.shape[0] if flip else w.shape[1]
+    with its taps reversed), zero padded to OB*V output channels; output channel k times scale[k] when a
+    ``scale`` (K,) is given (a batch norm folded in)."""
+    C, K = (w.shape[0], w.shape[1]) if flip else (w.shape[1], w.shape[0])
+    scale = np.ones(K, np.float32) if scale is None else np.ascontiguousarray(scale, dtype=np.float32)
     wb = np.empty((K_blocks, w.shape[2], w.shape[3], C // IL, IL, V), np.float32)
-    _pack_weights(np.ascontiguousarray(w, dtype=np.float32), wb, bool(flip), wb.size >= PARALLEL_PACK)
+    _pack_weights(np.ascontiguousarray(w, dtype=np.float32), wb, bool(flip), scale, wb.size >= PARALLEL_PACK)
     return wb
 
 
@@ -409,14 +411,15 @@ def _work(name, shape):
     return a
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False):
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False, scale=None):
     """y = conv2d(x, w) + b (then max(y, 0) when ``relu``) on the blocked kernels, or None where they do not
-    apply.  x : (N, C, H, W) float32 C-contiguous, w : (K, C, KH, KW) float32, b : (K,) float32 or None;
-    returns y : (N, K, OH, OW) float32."""
+    apply; with ``scale`` (K,) the weights of output channel k are multiplied by scale[k] as they are packed.
+    x : (N, C, H, W) float32 C-contiguous, w : (K, C, KH, KW) float32, b : (K,) float32 or None; returns
+    y : (N, K, OH, OW) float32."""
     p = _plan(x.shape, w.shape, stride, padding, dilation, groups)
     if p is None:
         return None
-    return _forward(x, p, w, b, relu)
+    return _forward(x, p, w, b, relu, scale=scale)
 
 
 def _plan(x_shape, w_shape, stride, padding, dilation, groups):
@@ -429,14 +432,19 @@ def _plan(x_shape, w_shape, stride, padding, dilation, groups):
 IMAGE_TASKS = 4
 
 
-def _forward(x, p, w, b, relu, base=None, mask=None, flip=False):
+def _mutable(a):
+    """``a``, or a copy of it where it is read-only (the drivers' signatures take writable arrays)."""
+    return a if a.flags.writeable else a.copy()
+
+
+def _forward(x, p, w, b, relu, base=None, mask=None, flip=False, scale=None):
     """y (N, K, OH, OW) of plan ``p`` from x (N, C, H, W) C-contiguous float32 (``base`` + y when ``base`` is
     given, then zeroed where ``mask`` <= 0 when a mask is: the gradient the graph summed so far, a ReLU's
     backward), by ``run_images``; with ``flip`` w is a convolution's (K, C, KH, KW) whose dx this computes
     from x = dy."""
     V, IL, g = p["V"], p["IL"], p["ints"]
     N, K = x.shape[0], w.shape[1 if flip else 0]
-    wb = pack_weights(w, V, IL, g["OB"], flip)
+    wb = pack_weights(w, V, IL, g["OB"], flip, scale)
     bias = np.zeros(g["OB"] * V, np.float32)
     if b is not None:
         bias[:K] = b
@@ -449,8 +457,8 @@ def _forward(x, p, w, b, relu, base=None, mask=None, flip=False):
     R = min(g["OH"], -(-IMAGE_TASKS * T // tasks))          # row chunks an image: 1 for a batch
     xs = _work("xs", (T, g["CB"] * g["Hp"] * g["Wp"] * IL))
     ys = _work("ys", (T, g["OB"] * g["OH"] * g["OWp"] * V))
-    run_images(body, x, wb.reshape(-1), bias, y, ints, y if base is None else base, y if mask is None else mask,
-               xs, ys, p["ph"], p["pw"], p["OCB"], mode, R)
+    run_images(body, _mutable(x), wb.reshape(-1), bias, y, ints, y if base is None else _mutable(base),
+               y if mask is None else _mutable(mask), xs, ys, p["ph"], p["pw"], p["OCB"], mode, R)
     _count("in", x)
     _count("out", y)
     return y
@@ -587,7 +595,7 @@ def _weight_gradient(dy, x, w_shape, q):
     xs = _work("wxs", (T, g["CB"] * g["Hp"] * g["Wp"] * IL))
     ds = _work("wds", (T, g["OB"] * g["OH"] * g["OW"] * V))
     ints = np.array([g[k] for k in _DW_INTS], np.int64)
-    run_weight_images(body, x, dy, dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"], q["G"])
+    run_weight_images(body, _mutable(x), _mutable(dy), dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"], q["G"])
     _count("in", x)
     _count("in", dy)
     s = dwb.sum(axis=0) if P > 1 else dwb[0]

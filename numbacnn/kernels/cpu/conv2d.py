@@ -56,8 +56,8 @@ from ..geometry import out_size
 from . import blocked
 from .elementwise import _flat, _relu_fwd
 
-__all__ = ["conv2d_forward", "conv2d_forward_fused", "conv2d_backward", "conv2d_backward_add",
-           "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
+__all__ = ["conv2d_forward", "conv2d_forward_fused", "conv2d_forward_norm", "conv2d_backward",
+           "conv2d_backward_add", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias"]
 
 
 # ------------------------------------------------------------------ geometry
@@ -410,6 +410,28 @@ def conv2d_forward_fused(x, w, b, stride, padding, dilation, groups, relu, stats
         flat = y.reshape(-1)
         _relu_fwd(flat, flat)           # the ReLU kernel, in place
     return y, None
+
+
+def conv2d_forward_norm(x, w, b, gamma, beta, mean, var, eps, stride, padding, dilation, groups, relu):
+    """y = batch_norm(conv2d(x, w) + b) with the running statistics, then max(y, 0) when ``relu``: the graph's
+    Conv2D -> BatchNorm (-> ReLU) at inference, as ONE convolution with the normalisation folded in: weights of
+    output channel k times s[k] = gamma[k] / sqrt(var[k] + eps) (as the blocked kernels pack them), bias
+    beta + (b - mean) * s (computed in float64).  Shapes as ``conv2d_forward``; gamma ... var : (K,) float32."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    K, _, KH, KW = w.shape
+    s = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    t = (np.asarray(beta, np.float64) + ((0.0 if b is None else np.asarray(b, np.float64)) - mean) * s)
+    s, t = s.astype(np.float32), t.astype(np.float32)
+    if blocked.chosen(x.shape[1], K, KH, KW, int(groups), config.CPU_CONV):
+        y = blocked.conv2d_forward(x, w, t, stride, padding, dilation, groups, relu=bool(relu), scale=s)
+        if y is not None:
+            return y
+    y = conv2d_forward_planes(x, w * s[:, None, None, None], t, stride, padding, dilation, groups)
+    if relu:
+        flat = y.reshape(-1)
+        _relu_fwd(flat, flat)
+    return y
 
 
 def conv2d_forward_planes(x, w, b, stride, padding, dilation, groups):
