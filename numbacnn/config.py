@@ -46,7 +46,7 @@ NUMBACNN_CHECK_SYNC        N > 0: every N steps the ranks compare a checksum of 
                            100 with NUMBACNN_DEBUG=1, else never)
 NUMBA_NUM_THREADS          read here only to know whether the user chose it: without it a rank of a
                            data-parallel run uses the cores of its machine / the ranks on it
-NUMBACNN_CPU_CONV          the CPU convolution forward: auto (channel-blocked where it pays, kernels/cpu/blocked.py),
+NUMBACNN_CPU_CONV          the CPU convolutions: auto (channel-blocked where it pays, kernels/cpu/blocked.py),
                            blocked (wherever it applies) or planes (the phase-plane kernels only)
 NUMBACNN_CPU_VECTOR        fp32 lanes of the CPU convolutions' vectors: 8 or 16 (default: 16 where the CPU has
                            AVX-512, else 8; 8 on an AVX-512 host runs the AVX2 kernels, as the tests do)
