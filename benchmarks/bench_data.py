@@ -13,8 +13,9 @@ side, then the centre crop) and augmented (flip, zoom, contrast):
   printed too), 1 and 2 workers.
 
 Then one training epoch of a model (LeNet-5 on 3x32x32, AlexNet-32) on the same images from memory
-(decoded up front), from the folder and from the packed file, with the same augmentation: the time
-the kernels wait for data is the difference.
+(decoded up front), from the folder (a first epoch, decoding every image, and a later one, where the
+decoded images are kept: NUMBACNN_IMAGE_CACHE_MIB) and from the packed file, with the same
+augmentation: the time the kernels wait for data is the difference.
 
     python benchmarks/bench_data.py [--count 5000] [--size 256] [--image-size 64] [--quick]
 
@@ -153,15 +154,20 @@ def epoch_table(root, packed, args):
     rows = []
     for model_name, n in (("lenet5", args.train_images), ("alexnet32", args.alexnet_images)):
         prep = Preprocessing(32, 32)
-        files = FileDataset(coll.root, coll.paths, coll.labels, prep, workers=max(args.workers))[np.arange(n)]
-        arrays = ArrayDataset(*files.batch(np.arange(n)))
+        files = FileDataset(coll.root, coll.paths, coll.labels, prep, workers=max(args.workers), cache=False)
+        arrays = ArrayDataset(*files[np.arange(n)].batch(np.arange(n)))
         pk = PackedDataset(packed, workers=1)[np.arange(n)]
         times = {}
         model = build_model(model_name, input_shape=(3, 32, 32), num_classes=10).build("cpu", seed=0)
         warm = arrays[np.arange(min(n, 128))]                # compiles (or loads) the kernels: not timed
         Trainer(model, batch_size=64, augment=make_augment(AUGMENT), seed=0).fit(warm, None, 1)
+        cached = FileDataset(coll.root, coll.paths, coll.labels, prep, workers=max(args.workers))[np.arange(n)]
+        cached.batch(np.arange(n))                           # its first epoch: every image decoded and kept
         for _ in range(REPEATS):                             # alternating, the best epoch of each
-            for label, data in (("memory", arrays), ("JPEG folder", files), ("packed", pk)):
+            first = FileDataset(coll.root, coll.paths, coll.labels, prep, workers=max(args.workers),
+                                cache=False)[np.arange(n)]  # every image decoded (a first epoch)
+            for label, data in (("memory", arrays), ("JPEG folder, first epoch (decoding)", first),
+                                ("JPEG folder, later epochs (decoded images kept)", cached), ("packed", pk)):
                 trainer = Trainer(model, batch_size=64, augment=make_augment(AUGMENT), seed=1)
                 t0 = time.perf_counter()
                 trainer.fit(data, None, 1)

@@ -46,6 +46,9 @@ NUMBACNN_CHECK_SYNC        N > 0: every N steps the ranks compare a checksum of 
                            100 with NUMBACNN_DEBUG=1, else never)
 NUMBA_NUM_THREADS          read here only to know whether the user chose it: without it a rank of a
                            data-parallel run uses the cores of its machine / the ranks on it
+NUMBACNN_IMAGE_CACHE_MIB   decoded images of a folder or list dataset kept in memory after their first decode,
+                           when all of them fit in this many MiB (default 1024; 0: never): epochs after the
+                           first read no file (``data.datasets.FileDataset``)
 NUMBACNN_CPU_CONV          the CPU convolutions: auto (channel-blocked where it pays, kernels/cpu/blocked.py),
                            blocked (wherever it applies) or planes (the phase-plane kernels only)
 NUMBACNN_CPU_VECTOR        fp32 lanes of the CPU convolutions' vectors: 8 or 16 (default: 16 where the CPU has
@@ -96,6 +99,7 @@ CHECK_SYNC = getenv("NUMBACNN_CHECK_SYNC", 100 if DEBUG else 0, int)
 THREADS_GIVEN = getenv("NUMBA_NUM_THREADS") is not None
 CPU_VECTOR = getenv("NUMBACNN_CPU_VECTOR", None, int)     # None: the host's (kernels/cpu/blocked.py)
 CPU_CONV = getenv("NUMBACNN_CPU_CONV", "auto", str)
+IMAGE_CACHE_MIB = getenv("NUMBACNN_IMAGE_CACHE_MIB", 1024.0, float)
 
 #: (rank variable, size variable) of the MPI launchers: MPICH/Intel MPI (hydra) and Slurm's PMI, Open MPI,
 #: MVAPICH, Cray PALS; PMIx (Open MPI 5, srun --mpi=pmix) gives a rank only

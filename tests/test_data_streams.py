@@ -189,6 +189,33 @@ def test_same_batches_and_weights_whatever_the_workers(photos):
     assert np.allclose(mean, x.mean(axis=(0, 2, 3)), atol=1e-5) and np.allclose(std, x.std(axis=(0, 2, 3)), atol=1e-5)
 
 
+def test_decoded_images_are_kept_where_they_fit(photos, monkeypatch):
+    """A folder dataset decodes each image once and then serves it from memory (the same bits; every batch still
+    augmented anew by the pipeline); with NUMBACNN_IMAGE_CACHE_MIB too small for all of them, or cache=False,
+    every read decodes again."""
+    from numbacnn import config
+    from numbacnn.data import datasets
+    coll = scan_folder(os.path.join(photos, "train"))
+    decodes = []
+    real = datasets.decode
+    monkeypatch.setattr(datasets, "decode", lambda p, prep: decodes.append(p) or real(p, prep))
+    prep, idx = Preprocessing(16, 16, "rgb"), np.arange(len(coll.paths))
+    kept = FileDataset(coll.root, coll.paths, coll.labels, prep)
+    first = kept.batch(idx)
+    assert len(decodes) == len(idx)
+    again = kept[idx[::-1]].batch(np.arange(len(idx)))          # a Subset reads through to the kept images
+    assert len(decodes) == len(idx)
+    np.testing.assert_array_equal(again[0], first[0][::-1])
+    np.testing.assert_array_equal(again[1], first[1][::-1])
+    for ds in (FileDataset(coll.root, coll.paths, coll.labels, prep, cache=False),
+               monkeypatch.setattr(config, "IMAGE_CACHE_MIB", 3 * 16 * 16 * (len(idx) - 1) / 2**20)
+               or FileDataset(coll.root, coll.paths, coll.labels, prep)):
+        decodes.clear()
+        np.testing.assert_array_equal(ds.batch(idx)[0], first[0])
+        np.testing.assert_array_equal(ds.batch(idx)[0], first[0])
+        assert len(decodes) == 2 * len(idx)
+
+
 # ----------------------------------------------------------------------------- the command line
 def test_train_on_a_folder_records_preprocessing(trained, photos):
     out, res = trained

@@ -4,7 +4,8 @@ A ``Dataset`` is anything with ``len()``, ``shape`` (N, C, H, W), labels ``y`` (
 and ``batch(indices) -> (x float32, y)``.  Three kinds satisfy it::
 
     ArrayDataset(x, y)            arrays in memory (what the IDX, CIFAR-10, npz and built-in loaders give)
-    FileDataset(root, paths, y, prep)   image files decoded on demand (a class folder, a list file)
+    FileDataset(root, paths, y, prep)   image files decoded on demand (a class folder, a list file), kept
+                                  decoded after the first time where they fit (NUMBACNN_IMAGE_CACHE_MIB)
     PackedDataset(path)           a packed HDF5 file read from disk (``data.packed``)
 
 ``ds[indices]`` is a ``Subset`` (a view: nothing is read), so a run splits a streamed source by
@@ -23,6 +24,7 @@ import threading
 
 import numpy as np
 
+from .. import config
 from .images import decode, to_float
 from .loaders import DataError, standardize
 
@@ -109,14 +111,23 @@ class Subset(Dataset):
 
 
 class FileDataset(Dataset):
-    """Image files ``root/paths[i]`` with labels ``y``, decoded by ``prep`` (``images.Preprocessing``)."""
+    """Image files ``root/paths[i]`` with labels ``y``, decoded by ``prep`` (``images.Preprocessing``).
 
-    def __init__(self, root, paths, y, prep, skip_bad=False, workers=1, log=None):
+    With ``cache`` (default) and when every decoded image together fits in NUMBACNN_IMAGE_CACHE_MIB, each image
+    is kept after its first decode (uint8, before augmentation, which every batch draws anew): epochs after the
+    first read no file and decode nothing, as from memory.  Decoding is deterministic, so the batches are the
+    same bits either way."""
+
+    def __init__(self, root, paths, y, prep, skip_bad=False, workers=1, log=None, cache=True):
         self.root, self.paths, self.y, self.prep = root, np.asarray(paths, object), np.asarray(y, np.int64), prep
         self.shape = (len(self.paths), *prep.shape)
         self.skip_bad, self.workers, self.log = bool(skip_bad), int(workers), log
         self.bad = {}                      # path -> reason, the files skipped
         self._lock = threading.Lock()
+        fits = int(np.prod(self.shape, dtype=np.int64)) <= config.IMAGE_CACHE_MIB * 2**20
+        # decoded images by index (pages are touched only as images arrive) and which ones are there
+        self._decoded = np.empty(self.shape, np.uint8) if cache and fits and len(self.paths) else None
+        self._have = np.zeros(len(self.paths), bool)
 
     def path(self, i) -> str:
         return os.path.join(self.root, self.paths[i])
@@ -125,6 +136,10 @@ class FileDataset(Dataset):
         out = np.empty((len(indices), *self.prep.shape), np.uint8)
         kept = []
         for j, i in enumerate(indices):
+            if self._have[i]:
+                out[len(kept)] = self._decoded[i]
+                kept.append(j)
+                continue
             p = self.path(i)
             if p in self.bad:
                 continue
@@ -135,6 +150,9 @@ class FileDataset(Dataset):
                     raise DataError(f"{exc} (pass --skip-bad-images to leave such files out)") from None
                 self._skip(p, str(exc))
                 continue
+            if self._decoded is not None:      # image i is written before it is marked: a reader sees it whole
+                self._decoded[i] = out[len(kept)]
+                self._have[i] = True
             kept.append(j)
         return out[:len(kept)], self.y[np.asarray(indices, np.int64)[kept]]
 

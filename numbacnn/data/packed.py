@@ -92,7 +92,8 @@ def pack(collection, out, prep: Preprocessing, skip_bad=False, workers=1, log=pr
     (written atomically); returns {images, skipped, classes, parts, seconds}."""
     from ..io.hdf5 import atomic_write_hdf5
     t0 = time.perf_counter()
-    files = FileDataset(collection.root, collection.paths, collection.labels, prep, skip_bad, workers, log)
+    files = FileDataset(collection.root, collection.paths, collection.labels, prep, skip_bad, workers, log,
+                        cache=False)                 # each image is decoded once here anyway
     order = np.arange(len(files))
     result = {}
 
