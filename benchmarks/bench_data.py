@@ -119,7 +119,7 @@ def pipeline_table(root, packed, args):
     from numbacnn.data.folders import scan_folder
     coll = scan_folder(root)
     prep = Preprocessing(args.image_size, args.image_size)
-    files = FileDataset(coll.root, coll.paths, coll.labels, prep)
+    files = FileDataset(coll.root, coll.paths, coll.labels, prep, cache=False)    # every pass decodes
     rows, rates = [], {}
     for workers in args.workers:
         rates[("folder", workers)] = numbacnn_rate(files, args.batch_size, workers)

@@ -108,15 +108,21 @@ BODIES = [(16, 16, 1, 14, 2), (16, 1, 1, 14, 2), (16, 16, 2, 8, 2), (16, 1, 4, 1
           (8, 8, 1, 14, 2), (8, 8, 1, 6, 2), (8, 1, 2, 14, 1)]
 
 
+def _hot_loop(body, V, fmas, label):
+    """(the mix of ``body``'s hot loop, how many times the loop holds the tile's ``fmas`` FMAs, a message),
+    checked for what every body must show: whole tiles, every FMA on zmm (16 lanes) or ymm (8), no spill or
+    reload in the loop."""
+    m = hot_loop(body.inspect_asm(body.signatures[0]))
+    unroll, what = m["fma"] // fmas, f"{label}: {describe(m)}"
+    assert unroll >= 1 and m["fma"] == unroll * fmas, what
+    assert m["fma_width"] == V and m["stack"] == 0, what
+    return m, unroll, what
+
+
 @pytest.mark.parametrize("V, IL, SW, TW, OCB", BODIES)
 def test_the_hot_loop_is_full_width_fma_without_spills(V, IL, SW, TW, OCB):
-    body = blocked.make_forward_body(V, IL, SW, TW, OCB)
-    m = hot_loop(body.inspect_asm(body.signatures[0]))
-    unroll = m["fma"] // (TW * OCB)
-    what = f"forward body {(V, IL, SW, TW, OCB)}: {describe(m)}"
-    assert unroll >= 1 and m["fma"] == unroll * TW * OCB, what
-    assert m["fma_width"] == V, what                        # every FMA on zmm (16 lanes) or ymm (8)
-    assert m["stack"] == 0, what                            # no spill or reload in the loop
+    m, unroll, what = _hot_loop(blocked.make_forward_body(V, IL, SW, TW, OCB), V, TW * OCB,
+                                f"forward body {(V, IL, SW, TW, OCB)}")
     assert m["vector_loads"] == unroll * OCB, what          # one weight vector per channel block
     assert m["broadcasts"] + m["fma_memory_operand"] == unroll * TW, what   # one input value per pixel
     assert m["instructions"] - m["fma"] - m["vector_loads"] - m["broadcasts"] <= 6, what
@@ -129,12 +135,8 @@ WEIGHT_BODIES = [(16, 16, 3, 8, False), (16, 1, 5, 6, False), (16, 16, 1, 16, Fa
 
 @pytest.mark.parametrize("V, IL, KW, TC, ROWS", WEIGHT_BODIES)
 def test_the_weight_gradient_hot_loop_is_one_vector_load_and_full_width_fma(V, IL, KW, TC, ROWS):
-    body = blocked.make_weight_body(V, IL, KW, TC, ROWS)
-    m = hot_loop(body.inspect_asm(body.signatures[0]))
-    unroll = m["fma"] // (KW * TC)
-    what = f"weight body {(V, IL, KW, TC, ROWS)}: {describe(m)}"
-    assert unroll >= 1 and m["fma"] == unroll * KW * TC, what
-    assert m["fma_width"] == V and m["stack"] == 0, what
+    m, unroll, what = _hot_loop(blocked.make_weight_body(V, IL, KW, TC, ROWS), V, KW * TC,
+                                f"weight body {(V, IL, KW, TC, ROWS)}")
     assert m["vector_loads"] + (m["fma"] - m["fma_memory_operand"] - m["broadcasts"]) <= unroll * (1 + 1), what
     assert m["broadcasts"] + m["fma_memory_operand"] >= unroll * KW * TC - unroll, what   # an input value per FMA
 
