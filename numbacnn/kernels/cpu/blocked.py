@@ -302,14 +302,17 @@ def run_images(fn, x, wb, bias, y, ip, base, mask, xs, ys, ph, pw, OCB, mode, R)
                     _unpack_block(y4[ob], y[n], base[n], mask[n], ob, mode, oh0, oh1)
 
 
-@njit(types.void(types.FunctionType(BODY), F4, F4, F2, I1, F2, F2, types.int64, types.int64, types.int64),
-      parallel=True, cache=True)
-def run_weight_images(fn, x, dy, dwb, ip, xs, ds, ph, pw, G):
+@njit(types.void(types.FunctionType(BODY), F4, F4, F2, I1, F2, F2, types.int64, types.int64, types.int64,
+                 types.int64), parallel=True, cache=True)
+def run_weight_images(fn, x, dy, dwb, ip, xs, ds, ph, pw, G, tc):
     """A weight-gradient body over the batch in P = dwb.shape[0] parts of images, one (part, group of tiles) a
     task: each image of the part and its output gradient packed into the thread's scratch, then the group's
     share of the J = OB*chunks (output block, channel chunk) tiles of the image added to the part's dwb row.
     ``G`` groups split a part's tiles when the batch is small (both cores busy at batch 1); every tile has one
     task, so the sums run in a fixed order whatever the threads; the caller sums the parts in order.
+
+    A task packs only the blocks of x and dy its tiles read (tile j: output block j // chunks, input channels
+    (j % chunks) * tc ... + tc - 1).
 
     x : (N, C, H, W), dy : (N, K, OH, OW); dwb : (P, OB*C*KH*KW*V) zeroed; xs : (T, CB*Hp*Wp*IL),
     ds : (T, OB*OH*OW*V); ip as ``_DW_INTS`` for one image (N = P = 1, oy = ox = 0).
@@ -325,12 +328,21 @@ def run_weight_images(fn, x, dy, dwb, ip, xs, ds, ph, pw, G):
         x4, d4 = xs[t].reshape((CB, Hp, Wp, IL)), ds[t].reshape((OB, Hd, Wd, V))
         for task in range(t * ntasks // T, (t + 1) * ntasks // T):
             p, gi = task // G, task % G
+            j0, j1 = gi * J // G, (gi + 1) * J // G
+            xb, db = np.zeros(CB, np.bool_), np.zeros(OB, np.bool_)
+            for j in range(j0, j1):
+                c0 = (j % chunks) * tc
+                for cb in range(c0 // IL, (c0 + tc - 1) // IL + 1):
+                    xb[cb] = True
+                db[j // chunks] = True
             for n in range(p * N // P, (p + 1) * N // P):
                 for cb in range(CB):
-                    _pack_block(x[n], x4[cb], cb, ph, pw, 0, Hp)
+                    if xb[cb]:
+                        _pack_block(x[n], x4[cb], cb, ph, pw, 0, Hp)
                 for ob in range(OB):
-                    _pack_block(dy[n], d4[ob], ob, 0, 0, 0, Hd)
-                for j in range(gi * J // G, (gi + 1) * J // G):
+                    if db[ob]:
+                        _pack_block(dy[n], d4[ob], ob, 0, 0, 0, Hd)
+                for j in range(j0, j1):
                     fn(xs[t], ds[t], xs[t], dwb[p], ip, np.int64(j))
 
 
@@ -468,10 +480,9 @@ def _forward(x, p, w, b, relu, base=None, mask=None, flip=False, scale=None):
 #: run-time ints of a weight-gradient body (``ip``): their positions
 _DW_INTS = ("CB", "Hp", "Wp", "OB", "Hd", "Wd", "oy", "ox", "OH", "OW", "KH", "SH", "SW", "DH", "DW", "chunks",
             "P", "N", "C")
-#: a weight gradient is summed in P = min(N, IMAGE_PARTS) parts of the batch, added up in order at the end, and
-#: has at least _DW_TASKS tasks where its tiles allow (``run_weight_images``): both depend on the shapes only,
-#: so any thread count gives the same bits
-_DW_TASKS = 16
+#: a weight gradient is summed in P = min(N, IMAGE_PARTS) parts of the batch, added up in order at the end
+#: (``run_weight_images``): the parts depend on the shapes only, so any thread count gives the same bits; a
+#: part's tiles are split into groups (tasks) only as far as the threads need work (a small batch)
 IMAGE_PARTS = 8
 
 
@@ -541,10 +552,9 @@ def weight_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
     OB = -(-K // V)
     J = OB * (C if rows else C // TC)           # tiles an image
     P = min(N, IMAGE_PARTS)
-    G = min(J, -(-_DW_TASKS // P))              # their groups, for a small batch
     ints = dict(CB=C // IL, Hp=H + 2 * ph, Wp=W + 2 * pw, OB=OB, OH=OH, OW=OW, KH=KH, SH=SH, SW=SW, DH=DH, DW=DW,
                 chunks=C if rows else C // TC, P=P, N=N, C=C)
-    return dict(V=V, IL=IL, KW=KW, TC=TC, rows=rows, ph=ph, pw=pw, ints=ints, G=G)
+    return dict(V=V, IL=IL, KW=KW, TC=TC, rows=rows, ph=ph, pw=pw, ints=ints, J=J)
 
 
 def input_plan(x_shape, w_shape, stride, padding, dilation, groups):
@@ -595,7 +605,9 @@ def _weight_gradient(dy, x, w_shape, q):
     xs = _work("wxs", (T, g["CB"] * g["Hp"] * g["Wp"] * IL))
     ds = _work("wds", (T, g["OB"] * g["OH"] * g["OW"] * V))
     ints = np.array([g[k] for k in _DW_INTS], np.int64)
-    run_weight_images(body, _mutable(x), _mutable(dy), dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"], q["G"])
+    G = min(q["J"], -(-IMAGE_TASKS * T // P))        # groups of a part's tiles: work for every thread
+    run_weight_images(body, _mutable(x), _mutable(dy), dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"], G,
+                      1 if q["rows"] else q["TC"])
     _count("in", x)
     _count("in", dy)
     s = dwb.sum(axis=0) if P > 1 else dwb[0]
