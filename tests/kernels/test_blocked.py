@@ -104,8 +104,8 @@ def test_the_fused_forward_is_the_forward_then_the_relu_kernel(mode, monkeypatch
 
 
 #: (V, IL, column stride, TW, OCB): the tiles the plans choose for AVX-512 (32 registers) and AVX2 (16)
-BODIES = [(16, 16, 1, 14, 2), (16, 1, 1, 14, 2), (16, 16, 2, 8, 2), (16, 1, 4, 14, 2), (16, 16, 1, 28, 1),
-          (8, 8, 1, 14, 2), (8, 8, 1, 6, 2), (8, 1, 2, 14, 1)]
+BODIES = [(16, 16, 1, 14, 2), (16, 1, 1, 14, 2), (16, 16, 2, 8, 2), (16, 3, 4, 14, 2), (16, 16, 1, 28, 1),
+          (16, 6, 1, 10, 1), (8, 8, 1, 14, 2), (8, 8, 1, 6, 2), (8, 1, 2, 14, 1), (8, 3, 1, 14, 1)]
 
 
 def _hot_loop(body, V, fmas, label):
@@ -125,7 +125,7 @@ def test_the_hot_loop_is_full_width_fma_without_spills(V, IL, SW, TW, OCB):
                                 f"forward body {(V, IL, SW, TW, OCB)}")
     assert m["vector_loads"] == unroll * OCB, what          # one weight vector per channel block
     assert m["broadcasts"] + m["fma_memory_operand"] == unroll * TW, what   # one input value per pixel
-    assert m["instructions"] - m["fma"] - m["vector_loads"] - m["broadcasts"] <= 6, what
+    assert m["instructions"] - m["fma"] - m["vector_loads"] - m["broadcasts"] <= 8, what   # addresses, the branch
 
 
 #: (V, IL, KW, TC, ROWS): the weight-gradient tiles the plans choose for AVX-512 (32 registers) and AVX2 (16)

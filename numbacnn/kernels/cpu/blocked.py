@@ -6,7 +6,8 @@ Layouts (inside the CPU backend; the public API stays NCHW)
 time (``vector_width``; ``set_vector_width(8)`` or NUMBACNN_CPU_VECTOR=8 forces 8 on an AVX-512 host).
 
 * input   xp : (CB, Hp, Wp, IL)  one image, zero padded; ``IL = V`` lanes of channels when C is a multiple of
-                                V, else ``IL = 1`` (CB = C planes: small C such as RGB or LeNet-5's)
+                                V, ``IL = C`` when C < V (RGB, LeNet-5's 6: one block), else ``IL = 1``
+                                (CB = C planes); the weight gradient's x has ``IL = 1`` for C < V too
 * weights wb : (OB, KH, KW, CB, IL, V)  output channels in blocks of V (zero padded to OB*V)
 * output  yb : (OB, OH, OWp, V)  one image; OWp = OW rounded up to a multiple of the tile width TW
 
@@ -15,7 +16,7 @@ The micro-kernel
 One call computes one output row ``oh`` for ``OCB`` (1 or 2) blocks of V output channels.  The row is cut into
 tiles of ``TW`` pixels; a tile keeps ``OCB x TW`` vector accumulators in registers for the whole reduction over
 taps and input channels: per input value, ONE broadcast and OCB multiply-adds with weight vectors
-(``simd.tile_fma``).  ``TW`` and ``OCB`` fill the register file (32 vector registers with AVX-512, 16 without:
+(``simd.tile_fma``, unrolled over the IL lanes of a channel block).  ``TW`` and ``OCB`` fill the register file (32 vector registers with AVX-512, 16 without:
 ``OCB*TW + OCB + 1`` of them).  Bodies are compiled per (V, IL, column stride, TW, OCB) and cached on disk
 (``forward_body``); kernel size, row stride and dilation are run-time loop bounds, so a model compiles one
 body per distinct layer shape at most.  The weight gradient's bodies keep a tile of dw (input channels or
@@ -153,9 +154,8 @@ def make_forward_body(V, IL, SW, TW, OCB, cache=False):
                 for kw in range(KW):
                     x0 = xrow + kw * DW * IL
                     w0 = ((ob0 * KH + kh) * KW + kw) * CB * IL * V
-                    for cb in range(CB):
-                        for i in range(IL):
-                            acc = tile_fma(acc, xp, x0 + cb * plane + i, SW * IL, wb, w0 + (cb * IL + i) * V, wstep)
+                    for cb in range(CB):        # the IL lanes of a channel block: one unrolled block of FMAs
+                        acc = tile_fma(acc, xp, x0 + cb * plane, SW * IL, wb, w0 + cb * IL * V, wstep, IL)
             if relu:
                 acc = tile_relu(acc)
             tile_store(yb, (((n * OB + ob0) * OH + oh) * OWp + ow0) * V, V, OH * OWp * V, acc)
@@ -168,6 +168,14 @@ def _simd_digest() -> str:
     operations changed would otherwise be loaded with the old code."""
     with open(simd.__file__, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:10]
+
+
+@functools.lru_cache(maxsize=None)
+def _pointer(body):
+    """``body`` as the drivers take it: its compiled entry point's address (Numba's ``CompileResultWAP``), which
+    a call passes on as it is, where a dispatcher object is looked up anew by every call (~35 us)."""
+    from numba.core.types.function_type import CompileResultWAP
+    return CompileResultWAP(body.overloads[body.signatures[0]])
 
 
 def _compile(body, name, cache):
@@ -198,7 +206,7 @@ def forward_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
         V = 8                                   # one ymm of output channels instead of a half-empty zmm
     (SH, SW), (ph, pw), (DH, DW) = stride, padding, dilation
     OH, OW = out_size(H, KH, SH, ph, DH), out_size(W, KW, SW, pw, DW)
-    IL = V if C % V == 0 else 1
+    IL = V if C % V == 0 else C if C < V else 1     # all of a few channels in one block: one unrolled FMA block
     OB = -(-K // V)
     TW, OCB = _tile(OW, OB, regs)
     OWp = -(-OW // TW) * TW
@@ -469,7 +477,7 @@ def _forward(x, p, w, b, relu, base=None, mask=None, flip=False, scale=None):
     R = min(g["OH"], -(-IMAGE_TASKS * T // tasks))          # row chunks an image: 1 for a batch
     xs = _work("xs", (T, g["CB"] * g["Hp"] * g["Wp"] * IL))
     ys = _work("ys", (T, g["OB"] * g["OH"] * g["OWp"] * V))
-    run_images(body, _mutable(x), wb.reshape(-1), bias, y, ints, y if base is None else _mutable(base),
+    run_images(_pointer(body), _mutable(x), wb.reshape(-1), bias, y, ints, y if base is None else _mutable(base),
                y if mask is None else _mutable(mask), xs, ys, p["ph"], p["pw"], p["OCB"], mode, R)
     _count("in", x)
     _count("out", y)
@@ -606,7 +614,7 @@ def _weight_gradient(dy, x, w_shape, q):
     ds = _work("wds", (T, g["OB"] * g["OH"] * g["OW"] * V))
     ints = np.array([g[k] for k in _DW_INTS], np.int64)
     G = min(q["J"], -(-IMAGE_TASKS * T // P))        # groups of a part's tiles: work for every thread
-    run_weight_images(body, _mutable(x), _mutable(dy), dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"], G,
+    run_weight_images(_pointer(body), _mutable(x), _mutable(dy), dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"], G,
                       1 if q["rows"] else q["TC"])
     _count("in", x)
     _count("in", dy)

@@ -5,8 +5,8 @@ A *tile* is a nested tuple ``acc[j][t]`` of ``OCB x TW`` vectors of ``V`` float3
 ymm or zmm register each): output pixel ``t`` of a row, output channels ``j*V .. j*V + V - 1`` of a block of
 ``OCB`` channel vectors.  The tuple is an SSA value, so LLVM keeps it in registers across the reduction loops
 written in Numba around these operations, and ``tile_fma`` compiles to one weight-vector load per ``j``, one
-broadcast per ``t`` and ``OCB x TW`` fused multiply-adds (``vfmadd231ps``) -- the micro-kernel of oneDNN's
-direct convolutions, here generated from the tile's type.
+broadcast per ``t`` and ``OCB x TW`` fused multiply-adds (``vfmadd231ps``) for each of the input lanes it is
+given -- the micro-kernel of oneDNN's direct convolutions, here generated from the tile's type.
 
 Arrays are 1-D C-contiguous float32; indices are element offsets (no bounds checks: the callers' plans
 guarantee them); vector loads and stores are unaligned.
@@ -122,22 +122,30 @@ def tile_zero(typingctx, V, TW, OCB):
 
 
 @intrinsic
-def tile_fma(typingctx, acc, x, xi, xstep, w, wi, wstep):
-    """acc[j][t] += x[xi + t*xstep] * w[wi + j*wstep : + V] (broadcast one input, multiply-add a weight vector)."""
+def tile_fma(typingctx, acc, x, xi, xstep, w, wi, wstep, L):
+    """For each of ``L`` (a compile-time int) input lanes i: acc[j][t] += x[xi + i + t*xstep] * w[wi + i*V +
+    j*wstep : + V] (broadcast one input, multiply-add a weight vector), unrolled: one straight block of
+    L x OCB weight loads, L x TW broadcasts and L x OCB x TW fused multiply-adds."""
     v, tw, ocb = _shape(acc)
+    lanes = _literal(L)
+    if lanes is None:
+        return None
 
     def codegen(context, builder, sig, args):
-        tile, xs, x0, xd, ws, w0, wd = args
+        tile, xs, x0, xd, ws, w0, wd, _ = args
         xp = _data(context, builder, sig.args[1], xs)
         wp = _data(context, builder, sig.args[4], ws)
-        wv = [builder.load(_vec_at(builder, wp, _offset(builder, w0, wd, j), v), align=4) for j in range(ocb)]
         rows = _unpack(builder, sig.args[0], tile)
-        for t in range(tw):
-            xb = _broadcast(builder, builder.load(builder.gep(xp, [_offset(builder, x0, xd, t)]), align=4), v)
-            for j in range(ocb):
-                rows[j][t] = _fma(builder, xb, wv[j], rows[j][t])
+        for i in range(lanes):
+            wi = _offset(builder, w0, ir.Constant(w0.type, v), i)
+            wv = [builder.load(_vec_at(builder, wp, _offset(builder, wi, wd, j), v), align=4) for j in range(ocb)]
+            xi = _offset(builder, x0, ir.Constant(x0.type, 1), i)
+            for t in range(tw):
+                xb = _broadcast(builder, builder.load(builder.gep(xp, [_offset(builder, xi, xd, t)]), align=4), v)
+                for j in range(ocb):
+                    rows[j][t] = _fma(builder, xb, wv[j], rows[j][t])
         return _pack(context, builder, sig.args[0], rows)
-    return acc(acc, x, xi, xstep, w, wi, wstep), codegen
+    return acc(acc, x, xi, xstep, w, wi, wstep, L), codegen
 
 
 @intrinsic
