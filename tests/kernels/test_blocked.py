@@ -46,15 +46,17 @@ def test_the_blocked_kernels_run_where_their_conversions_pay():
 
 @st.composite
 def blocked_geometries(draw):
-    """Convolutions the blocked kernels take (groups 1): channels on and off multiples of 8 and 16."""
+    """Convolutions the blocked kernels take: channels on and off multiples of 8 and 16, groups 1, or 2 and 3
+    with two or more channels a group each way (a group at a time)."""
     n = draw(st.sampled_from([1, 2, 3, 9]))             # 9: whole images a task, dw in 8 parts
-    c = draw(st.sampled_from([1, 2, 3, 5, 8, 16, 24, 32]))
-    k = draw(st.sampled_from([1, 4, 6, 8, 9, 16, 17, 32, 48]))
+    groups = draw(st.sampled_from([1, 1, 1, 2, 3]))
+    c = groups * draw(st.sampled_from([1, 2, 3, 5, 8, 16, 24, 32] if groups == 1 else [2, 3, 8, 16]))
+    k = groups * draw(st.sampled_from([1, 4, 6, 8, 9, 16, 17, 32, 48] if groups == 1 else [2, 4, 6, 17]))
     kernel, stride, dilation = draw(_pair(1, 5)), draw(_pair(1, 3)), draw(_pair(1, 2))
     padding = draw(_pair(0, 2))
     lo = [max(1, d * (q - 1) + 1 - 2 * p) for q, d, p in zip(kernel, dilation, padding)]
     h, w = draw(st.integers(lo[0], 12)), draw(st.integers(lo[1], 20))
-    return ConvGeom(n, c, k, h, w, kernel, stride, padding, dilation)
+    return ConvGeom(n, c, k, h, w, kernel, stride, padding, dilation, groups)
 
 
 @given(g=blocked_geometries())
@@ -63,16 +65,24 @@ def blocked_geometries(draw):
 @example(g=ConvGeom(3, 32, 16, 4, 4, (1, 1)))                                      # 1x1, one output block
 @example(g=ConvGeom(9, 8, 17, 6, 7, (3, 3), padding=(1, 1)))                        # a batch, a tail block
 @example(g=ConvGeom(2, 1, 6, 12, 12, (5, 5), padding=(2, 2)))                       # dw tiles of kernel rows
+@example(g=ConvGeom(2, 6, 10, 9, 9, (5, 5), padding=(2, 2), groups=2))              # AlexNet's groups
 def test_forward_and_backward_match_the_reference_on_both_widths(width, g):
     """check_op runs the backward too: dx on the blocked kernels for stride 1 (the phase planes otherwise), dw on
-    the weight-gradient bodies."""
-    assert blocked.forward_plan(g.x_shape, g.w_shape, g.stride, g.padding, g.dilation, 1, width, 32) is not None
+    the weight-gradient bodies (a grouped convolution's backward: the phase planes)."""
+    group = (g.n, g.c // g.groups, g.h, g.w), (g.k // g.groups,) + tuple(g.w_shape[1:])
+    assert blocked.forward_plan(*group, g.stride, g.padding, g.dilation, 1, width, 32) is not None
     case = conv_case(g, bias=True, seed=g.n + g.c)
     check_op("cpu", "conv2d", case.inputs, case.kwargs, **case.tol)
 
 
-def test_grouped_convolutions_stay_on_the_phase_planes():
+def test_grouped_convolutions_run_a_group_at_a_time_except_depthwise():
+    """A group of two or more channels each way is a convolution of its own on the blocked kernels (forward; the
+    backward stays on the phase planes); a depthwise one (one channel a group) is left to the phase planes."""
     assert blocked.forward_plan((2, 8, 9, 9), (8, 1, 3, 3), (1, 1), (1, 1), (1, 1), 8, 16, 32) is None
+    assert blocked.chosen(96, 256, 5, 5, 2) and not blocked.chosen(64, 64, 3, 3, 64)
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 8, 9, 9)).astype(np.float32), rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    assert blocked.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), 8) is None
 
 
 def test_relu_is_applied_to_the_tile():

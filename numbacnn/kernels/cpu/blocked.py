@@ -107,8 +107,11 @@ MODES = ("auto", "blocked", "planes")
 
 
 def chosen(C, K, KH, KW, groups, mode="auto") -> bool:
-    """Whether conv2d_forward runs the blocked kernels for C -> K channels, a KH x KW kernel and ``groups``."""
-    if groups != 1 or mode == "planes":
+    """Whether the blocked kernels run C -> K channels with a KH x KW kernel and ``groups`` (a group at a time;
+    not for groups of one channel: depthwise; the backward of a grouped convolution stays on the phase
+    planes)."""
+    C, K = C // groups, K // groups
+    if mode == "planes" or (groups > 1 and min(C, K) < 2):
         return False
     return mode == "blocked" or C * KH * KW * K >= MIN_INTENSITY * (C + K)
 
@@ -201,7 +204,7 @@ def forward_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
     N, C, H, W = x_shape
     K, Cg, KH, KW = w_shape
     if groups != 1:
-        return None
+        return None     # conv2d_forward runs a grouped convolution a group at a time
     if V == 16 and K <= 8:
         V = 8                                   # one ymm of output channels instead of a half-empty zmm
     (SH, SW), (ph, pw), (DH, DW) = stride, padding, dilation
@@ -218,10 +221,11 @@ def forward_plan(x_shape, w_shape, stride, padding, dilation, groups, V, regs):
 
 # ------------------------------------------------------------------ layout conversions and the drivers
 @njit(cache=True)
-def _pack_block(x, dst, cb, ph, pw, r0, r1):
-    """dst[r, pw + w, i] = x[cb*IL + i, r - ph, w] for the padded rows r0 <= r < r1, zero where that is padding
-    or a channel >= C.  x : (C, H, W) one image, dst : (Hp, Wp, IL) block ``cb`` of its packed input."""
-    C, H, W = x.shape
+def _pack_block(x, dst, cb, ph, pw, r0, r1, c0, C):
+    """dst[r, pw + w, i] = x[c0 + cb*IL + i, r - ph, w] for the padded rows r0 <= r < r1, zero where that is
+    padding or a channel >= C (x's channels c0 ... c0 + C - 1: a group's).  x : (channels, H, W) one image,
+    dst : (Hp, Wp, IL) block ``cb`` of its packed input."""
+    H, W = x.shape[1], x.shape[2]
     IL = dst.shape[2]
     for r in range(r0, r1):
         h = r - ph
@@ -234,7 +238,7 @@ def _pack_block(x, dst, cb, ph, pw, r0, r1):
         for i in range(IL):
             c = cb * IL + i
             if c < C:
-                src = x[c, h]
+                src = x[c0 + c, h]
                 for w in range(W):
                     row[pw + w, i] = src[w]
             else:
@@ -243,16 +247,17 @@ def _pack_block(x, dst, cb, ph, pw, r0, r1):
 
 
 @njit(cache=True)
-def _unpack_block(src, y, base, mask, ob, mode, oh0, oh1):
-    """y[ob*V + i, oh, ow] = src[oh, ow, i] for oh0 <= oh < oh1, ow < OW and the channels < K; with ``mode`` 1
-    plus base, with 2 plus base and then 0 where mask <= 0 (a ReLU's backward, relu_backward's rule).
+def _unpack_block(src, y, base, mask, ob, mode, oh0, oh1, k0, K):
+    """y[k0 + ob*V + i, oh, ow] = src[oh, ow, i] for oh0 <= oh < oh1, ow < OW and ob*V + i < K (y's channels
+    k0 ... k0 + K - 1: a group's); with ``mode`` 1 plus base, with 2 plus base and then 0 where mask <= 0 (a
+    ReLU's backward, relu_backward's rule).
 
-    src : (OH, OWp, V) one block of one image's blocked output; y, base, mask : (K, OH, OW) that image.
+    src : (OH, OWp, V) one block of one image's blocked output; y, base, mask : (channels, OH, OW) that image.
     """
-    K, OH, OW = y.shape
+    OW = y.shape[2]
     V = src.shape[2]
     for i in range(min(V, K - ob * V)):
-        k = ob * V + i
+        k = k0 + ob * V + i
         for oh in range(oh0, oh1):
             s = src[oh]
             d = y[k, oh]
@@ -281,14 +286,16 @@ def run_images(fn, x, wb, bias, y, ip, base, mask, xs, ys, ph, pw, OCB, mode, R)
     statically over ``T = xs.shape[0]`` scratch rows; each writes its own part of y, so any T and R give the
     same bits.
 
-    x : (N, C, H, W), y, base, mask : (N, K, OH, OW); xs : (T, CB*Hp*Wp*IL), ys : (T, OB*OH*OWp*V); ip as
-    ``_FWD_INTS`` (tasks of one image: n = 0).
+    x : (N, channels, H, W), y, base, mask : (N, channels, OH, OW); xs : (T, CB*Hp*Wp*IL),
+    ys : (T, OB*OH*OWp*V); ip as ``_FWD_INTS`` (tasks of one image: n = 0), then the group's first input channel,
+    its input channels, its first output channel and its output channels.
     """
     CB, Hp, Wp, OB, OH, OWp = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5]
     KH, SH, DH = ip[6], ip[8], ip[9]
+    cx0, C, ck0, K = ip[12], ip[13], ip[14], ip[15]
     IL = xs.shape[1] // (CB * Hp * Wp)
     V = ys.shape[1] // (OB * OH * OWp)
-    N, K, T = x.shape[0], y.shape[1], xs.shape[0]
+    N, T = x.shape[0], xs.shape[0]
     ngroups = OB // OCB
     ntasks = N * R * ngroups
     for t in prange(T):
@@ -301,13 +308,13 @@ def run_images(fn, x, wb, bias, y, ip, base, mask, xs, ys, ph, pw, OCB, mode, R)
             oh0, oh1 = c * OH // R, (c + 1) * OH // R
             if nc != last:
                 for cb in range(CB):
-                    _pack_block(x[n], x4[cb], cb, ph, pw, oh0 * SH, (oh1 - 1) * SH + (KH - 1) * DH + 1)
+                    _pack_block(x[n], x4[cb], cb, ph, pw, oh0 * SH, (oh1 - 1) * SH + (KH - 1) * DH + 1, cx0, C)
                 last = nc
             for oh in range(oh0, oh1):
                 fn(xl, wb, bias, yl, ip, np.int64(g * OH + oh))
             for ob in range(g * OCB, (g + 1) * OCB):
                 if ob * V < K:
-                    _unpack_block(y4[ob], y[n], base[n], mask[n], ob, mode, oh0, oh1)
+                    _unpack_block(y4[ob], y[n], base[n], mask[n], ob, mode, oh0, oh1, ck0, K)
 
 
 @njit(types.void(types.FunctionType(BODY), F4, F4, F2, I1, F2, F2, types.int64, types.int64, types.int64,
@@ -346,10 +353,10 @@ def run_weight_images(fn, x, dy, dwb, ip, xs, ds, ph, pw, G, tc):
             for n in range(p * N // P, (p + 1) * N // P):
                 for cb in range(CB):
                     if xb[cb]:
-                        _pack_block(x[n], x4[cb], cb, ph, pw, 0, Hp)
+                        _pack_block(x[n], x4[cb], cb, ph, pw, 0, Hp, 0, x.shape[1])
                 for ob in range(OB):
                     if db[ob]:
-                        _pack_block(dy[n], d4[ob], ob, 0, 0, 0, Hd)
+                        _pack_block(dy[n], d4[ob], ob, 0, 0, 0, Hd, 0, dy.shape[1])
                 for j in range(j0, j1):
                     fn(xs[t], ds[t], xs[t], dwb[p], ip, np.int64(j))
 
@@ -432,14 +439,26 @@ def _work(name, shape):
 
 
 def conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=False, scale=None):
-    """y = conv2d(x, w) + b (then max(y, 0) when ``relu``) on the blocked kernels, or None where they do not
-    apply; with ``scale`` (K,) the weights of output channel k are multiplied by scale[k] as they are packed.
-    x : (N, C, H, W) float32 C-contiguous, w : (K, C, KH, KW) float32, b : (K,) float32 or None; returns
-    y : (N, K, OH, OW) float32."""
-    p = _plan(x.shape, w.shape, stride, padding, dilation, groups)
-    if p is None:
+    """y = conv2d(x, w) + b (then max(y, 0) when ``relu``) on the blocked kernels, a group at a time for
+    ``groups`` > 1, or None where they do not apply (a group of one input or output channel: depthwise); with
+    ``scale`` (K,) the weights of output channel k are multiplied by scale[k] as they are packed.
+    x : (N, C, H, W) float32 C-contiguous, w : (K, C // groups, KH, KW) float32, b : (K,) float32 or None;
+    returns y : (N, K, OH, OW) float32."""
+    groups = int(groups)
+    K, Cg = w.shape[0], w.shape[1]
+    Kg = K // groups
+    if groups > 1 and min(Cg, Kg) < 2:
         return None
-    return _forward(x, p, w, b, relu, scale=scale)
+    x_shape = (x.shape[0], Cg) + tuple(x.shape[2:])
+    p = _plan(x_shape, (Kg,) + tuple(w.shape[1:]), stride, padding, dilation, 1)
+    if groups == 1:
+        return _forward(x, p, w, b, relu, scale=scale)
+    y = np.empty((x.shape[0], K, p["ints"]["OH"], p["OW"]), np.float32)
+    for g in range(groups):
+        part = slice(g * Kg, (g + 1) * Kg)
+        _forward(x, p, w[part], None if b is None else b[part], relu, scale=None if scale is None else scale[part],
+                 out=y, channels=(g * Cg, g * Kg))
+    return y
 
 
 def _plan(x_shape, w_shape, stride, padding, dilation, groups):
@@ -457,20 +476,23 @@ def _mutable(a):
     return a if a.flags.writeable else a.copy()
 
 
-def _forward(x, p, w, b, relu, base=None, mask=None, flip=False, scale=None):
+def _forward(x, p, w, b, relu, base=None, mask=None, flip=False, scale=None, out=None, channels=(0, 0)):
     """y (N, K, OH, OW) of plan ``p`` from x (N, C, H, W) C-contiguous float32 (``base`` + y when ``base`` is
     given, then zeroed where ``mask`` <= 0 when a mask is: the gradient the graph summed so far, a ReLU's
     backward), by ``run_images``; with ``flip`` w is a convolution's (K, C, KH, KW) whose dx this computes
-    from x = dy."""
+    from x = dy.  With ``out`` and ``channels`` = (c0, k0) (a group), the plan's C input channels are x's from
+    c0 on and its K outputs go to out's channels from k0 on; out is returned."""
     V, IL, g = p["V"], p["IL"], p["ints"]
     N, K = x.shape[0], w.shape[1 if flip else 0]
     wb = pack_weights(w, V, IL, g["OB"], flip, scale)
     bias = np.zeros(g["OB"] * V, np.float32)
     if b is not None:
         bias[:K] = b
-    ints = np.array([g[k] for k in _FWD_INTS[:-1]] + [int(relu)], np.int64)
+    C = g["CB"] * IL if IL > 1 else g["CB"]
+    C = min(C, w.shape[0 if flip else 1])
+    ints = np.array([g[k] for k in _FWD_INTS[:-1]] + [int(relu), channels[0], C, channels[1], K], np.int64)
     body = forward_body(V, IL, p["SW"], p["TW"], p["OCB"])
-    y = np.empty((N, K, g["OH"], p["OW"]), np.float32)
+    y = np.empty((N, K, g["OH"], p["OW"]), np.float32) if out is None else out
     mode = 0 if base is None else 1 if mask is None else 2
     T = numba.get_num_threads()
     tasks = N * (g["OB"] // p["OCB"])
