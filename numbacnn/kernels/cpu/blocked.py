@@ -20,8 +20,8 @@ taps and input channels: per input value, ONE broadcast and OCB multiply-adds wi
 file (32 vector registers with AVX-512, 16 without: ``OCB*TW + OCB + 1`` of them).  Bodies are compiled per
 (V, IL, column stride, TW, OCB) and cached on disk (``forward_body``); kernel size, row stride and dilation are
 run-time loop bounds, so a model compiles one body per distinct layer shape at most.  The weight gradient's
-bodies keep a tile of dw (input channels or kernel rows x taps x V output channels) over an image's pixels (``weight_body``); dx is the forward body run
-on dy with the flipped weights (stride 1).
+bodies keep a tile of dw (input channels or kernel rows x taps x V output channels) over an image's pixels
+(``weight_body``); dx is the forward body run on dy with the flipped weights (stride 1).
 
 The drivers
 -----------
