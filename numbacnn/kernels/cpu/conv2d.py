@@ -400,16 +400,7 @@ def conv2d_forward_fused(x, w, b, stride, padding, dilation, groups, relu, stats
     phase-plane kernels; no statistics in parts (``stats`` is not computed here).
 
     Shapes as ``conv2d_forward``."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    w = np.ascontiguousarray(w, dtype=np.float32)
-    K, _, KH, KW = w.shape
-    if blocked.chosen(x.shape[1], K, KH, KW, int(groups), config.CPU_CONV):
-        return blocked.conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=bool(relu)), None
-    y = conv2d_forward_planes(x, w, b, stride, padding, dilation, groups)
-    if relu:
-        flat = y.reshape(-1)
-        _relu_fwd(flat, flat)           # the ReLU kernel, in place
-    return y, None
+    return _forward_either(x, w, b, stride, padding, dilation, groups, relu), None
 
 
 def conv2d_forward_norm(x, w, b, gamma, beta, mean, var, eps, stride, padding, dilation, groups, relu):
@@ -417,20 +408,24 @@ def conv2d_forward_norm(x, w, b, gamma, beta, mean, var, eps, stride, padding, d
     Conv2D -> BatchNorm (-> ReLU) at inference, as ONE convolution with the normalisation folded in: weights of
     output channel k times s[k] = gamma[k] / sqrt(var[k] + eps) (as the blocked kernels pack them), bias
     beta + (b - mean) * s (computed in float64).  Shapes as ``conv2d_forward``; gamma ... var : (K,) float32."""
+    s = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    t = (np.asarray(beta, np.float64) + ((0.0 if b is None else np.asarray(b, np.float64)) - mean) * s)
+    return _forward_either(x, w, t.astype(np.float32), stride, padding, dilation, groups, relu, s.astype(np.float32))
+
+
+def _forward_either(x, w, b, stride, padding, dilation, groups, relu, scale=None):
+    """The forward on the blocked kernels where they pay (``blocked.chosen``), else on the phase planes with the
+    ReLU kernel run in place after them; output channel k's weights times scale[k] when a ``scale`` is given."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.ascontiguousarray(w, dtype=np.float32)
     K, _, KH, KW = w.shape
-    s = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
-    t = (np.asarray(beta, np.float64) + ((0.0 if b is None else np.asarray(b, np.float64)) - mean) * s)
-    s, t = s.astype(np.float32), t.astype(np.float32)
     if blocked.chosen(x.shape[1], K, KH, KW, int(groups), config.CPU_CONV):
-        y = blocked.conv2d_forward(x, w, t, stride, padding, dilation, groups, relu=bool(relu), scale=s)
-        if y is not None:
-            return y
-    y = conv2d_forward_planes(x, w * s[:, None, None, None], t, stride, padding, dilation, groups)
+        return blocked.conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=bool(relu), scale=scale)
+    y = conv2d_forward_planes(x, w if scale is None else w * scale[:, None, None, None], b, stride, padding,
+                              dilation, groups)
     if relu:
         flat = y.reshape(-1)
-        _relu_fwd(flat, flat)
+        _relu_fwd(flat, flat)           # the ReLU kernel, in place
     return y
 
 
