@@ -49,6 +49,8 @@ CONVS = [ConvGeom(1, 16, 32, 12, 12, (3, 3), padding=(1, 1)),                   
          ConvGeom(5, 1, 6, 28, 28, (5, 5), padding=(2, 2)),                     # LeNet-5's first layer
          ConvGeom(4, 6, 16, 14, 14, (5, 5)),
          ConvGeom(2, 32, 16, 8, 8, (1, 1)),
+         ConvGeom(1, 64, 48, 9, 9, (1, 1)),                                     # 1x1 kernels: overlapping tiles
+         ConvGeom(3, 24, 36, 8, 8, (1, 1), stride=(2, 2), groups=3),            # 1x1 kernels, strided, groups
          ConvGeom(2, 12, 12, 9, 9, (3, 3), padding=(1, 1), groups=12),          # depthwise
          ConvGeom(33, 4, 4, 6, 6, (3, 3), padding=(1, 1)),                      # many image blocks
          ConvGeom(6, 16, 32, 8, 8, (3, 3), padding=(1, 1)),    # blocked: whole images on 1 thread, rows cut on 2

@@ -44,6 +44,8 @@ import hashlib
 import numba
 import numpy as np
 from numba import njit, prange, types
+from numba.core.types.function_type import CompileResultWAP, FunctionType
+from numba.core.typing.typeof import typeof_impl
 
 from ..geometry import out_size
 from . import simd
@@ -102,7 +104,8 @@ def vector_width() -> int:
 #: LeNet-5's second layer 109, 32->32 3x3 144, 64->64 3x3 288 and AlexNet's first 347 faster).  Layout kept
 #: across layers would remove the conversions.
 MIN_INTENSITY = 48
-#: NUMBACNN_CPU_CONV: "auto" (by MIN_INTENSITY), "blocked" (wherever the kernels apply) or "planes" (never)
+#: NUMBACNN_CPU_CONV: "auto" (1x1 kernels on conv1x1.py, others blocked by MIN_INTENSITY), "blocked" (wherever
+#: the kernels apply) or "planes" (never; neither the 1x1 kernels)
 MODES = ("auto", "blocked", "planes")
 
 
@@ -173,12 +176,25 @@ def _simd_digest() -> str:
         return hashlib.sha256(f.read()).hexdigest()[:10]
 
 
+class _Entry(CompileResultWAP):
+    """A compiled body's entry point (Numba's ``CompileResultWAP``) whose Numba type is built once: Numba types
+    a first-class function argument anew at every call otherwise (~30 us a call of a driver)."""
+
+    def __init__(self, cres):
+        super().__init__(cres)
+        self.numba_type = FunctionType(cres.signature)
+
+
+@typeof_impl.register(_Entry)
+def _typeof_entry(val, c):
+    return val.numba_type
+
+
 @functools.lru_cache(maxsize=None)
 def _pointer(body):
-    """``body`` as the drivers take it: its compiled entry point's address (Numba's ``CompileResultWAP``), which
-    a call passes on as it is, where a dispatcher object is looked up anew by every call (~35 us)."""
-    from numba.core.types.function_type import CompileResultWAP
-    return CompileResultWAP(body.overloads[body.signatures[0]])
+    """``body`` as the drivers take it: its compiled entry point's address (``_Entry``), which a call passes on as
+    it is, where a dispatcher object is looked up anew by every call (~35 us)."""
+    return _Entry(body.overloads[body.signatures[0]])
 
 
 def _compile(body, name, cache):

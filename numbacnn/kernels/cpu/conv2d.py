@@ -53,7 +53,7 @@ from numba import njit, prange
 
 from ... import config
 from ..geometry import out_size
-from . import blocked
+from . import blocked, conv1x1
 from .elementwise import _flat, _relu_fwd
 
 __all__ = ["conv2d_forward", "conv2d_forward_fused", "conv2d_forward_norm", "conv2d_backward",
@@ -413,12 +413,26 @@ def conv2d_forward_norm(x, w, b, gamma, beta, mean, var, eps, stride, padding, d
     return _forward_either(x, w, t.astype(np.float32), stride, padding, dilation, groups, relu, s.astype(np.float32))
 
 
+def _pointwise(x_shape, w_shape, stride, padding, groups) -> bool:
+    """Whether a convolution's forward and dx run on the 1x1 kernels (``conv1x1.py``, pixels in the lanes,
+    NCHW kept): ``conv1x1.applies`` and ``conv1x1.chosen``, unless NUMBACNN_CPU_CONV forces the blocked or plane
+    kernels."""
+    N, C, H, W = (int(v) for v in x_shape)
+    K, _, KH, KW = (int(v) for v in w_shape)
+    g, V = int(groups), blocked.vector_width()
+    return (config.CPU_CONV == "auto" and conv1x1.applies(KH, KW, padding, g, C, K, H, W, stride, V)
+            and conv1x1.chosen(N, C, K, H, W, stride, g, V, blocked.chosen(C, K, KH, KW, g)))
+
+
 def _forward_either(x, w, b, stride, padding, dilation, groups, relu, scale=None):
-    """The forward on the blocked kernels where they pay (``blocked.chosen``), else on the phase planes with the
-    ReLU kernel run in place after them; output channel k's weights times scale[k] when a ``scale`` is given."""
+    """The forward on the 1x1 kernels where they apply (``_pointwise``), the blocked kernels where they pay
+    (``blocked.chosen``), else on the phase planes with the ReLU kernel run in place after them; output channel
+    k's weights times scale[k] when a ``scale`` is given (a folded batch norm)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.ascontiguousarray(w, dtype=np.float32)
     K, _, KH, KW = w.shape
+    if _pointwise(x.shape, w.shape, stride, padding, groups):
+        return conv1x1.forward(x, w, b, stride, groups, relu=bool(relu), scale=scale)
     if blocked.chosen(x.shape[1], K, KH, KW, int(groups), config.CPU_CONV):
         return blocked.conv2d_forward(x, w, b, stride, padding, dilation, groups, relu=bool(relu), scale=scale)
     y = conv2d_forward_planes(x, w if scale is None else w * scale[:, None, None, None], b, stride, padding,
@@ -695,6 +709,12 @@ def _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups
     if dy.shape != (N, K, OH, OW):
         raise ValueError(f"conv2d backward: dy shape {dy.shape} does not match the output shape "
                          f"{(N, K, OH, OW)} of x shape {(N, C, H, W)}")
+    if want_dx and not planes and _pointwise(x_shape, w_shape, stride, padding, groups):
+        dx = conv1x1.backward_input(dy, w, x_shape, stride, groups, base, mask)
+        if not (want_dw or want_db):
+            return dx, None, None
+        rest = _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups, False, want_dw, want_db)
+        return (dx,) + rest[1:]
     bx = bw = not planes and blocked.chosen(C, K, KH, KW, groups, config.CPU_CONV)
     bw = bw or (not planes and blocked.weight_chosen(C, KH, KW, groups, config.CPU_CONV))
     if (want_dx and bx) or (want_dw and bw):

@@ -196,3 +196,22 @@ def tile_fma_outer(typingctx, acc, x, xi, jstep, tstep, w, wi):
                 rows[j][t] = _fma(builder, xb, wv, rows[j][t])
         return _pack(context, builder, sig.args[0], rows)
     return acc(acc, x, xi, jstep, tstep, w, wi), codegen
+
+
+@intrinsic
+def tile_affine(typingctx, acc, s, si, b, bi):
+    """acc[j][t] = acc[j][t] * s[si + t*V : + V] + b[bi + t*V : + V] (one fused multiply-add each: a scale and a
+    bias a row of the tile, given as V copies each)."""
+    v, tw, ocb = _shape(acc)
+
+    def codegen(context, builder, sig, args):
+        tile, ss, s0, bs, b0 = args
+        sp = _data(context, builder, sig.args[1], ss)
+        bp = _data(context, builder, sig.args[3], bs)
+        step = ir.Constant(s0.type, v)
+        sv = [builder.load(_vec_at(builder, sp, _offset(builder, s0, step, t), v), align=4) for t in range(tw)]
+        bv = [builder.load(_vec_at(builder, bp, _offset(builder, b0, step, t), v), align=4) for t in range(tw)]
+        rows = _unpack(builder, sig.args[0], tile)
+        rows = [[_fma(builder, e, sv[t], bv[t]) for t, e in enumerate(row)] for row in rows]
+        return _pack(context, builder, sig.args[0], rows)
+    return acc(acc, s, si, b, bi), codegen
