@@ -55,8 +55,9 @@ MALLOC_TRIM_THRESHOLD_     up to 256 MiB freed there (``mallopt``, Linux): a tra
 NUMBACNN_IMAGE_CACHE_MIB   decoded images of a folder or list dataset kept in memory after their first decode,
                            when all of them fit in this many MiB (default 1024; 0: never): epochs after the
                            first read no file (``data.datasets.FileDataset``)
-NUMBACNN_CPU_CONV          the CPU convolutions: auto (channel-blocked where it pays, kernels/cpu/blocked.py),
-                           blocked (wherever it applies) or planes (the phase-plane kernels only)
+NUMBACNN_CPU_CONV          the CPU convolutions: auto (1x1 kernels on NCHW, kernels/cpu/conv1x1.py, and
+                           channel-blocked where it pays, kernels/cpu/blocked.py), blocked (wherever it applies)
+                           or planes (the phase-plane kernels only)
 NUMBACNN_CPU_VECTOR        fp32 lanes of the CPU convolutions' vectors: 8 or 16 (default: 16 where the CPU has
                            AVX-512, else 8; 8 on an AVX-512 host runs the AVX2 kernels, as the tests do)
 """

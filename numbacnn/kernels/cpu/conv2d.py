@@ -384,9 +384,9 @@ def _forward(x, w2, b, offs, y, ph, pw, sh, sw, Hs, Ws, P, Kg, nb, nkb, nchunks)
 
 
 def conv2d_forward(x, w, b, stride, padding, dilation, groups):
-    """y = conv2d(x, w) + b (cross-correlation, PyTorch semantics): the channel-blocked kernels
-    (``blocked.py``) where they pay (``blocked.chosen``; NUMBACNN_CPU_CONV forces a path), else
-    ``conv2d_forward_planes``.
+    """y = conv2d(x, w) + b (cross-correlation, PyTorch semantics): the 1x1 kernels (``conv1x1.py``) where they
+    are chosen (``_pointwise``), the channel-blocked kernels (``blocked.py``) where they pay (``blocked.chosen``;
+    NUMBACNN_CPU_CONV forces a path), else ``conv2d_forward_planes``.
 
     x : (N, C, H, W) float32, w : (K, C // groups, KH, KW) float32,
     b : (K,) float32 or None; returns y : (N, K, OH, OW) float32.
@@ -693,9 +693,10 @@ def _backward(dy, x, dx, ioffs, iws, icount, gi, nblk_i, run_i, woffs, dwb, gw, 
 
 def _backward_pass(dy, x, w, x_shape, w_shape, stride, padding, dilation, groups, want_dx, want_dw, want_db,
                    planes=False, base=None, mask=None):
-    """(dx|None, dw|None, db|None): the requested gradients of y = conv2d(x, w) + b, on the channel-blocked
-    kernels where the forward would run them (``blocked.chosen``; dx there for stride 1 only), else (and with
-    ``planes``) in one ``_backward`` call on the phase planes.
+    """(dx|None, dw|None, db|None): the requested gradients of y = conv2d(x, w) + b: dx on the 1x1 kernels where
+    the forward runs them (``_pointwise``), on the channel-blocked kernels where the forward would run them
+    (``blocked.chosen``; dx there for stride 1 only), else (and with ``planes``) in one ``_backward`` call on the
+    phase planes.
 
     ``w`` is needed only for dx and ``x`` only for dw (pass None otherwise).  With ``base`` (x's shape), dx is
     base + dx, zeroed where ``mask`` <= 0 when a mask is given: added where dx is written on the blocked path,
