@@ -34,9 +34,10 @@ def width(request, monkeypatch):
 
 
 def test_the_blocked_kernels_run_where_their_conversions_pay():
-    """auto: C -> K channels with a KH x KW kernel go blocked when C*KH*KW*K >= MIN_INTENSITY * (C + K)."""
-    assert not blocked.chosen(1, 6, 5, 5, 1)            # LeNet-5's first layer: 150 / 7
-    assert not blocked.chosen(64, 32, 1, 1, 1)          # 1x1: 2048 / 96
+    """auto: C -> K channels with a KH x KW kernel go blocked when C*KH*KW*K >= MIN_INTENSITY * (C + K) (20)."""
+    assert blocked.chosen(1, 6, 5, 5, 1)                # LeNet-5's first layer: 150 / 7
+    assert not blocked.chosen(64, 16, 1, 1, 1)          # 1x1: 1024 / 80
+    assert not blocked.chosen(2, 4, 3, 3, 1)            # 72 / 6
     assert blocked.chosen(16, 16, 3, 3, 1)              # ResNet-20's first stage: 2304 / 32
     assert blocked.chosen(6, 16, 5, 5, 1)               # LeNet-5's second: 2400 / 22
     assert blocked.chosen(64, 64, 3, 3, 1) and blocked.chosen(3, 64, 11, 11, 1)

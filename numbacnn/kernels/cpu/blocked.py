@@ -25,12 +25,13 @@ bodies keep a tile of dw (input channels or kernel rows x taps x V output channe
 
 The drivers
 -----------
-``run_images`` and ``run_weight_images``, compiled once each, run any body through a first-class function
-pointer, image by image: a task packs its image (NCHW -> blocked, in its thread's scratch), runs the body and
-unpacks its rows straight into the NCHW result, so the blocked copies live in cache, never in memory.  A
-batch of one is cut into chunks of rows (forward) or groups of tiles (weight gradient) so that both cores
-work.  Tasks write disjoint outputs and sums run in an order fixed by the shapes: the same bits for any
-thread count.
+``_images`` and ``_weight_images``, compiled once each, run any body through a first-class function pointer,
+image by image: a task packs its image (NCHW -> blocked, in its thread's scratch), runs the body and unpacks
+its rows straight into the NCHW result, so the blocked copies live in cache, never in memory.  A batch of one
+is cut into chunks of rows (forward) or groups of tiles (weight gradient) so that both cores work.  Tasks
+write disjoint outputs and sums run in an order fixed by the shapes: the same bits for any thread count.
+The drivers are serial functions of one thread's share; ``launch``, the only parallel function among them,
+runs a driver on every thread (each parallel function costs Numba ~2 s to compile, a serial one ~0.3 s).
 
 ``conv2d_forward(x, w, b, ...)`` returns None for what it does not cover (groups > 1): conv2d.py then runs
 its phase-plane kernels.
@@ -98,12 +99,13 @@ def vector_width() -> int:
 
 # ------------------------------------------------------------------ when the blocked kernels pay
 #: a blocked convolution converts x to the blocked layout and y back (work ~ (C + K) values a pixel, image by
-#: image in cache for a batch, ``run_images``) around a reduction of C/groups * KH * KW * K multiply-adds a pixel:
-#: below this ratio the conversions cost more than the faster micro-kernels save (measured on an AVX-512 Xeon,
-#: 2 cores, forward and backward: LeNet-5's first layer 21 and a 1x1 64->32 21 were slower blocked; 16->16 3x3 72,
-#: LeNet-5's second layer 109, 32->32 3x3 144, 64->64 3x3 288 and AlexNet's first 347 faster).  Layout kept
-#: across layers would remove the conversions.
-MIN_INTENSITY = 48
+#: image in cache for a batch, ``_images``) around a reduction of C/groups * KH * KW * K multiply-adds a pixel:
+#: below this ratio the conversions cost more than the faster micro-kernels save.  Measured on an AVX-512 Xeon,
+#: 2 cores, forward: LeNet-5's first layer (21) 0.8 ms on the phase planes against 1.1 ms blocked at batch 256
+#: (faster blocked at batch 32), a CIFAR ResNet's first (3 -> 16 3x3, 23) 1.3 ms either way, 3 -> 32 (25) and
+#: up faster blocked.  20 takes them all blocked: a model of such layers then never compiles the phase-plane
+#: kernels (LeNet-5: 5 s less on a cold start, for 0.3 ms a batch of 256).  1x1 convolutions run on conv1x1.py.
+MIN_INTENSITY = 20
 #: NUMBACNN_CPU_CONV: "auto" (1x1 kernels on conv1x1.py, others blocked by MIN_INTENSITY), "blocked" (wherever
 #: the kernels apply) or "planes" (never; neither the 1x1 kernels)
 MODES = ("auto", "blocked", "planes")
@@ -288,93 +290,119 @@ def _unpack_block(src, y, base, mask, ob, mode, oh0, oh1, k0, K):
                     d[ow] = v if mode == 1 or m[ow] > 0 else 0
 
 
-F2 = types.float32[:, ::1]
-F4 = types.float32[:, :, :, ::1]
+#: every driver: (body, eight flat float32 arrays, ints, thread t, threads T); one thread's share of a kernel
+DRIVER = types.void(types.FunctionType(BODY), F1, F1, F1, F1, F1, F1, F1, F1, I1, types.int64, types.int64)
 
 
-@njit(types.void(types.FunctionType(BODY), F4, F1, F1, F4, I1, F4, F4, F2, F2, types.int64, types.int64,
-                 types.int64, types.int64, types.int64), parallel=True, cache=True)
-def run_images(fn, x, wb, bias, y, ip, base, mask, xs, ys, ph, pw, OCB, mode, R):
-    """A forward body over the batch, one (image, chunk of output rows, group of OCB output blocks) a task: the
-    input rows the chunk reads packed into its thread's scratch (once for the chunk's groups), the rows
-    computed into the thread's output scratch and unpacked into y (``_unpack_block``'s ``mode``) while both are
-    in cache.  ``R`` chunks an image: 1 for a batch, more to give both cores work at batch 1.  Tasks are split
-    statically over ``T = xs.shape[0]`` scratch rows; each writes its own part of y, so any T and R give the
-    same bits.
+@njit(parallel=True, cache=True)      # compiled at its first call (a signature would compile it at import)
+def launch(driver, fn, a, b, c, d, e, f, g, h, ip, T):
+    """driver(fn, a ... h, ip, t, T) for t = 0 ... T-1 on Numba's threads: the one parallel region of every
+    driver (compiled once, where a parallel function of its own costs each driver ~2 s of a cold start)."""
+    for t in prange(T):
+        driver(fn, a, b, c, d, e, f, g, h, ip, np.int64(t), T)
 
-    x : (N, channels, H, W), y, base, mask : (N, channels, OH, OW); xs : (T, CB*Hp*Wp*IL),
-    ys : (T, OB*OH*OWp*V); ip as ``_FWD_INTS`` (tasks of one image: n = 0), then the group's first input channel,
-    its input channels, its first output channel and its output channels.
+
+def driver(py_func):
+    """``py_func`` compiled with the DRIVER signature at its first use (then from Numba's disk cache), as
+    ``launch`` takes it."""
+    return _pointer(_compiled_driver(py_func))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_driver(py_func):
+    return njit(DRIVER, cache=True)(py_func)
+
+
+#: ``_images``'s ints after the body's ``_FWD_INTS`` and the group's channels (ip[12:16])
+_IMG_INTS = ("N", "Cx", "H", "W", "Ky", "OH", "OW", "ph", "pw", "OCB", "mode", "R", "IL", "V")
+
+
+def _images(fn, x, wb, bias, y, base, mask, xs, ys, ip, t, T):
+    """Thread t's share of a forward body over the batch, one (image, chunk of output rows, group of OCB output
+    blocks) a task: the input rows the chunk reads packed into the thread's scratch (once for the chunk's
+    groups), the rows computed into the thread's output scratch and unpacked into y (``_unpack_block``'s
+    ``mode``) while both are in cache.  ``R`` chunks an image: 1 for a batch, more to give both cores work at
+    batch 1.  Tasks are split statically over the T threads; each writes its own part of y, so any T and R give
+    the same bits.
+
+    Flat arrays: x (N, Cx, H, W); y, base, mask (N, Ky, OH, OW); xs, ys (T, CB*Hp*Wp*IL), (T, OB*OH*OWp*V); ip as
+    ``_FWD_INTS`` (tasks of one image: n = 0), then the group's first input channel, its input channels, its
+    first output channel and its output channels, then ``_IMG_INTS``.
     """
     CB, Hp, Wp, OB, OH, OWp = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5]
     KH, SH, DH = ip[6], ip[8], ip[9]
     cx0, C, ck0, K = ip[12], ip[13], ip[14], ip[15]
-    IL = xs.shape[1] // (CB * Hp * Wp)
-    V = ys.shape[1] // (OB * OH * OWp)
-    N, T = x.shape[0], xs.shape[0]
+    N, Cx, H, W, Ky, OHy, OWy = ip[16], ip[17], ip[18], ip[19], ip[20], ip[21], ip[22]
+    ph, pw, OCB, mode, R, IL, V = ip[23], ip[24], ip[25], ip[26], ip[27], ip[28], ip[29]
+    x4 = x.reshape((N, Cx, H, W))
+    y4, b4, m4 = y.reshape((N, Ky, OHy, OWy)), base.reshape((N, Ky, OHy, OWy)), mask.reshape((N, Ky, OHy, OWy))
+    xl = xs[t * CB * Hp * Wp * IL:(t + 1) * CB * Hp * Wp * IL]
+    yl = ys[t * OB * OH * OWp * V:(t + 1) * OB * OH * OWp * V]
+    xt, yt = xl.reshape((CB, Hp, Wp, IL)), yl.reshape((OB, OH, OWp, V))
     ngroups = OB // OCB
     ntasks = N * R * ngroups
-    for t in prange(T):
-        xl, yl = xs[t], ys[t]
-        x4, y4 = xl.reshape((CB, Hp, Wp, IL)), yl.reshape((OB, OH, OWp, V))
-        last = -1
-        for task in range(t * ntasks // T, (t + 1) * ntasks // T):
-            g, nc = task % ngroups, task // ngroups
-            n, c = nc // R, nc % R
-            oh0, oh1 = c * OH // R, (c + 1) * OH // R
-            if nc != last:
-                for cb in range(CB):
-                    _pack_block(x[n], x4[cb], cb, ph, pw, oh0 * SH, (oh1 - 1) * SH + (KH - 1) * DH + 1, cx0, C)
-                last = nc
-            for oh in range(oh0, oh1):
-                fn(xl, wb, bias, yl, ip, np.int64(g * OH + oh))
-            for ob in range(g * OCB, (g + 1) * OCB):
-                if ob * V < K:
-                    _unpack_block(y4[ob], y[n], base[n], mask[n], ob, mode, oh0, oh1, ck0, K)
+    last = -1
+    for task in range(t * ntasks // T, (t + 1) * ntasks // T):
+        g, nc = task % ngroups, task // ngroups
+        n, c = nc // R, nc % R
+        oh0, oh1 = c * OH // R, (c + 1) * OH // R
+        if nc != last:
+            for cb in range(CB):
+                _pack_block(x4[n], xt[cb], cb, ph, pw, oh0 * SH, (oh1 - 1) * SH + (KH - 1) * DH + 1, cx0, C)
+            last = nc
+        for oh in range(oh0, oh1):
+            fn(xl, wb, bias, yl, ip, g * OH + oh)
+        for ob in range(g * OCB, (g + 1) * OCB):
+            if ob * V < K:
+                _unpack_block(yt[ob], y4[n], b4[n], m4[n], ob, mode, oh0, oh1, ck0, K)
 
 
-@njit(types.void(types.FunctionType(BODY), F4, F4, F2, I1, F2, F2, types.int64, types.int64, types.int64,
-                 types.int64), parallel=True, cache=True)
-def run_weight_images(fn, x, dy, dwb, ip, xs, ds, ph, pw, G, tc):
-    """A weight-gradient body over the batch in P = dwb.shape[0] parts of images, one (part, group of tiles) a
-    task: each image of the part and its output gradient packed into the thread's scratch, then the group's
-    share of the J = OB*chunks (output block, channel chunk) tiles of the image added to the part's dwb row.
-    ``G`` groups split a part's tiles when the batch is small (both cores busy at batch 1); every tile has one
-    task, so the sums run in a fixed order whatever the threads; the caller sums the parts in order.
+#: ``_weight_images``'s ints after the body's ``_DW_INTS`` (ip[19:])
+_WIMG_INTS = ("ph", "pw", "G", "tc", "Nx", "Cx", "H", "W", "Ky", "OHy", "OWy", "parts", "IL", "V")
 
-    A task packs only the blocks of x and dy its tiles read (tile j: output block j // chunks, input channels
+
+def _weight_images(fn, x, dy, dwb, xs, ds, unused1, unused2, unused3, ip, t, T):
+    """Thread t's share of a weight-gradient body over the batch in ``parts`` parts of images, one (part, group
+    of tiles) a task: each image of the part and its output gradient packed into the thread's scratch, then the
+    group's share of the J = OB*chunks (output block, channel chunk) tiles of the image added to the part's dwb
+    row.  ``G`` groups split a part's tiles when the batch is small (both cores busy at batch 1); every tile has
+    one task, so the sums run in a fixed order whatever the threads; the caller sums the parts in order.  A task
+    packs only the blocks of x and dy its tiles read (tile j: output block j // chunks, input channels
     (j % chunks) * tc ... + tc - 1).
 
-    x : (N, C, H, W), dy : (N, K, OH, OW); dwb : (P, OB*C*KH*KW*V) zeroed; xs : (T, CB*Hp*Wp*IL),
-    ds : (T, OB*OH*OW*V); ip as ``_DW_INTS`` for one image (N = P = 1, oy = ox = 0).
+    Flat arrays: x (Nx, Cx, H, W), dy (Nx, Ky, OHy, OWy), dwb (parts, OB*C*KH*KW*V) zeroed, xs (T, CB*Hp*Wp*IL),
+    ds (T, OB*OH*OW*V); ip as ``_DW_INTS`` for one image (N = P = 1, oy = ox = 0), then ``_WIMG_INTS``.
     """
     CB, Hp, Wp, OB, Hd, Wd = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5]
     chunks = ip[15]
-    IL = xs.shape[1] // (CB * Hp * Wp)
-    V = ds.shape[1] // (OB * Hd * Wd)
-    N, P, T = x.shape[0], dwb.shape[0], xs.shape[0]
+    ph, pw, G, tc, N, Cx, H, W = ip[19], ip[20], ip[21], ip[22], ip[23], ip[24], ip[25], ip[26]
+    Ky, OHy, OWy, P, IL, V = ip[27], ip[28], ip[29], ip[30], ip[31], ip[32]
+    x4, d4 = x.reshape((N, Cx, H, W)), dy.reshape((N, Ky, OHy, OWy))
+    xl = xs[t * CB * Hp * Wp * IL:(t + 1) * CB * Hp * Wp * IL]
+    dl = ds[t * OB * Hd * Wd * V:(t + 1) * OB * Hd * Wd * V]
+    xt, dt = xl.reshape((CB, Hp, Wp, IL)), dl.reshape((OB, Hd, Wd, V))
+    row = dwb.shape[0] // P
     J = OB * chunks
     ntasks = P * G
-    for t in prange(T):
-        x4, d4 = xs[t].reshape((CB, Hp, Wp, IL)), ds[t].reshape((OB, Hd, Wd, V))
-        for task in range(t * ntasks // T, (t + 1) * ntasks // T):
-            p, gi = task // G, task % G
-            j0, j1 = gi * J // G, (gi + 1) * J // G
-            xb, db = np.zeros(CB, np.bool_), np.zeros(OB, np.bool_)
+    for task in range(t * ntasks // T, (t + 1) * ntasks // T):
+        p, gi = task // G, task % G
+        j0, j1 = gi * J // G, (gi + 1) * J // G
+        xb, db = np.zeros(CB, np.bool_), np.zeros(OB, np.bool_)
+        for j in range(j0, j1):
+            c0 = (j % chunks) * tc
+            for cb in range(c0 // IL, (c0 + tc - 1) // IL + 1):
+                xb[cb] = True
+            db[j // chunks] = True
+        out = dwb[p * row:(p + 1) * row]
+        for n in range(p * N // P, (p + 1) * N // P):
+            for cb in range(CB):
+                if xb[cb]:
+                    _pack_block(x4[n], xt[cb], cb, ph, pw, 0, Hp, 0, Cx)
+            for ob in range(OB):
+                if db[ob]:
+                    _pack_block(d4[n], dt[ob], ob, 0, 0, 0, Hd, 0, Ky)
             for j in range(j0, j1):
-                c0 = (j % chunks) * tc
-                for cb in range(c0 // IL, (c0 + tc - 1) // IL + 1):
-                    xb[cb] = True
-                db[j // chunks] = True
-            for n in range(p * N // P, (p + 1) * N // P):
-                for cb in range(CB):
-                    if xb[cb]:
-                        _pack_block(x[n], x4[cb], cb, ph, pw, 0, Hp, 0, x.shape[1])
-                for ob in range(OB):
-                    if db[ob]:
-                        _pack_block(dy[n], d4[ob], ob, 0, 0, 0, Hd, 0, dy.shape[1])
-                for j in range(j0, j1):
-                    fn(xs[t], ds[t], xs[t], dwb[p], ip, np.int64(j))
+                fn(xl, dl, xl, out, ip, j)
 
 
 @njit(cache=True)
@@ -428,7 +456,7 @@ def pack_weights(w, V, IL, K_blocks, flip=False, scale=None):
 
 
 #: layout conversions since the last ``CONVERSIONS.clear()``: tensors moved into the blocked layout ("in") and
-#: back to NCHW ("out"), and their bytes; each goes image by image through the cache (``run_images``).
+#: back to NCHW ("out"), and their bytes; each goes image by image through the cache (``_images``).
 #: ``benchmarks/bench_devices.py`` prints them for a training step.
 CONVERSIONS: collections.Counter = collections.Counter()
 
@@ -482,7 +510,7 @@ def _plan(x_shape, w_shape, stride, padding, dilation, groups):
                         vector_width(), vector_registers())
 
 
-#: ``run_images`` cuts images into chunks of rows until every thread has at least this many tasks (a batch
+#: ``_images`` cuts images into chunks of rows until every thread has at least this many tasks (a batch
 #: needs none; a batch of one still keeps both cores busy)
 IMAGE_TASKS = 4
 
@@ -492,10 +520,15 @@ def _mutable(a):
     return a if a.flags.writeable else a.copy()
 
 
+def _flat(a):
+    """``a`` float32 C-contiguous and writable, flat (the drivers take flat arrays)."""
+    return _mutable(np.ascontiguousarray(a, dtype=np.float32)).reshape(-1)
+
+
 def _forward(x, p, w, b, relu, base=None, mask=None, flip=False, scale=None, out=None, channels=(0, 0)):
     """y (N, K, OH, OW) of plan ``p`` from x (N, C, H, W) C-contiguous float32 (``base`` + y when ``base`` is
     given, then zeroed where ``mask`` <= 0 when a mask is: the gradient the graph summed so far, a ReLU's
-    backward), by ``run_images``; with ``flip`` w is a convolution's (K, C, KH, KW) whose dx this computes
+    backward), by ``_images``; with ``flip`` w is a convolution's (K, C, KH, KW) whose dx this computes
     from x = dy.  With ``out`` and ``channels`` = (c0, k0) (a group), the plan's C input channels are x's from
     c0 on and its K outputs go to out's channels from k0 on; out is returned."""
     V, IL, g = p["V"], p["IL"], p["ints"]
@@ -513,10 +546,13 @@ def _forward(x, p, w, b, relu, base=None, mask=None, flip=False, scale=None, out
     T = numba.get_num_threads()
     tasks = N * (g["OB"] // p["OCB"])
     R = min(g["OH"], -(-IMAGE_TASKS * T // tasks))          # row chunks an image: 1 for a batch
-    xs = _work("xs", (T, g["CB"] * g["Hp"] * g["Wp"] * IL))
-    ys = _work("ys", (T, g["OB"] * g["OH"] * g["OWp"] * V))
-    run_images(_pointer(body), _mutable(x), wb.reshape(-1), bias, y, ints, y if base is None else _mutable(base),
-               y if mask is None else _mutable(mask), xs, ys, p["ph"], p["pw"], p["OCB"], mode, R)
+    xs = _work("xs", (T * g["CB"] * g["Hp"] * g["Wp"] * IL,))
+    ys = _work("ys", (T * g["OB"] * g["OH"] * g["OWp"] * V,))
+    ints = np.array(ints.tolist() + [N, x.shape[1], x.shape[2], x.shape[3], y.shape[1], y.shape[2], y.shape[3],
+                                     p["ph"], p["pw"], p["OCB"], mode, R, IL, V], np.int64)
+    yf = y.reshape(-1)
+    launch(driver(_images), _pointer(body), _flat(x), wb.reshape(-1), bias, yf, yf if base is None else _flat(base),
+           yf if mask is None else _flat(mask), xs, ys, ints, T)
     _count("in", x)
     _count("out", y)
     return y
@@ -527,7 +563,7 @@ def _forward(x, p, w, b, relu, base=None, mask=None, flip=False, scale=None, out
 _DW_INTS = ("CB", "Hp", "Wp", "OB", "Hd", "Wd", "oy", "ox", "OH", "OW", "KH", "SH", "SW", "DH", "DW", "chunks",
             "P", "N", "C")
 #: a weight gradient is summed in P = min(N, IMAGE_PARTS) parts of the batch, added up in order at the end
-#: (``run_weight_images``): the parts depend on the shapes only, so any thread count gives the same bits; a
+#: (``_weight_images``): the parts depend on the shapes only, so any thread count gives the same bits; a
 #: part's tiles are split into groups (tasks) only as far as the threads need work (a small batch)
 IMAGE_PARTS = 8
 
@@ -642,18 +678,19 @@ def conv2d_backward(dy, x, w, x_shape, w_shape, stride, padding, dilation, group
 
 
 def _weight_gradient(dy, x, w_shape, q):
-    """dw (K, C, KH, KW) of plan ``q`` by ``run_weight_images``; the parts summed in order."""
+    """dw (K, C, KH, KW) of plan ``q`` by ``_weight_images``; the parts summed in order."""
     V, IL, g = q["V"], q["IL"], dict(q["ints"])
     P, body = g["P"], weight_body(V, q["IL"], q["KW"], q["TC"], q["rows"])
     dwb = np.zeros((P, g["OB"], g["C"], w_shape[2], w_shape[3], V), np.float32)
     g.update(Hd=g["OH"], Wd=g["OW"], oy=0, ox=0, N=1, P=1)
     T = numba.get_num_threads()
-    xs = _work("wxs", (T, g["CB"] * g["Hp"] * g["Wp"] * IL))
-    ds = _work("wds", (T, g["OB"] * g["OH"] * g["OW"] * V))
-    ints = np.array([g[k] for k in _DW_INTS], np.int64)
+    xs = _work("wxs", (T * g["CB"] * g["Hp"] * g["Wp"] * IL,))
+    ds = _work("wds", (T * g["OB"] * g["OH"] * g["OW"] * V,))
     G = min(q["J"], -(-IMAGE_TASKS * T // P))        # groups of a part's tiles: work for every thread
-    run_weight_images(_pointer(body), _mutable(x), _mutable(dy), dwb.reshape(P, -1), ints, xs, ds, q["ph"], q["pw"], G,
-                      1 if q["rows"] else q["TC"])
+    ints = np.array([g[k] for k in _DW_INTS] + [q["ph"], q["pw"], G, 1 if q["rows"] else q["TC"], *x.shape,
+                                                 *dy.shape[1:], P, IL, V], np.int64)
+    xf = _flat(x)
+    launch(driver(_weight_images), _pointer(body), xf, _flat(dy), dwb.reshape(-1), xs, ds, xf, xf, xf, ints, T)
     _count("in", x)
     _count("in", dy)
     s = dwb.sum(axis=0) if P > 1 else dwb[0]

@@ -22,7 +22,7 @@ import functools
 
 import numba
 import numpy as np
-from numba import njit, prange, types
+from numba import njit
 
 from . import blocked
 from .simd import tile_affine, tile_fma, tile_relu, tile_store, tile_zero
@@ -34,8 +34,6 @@ __all__ = []     # reached through conv2d.py
 #: above, pixel tiles in the outer loop)
 L2_BYTES = 1 << 20
 
-F1, F2, I1 = blocked.F1, blocked.F2, blocked.I1
-BODY = blocked.BODY
 
 #: run-time ints of a forward body (``ip``): their positions
 _FWD_INTS = ("C", "P", "K", "KB", "PT", "G", "relu", "kinner", "scratch", "wc", "packed")
@@ -140,47 +138,56 @@ def _pack_block(w, dst, w0, C, TK):
                 dst[c * TK + i] = w[row + c]
 
 
-@njit(types.void(types.FunctionType(BODY), F1, F1, F1, F1, I1, F1, F1, types.int64, types.int64, types.int64,
-                 F2, F2), parallel=True, cache=True)
-def run_forward(fn, x, w, sb, y, ip, base, mask, mode, TK, TPVV, ys, ws):
-    """Every task of a forward body (every image, group, block of TK outputs and pixel tile), split statically
-    over ``T = ys.shape[0]`` threads.
+#: ``_forward``'s ints after the body's ``_FWD_INTS``
+_DRV_INTS = ("mode", "TK", "TPVV", "N")
+
+
+def _pack_blocks(fn, unused, w, a3, a4, a5, a6, a7, ws, ip, t, T):
+    """Thread t's share of the G*KB blocks of TK outputs' weights copied as (C, TK) into ws's rows (``packed`` 2:
+    blocks read again by other pixel tiles or images)."""
+    C, K, KB, G, TK = ip[0], ip[2], ip[3], ip[5], ip[12]
+    for gb in range(t * G * KB // T, (t + 1) * G * KB // T):
+        g, kb = gb // KB, gb % KB
+        _pack_block(w, ws[gb * C * TK:(gb + 1) * C * TK], (g * K + min(kb * TK, K - TK)) * C, C, TK)
+
+
+def _forward(fn, x, w, sb, y, base, mask, ys, ws, ip, t, T):
+    """Thread t's share of a forward body's tasks (every image, group, block of TK outputs and pixel tile), split
+    statically over the T threads.
 
     With ``packed`` (ip) the body reads a block of TK output channels' weights copied as (C, TK) (rows of w a
     power-of-two apart, read in place, would share one set of the L1 cache: 4 KiB aliasing): with ``packed`` 2
-    all blocks are copied first, into ws's rows (G*KB of them); with 1 (one image, blocks in the outer loop) a
-    thread copies its task's block into its row ``ws[t]``, once for the tasks of one block in a row.  With
-    ``mode`` 0 the body stores straight into y (an overlapping last tile writes the same values again); with 1
-    it stores into the thread's scratch row ``ys[t]`` (ip's ``scratch`` set) and the task writes base + the
-    outputs it owns (its tile less the overlap) into y, with 2 also 0 where mask <= 0 (a ReLU's backward).
-    Arrays flat as the body's; base, mask like y (y itself when ``mode`` is 0); TPVV = TPV*V pixels a tile."""
+    ``_pack_blocks`` copied them all first; with 1 (one image, blocks in the outer loop) the thread copies its
+    task's block into its part of ``ws``, once for the tasks of one block in a row.  With ``mode`` 0 the body
+    stores straight into y (an overlapping last tile writes the same values again); with 1 it stores into the
+    thread's scratch (ip's ``scratch`` set) and the task writes base + the outputs it owns (its tile less the
+    overlap) into y, with 2 also 0 where mask <= 0 (a ReLU's backward).  Flat arrays as the body's; base, mask
+    like y (y itself when ``mode`` is 0); ys (T, TK*TPVV), ws (T or G*KB, C*TK); ip as ``_FWD_INTS`` then
+    ``_DRV_INTS`` (TPVV = TPV*V pixels a tile)."""
     C, P, K, KB, PT, G, kinner, packed = ip[0], ip[1], ip[2], ip[3], ip[4], ip[5], ip[7], ip[10]
-    N = y.shape[0] // (G * K * P)
+    mode, TK, TPVV, N = ip[11], ip[12], ip[13], ip[14]
     ntasks = N * G * KB * PT
-    T = ys.shape[0]
-    if packed == 2:                     # blocks read again by other pixel tiles or images: all packed first
-        for gb in prange(G * KB):
-            g, kb = gb // KB, gb % KB
-            _pack_block(w, ws[gb], (g * K + min(kb * TK, K - TK)) * C, C, TK)
-    for t in prange(T):
-        last = -1
-        for task in range(t * ntasks // T, (t + 1) * ntasks // T):
-            n, g, kb, pt = _task(task, KB, PT, G, kinner)
-            k0, p0 = min(kb * TK, K - TK), min(pt * TPVV, P - TPVV)
-            wl = w if packed == 0 else ws[g * KB + kb] if packed == 2 else ws[t]
-            if packed == 1 and g * KB + kb != last:
-                _pack_block(w, wl, (g * K + k0) * C, C, TK)       # once for the tasks of one block in a row
-                last = g * KB + kb
-            if mode == 0:
-                fn(x, wl, sb, y, ip, np.int64(task))
-                continue
-            fn(x, wl, sb, ys[t], ip, np.int64(task))
-            for k in range(kb * TK, min(kb * TK + TK, K)):
-                o = ((n * G + g) * K + k) * P
-                s = (k - k0) * TPVV - p0
-                for p in range(pt * TPVV, min(pt * TPVV + TPVV, P)):
-                    v = base[o + p] + ys[t, s + p]
-                    y[o + p] = v if mode == 1 or mask[o + p] > 0 else 0
+    yl = ys[t * TK * TPVV:(t + 1) * TK * TPVV]
+    last = -1
+    for task in range(t * ntasks // T, (t + 1) * ntasks // T):
+        n, g, kb, pt = _task(task, KB, PT, G, kinner)
+        k0, p0 = min(kb * TK, K - TK), min(pt * TPVV, P - TPVV)
+        gb = g * KB + kb
+        wb = gb if packed == 2 else t
+        wl = w if packed == 0 else ws[wb * C * TK:(wb + 1) * C * TK]
+        if packed == 1 and gb != last:
+            _pack_block(w, wl, (g * K + k0) * C, C, TK)       # once for the tasks of one block in a row
+            last = gb
+        if mode == 0:
+            fn(x, wl, sb, y, ip, task)
+            continue
+        fn(x, wl, sb, yl, ip, task)
+        for k in range(kb * TK, min(kb * TK + TK, K)):
+            o = ((n * G + g) * K + k) * P
+            s = (k - k0) * TPVV - p0
+            for p in range(pt * TPVV, min(pt * TPVV + TPVV, P)):
+                v = base[o + p] + yl[s + p]
+                y[o + p] = v if mode == 1 or mask[o + p] > 0 else 0
 
 
 def _subsample(x, stride):
@@ -214,18 +221,20 @@ def forward(x, w, b, stride, groups=1, relu=False, scale=None, base=None, mask=N
     mode = 0 if base is None else 1 if mask is None else 2
     T = numba.get_num_threads()
     packed = 0 if transposed else 1 if N == 1 and not kinner else 2
-    ip = np.array([Cg, P, Kg, KB, PT, G, int(relu), kinner, int(mode > 0), Kg if transposed else TK, packed],
-                  np.int64)
-    yf = y.reshape(-1)
-    run_forward(blocked._pointer(forward_body(V, TK, TPV)), blocked._mutable(x).reshape(-1), _flat(w),
-                sb.reshape(-1), yf, ip, yf if base is None else _flat(base), yf if mask is None else _flat(mask), mode,
-                TK, TPV * V, blocked._work("1x1", (T, TK * TPV * V)),
-                blocked._work("1x1 w", ((1, 1), (T, Cg * TK), (G * KB, Cg * TK))[packed]))
+    ip = np.array([Cg, P, Kg, KB, PT, G, int(relu), kinner, int(mode > 0), Kg if transposed else TK, packed,
+                   mode, TK, TPV * V, N], np.int64)
+    yf, wf = y.reshape(-1), _flat(w)
+    ws = blocked._work("1x1 w", ((1,), (T * Cg * TK,), (G * KB * Cg * TK,))[packed])
+    ys = blocked._work("1x1", (T * TK * TPV * V,))
+    body = blocked._pointer(forward_body(V, TK, TPV))
+    if packed == 2:
+        blocked.launch(blocked.driver(_pack_blocks), body, yf, wf, yf, yf, yf, yf, yf, ws, ip, T)
+    blocked.launch(blocked.driver(_forward), body, _flat(x), wf, sb.reshape(-1), yf,
+                   yf if base is None else _flat(base), yf if mask is None else _flat(mask), ys, ws, ip, T)
     return y
 
 
-def _flat(a):
-    return blocked._mutable(np.ascontiguousarray(a, dtype=np.float32)).reshape(-1)
+_flat = blocked._flat
 
 
 def backward_input(dy, w, x_shape, stride, groups=1, base=None, mask=None):
