@@ -338,13 +338,15 @@ declare(Op(
            _conv_bench("c64-8x8-3x3", (64, 64, 8, 8), 64, 3, 1, 1),
            _conv_bench("c64-16x16-1x1", (64, 64, 16, 16), 32, 1, 1, 0),
            _conv_bench("alexnet-c1", (16, 3, 224, 224), 64, 11, 4, 2),
-           # ResNet-20's three stages at batch 128 (and its stride-2 entry), a depthwise 3x3, batch 1
+           # ResNet-20's three stages at batch 128 (and its stride-2 entry), a depthwise 3x3, batch 1 (a 3x3, and a
+           # 1x1 of ResNet-50's third stage: inference of an imported network)
            _conv_bench("resnet-16", (128, 16, 32, 32), 16, 3, 1, 1),
            _conv_bench("resnet-32s2", (128, 32, 16, 16), 32, 3, 2, 1),
            _conv_bench("resnet-32", (128, 32, 16, 16), 32, 3, 1, 1),
            _conv_bench("resnet-64", (128, 64, 8, 8), 64, 3, 1, 1),
            _conv_bench("depthwise-3x3", (64, 64, 56, 56), 64, 3, 1, 1, groups=64),
-           _conv_bench("batch1-64", (1, 64, 56, 56), 64, 3, 1, 1)),
+           _conv_bench("batch1-64", (1, 64, 56, 56), 64, 3, 1, 1),
+           _conv_bench("batch1-1x1", (1, 1024, 14, 14), 256, 1, 1, 0)),
     torch=lambda F, x, w, b, stride=1, padding=0, dilation=1, groups=1: F.conv2d(x, w, b, stride, padding, dilation,
                                                                                  groups)))
 
